@@ -1,0 +1,171 @@
+//! Accept loop, per-connection tasks and the state they share (including the
+//! fault-injection switches).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bson::oid::ObjectId;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+
+use crate::commands::{self, Outcome};
+use crate::store::Store;
+use crate::wire;
+
+/// State shared by every connection of one server.
+pub struct Shared {
+    store: Mutex<Store>,
+    /// Woken whenever a change event is recorded, so waiting getMores re-check.
+    pub events: Notify,
+    /// Bumped to make every open connection close itself.
+    kill: watch::Sender<u64>,
+    /// `topologyVersion.counter`; awaitable hellos return when it changes.
+    pub topology: watch::Sender<i64>,
+    shutdown: watch::Sender<bool>,
+    pub standalone: AtomicBool,
+    pub process_id: ObjectId,
+    pub port: u16,
+    pub started: Instant,
+    next_connection_id: AtomicI64,
+    next_request_id: AtomicI32,
+    open_connections: AtomicUsize,
+}
+
+impl Shared {
+    pub fn new(port: u16) -> Arc<Self> {
+        Arc::new(Shared {
+            store: Mutex::new(Store::new()),
+            events: Notify::new(),
+            kill: watch::Sender::new(0),
+            topology: watch::Sender::new(0),
+            shutdown: watch::Sender::new(false),
+            standalone: AtomicBool::new(false),
+            process_id: ObjectId::new(),
+            port,
+            started: Instant::now(),
+            next_connection_id: AtomicI64::new(1),
+            next_request_id: AtomicI32::new(1),
+            open_connections: AtomicUsize::new(0),
+        })
+    }
+
+    /// Locks the store. A panic while holding the lock cannot leave the data
+    /// half-written in a way tests care about, so poisoning is ignored.
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn next_request_id(&self) -> i32 {
+        self.next_request_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.open_connections.load(Ordering::SeqCst)
+    }
+
+    pub fn drop_all_connections(&self) {
+        self.kill.send_modify(|g| *g += 1);
+    }
+
+    pub fn forget_history(&self) {
+        self.store().forget_history();
+        // Waiting change stream cursors must notice they may now be behind.
+        self.events.notify_waiters();
+    }
+
+    pub fn set_standalone(&self, standalone: bool) {
+        if self.standalone.swap(standalone, Ordering::SeqCst) != standalone {
+            // A new topologyVersion makes monitoring hellos answer at once.
+            self.topology.send_modify(|c| *c += 1);
+        }
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+        self.drop_all_connections();
+    }
+}
+
+/// Accepts connections until shutdown, one task per connection.
+pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(handle_connection(stream, peer, shared.clone(), id));
+            }
+            // Typically out of file descriptors: back off instead of spinning.
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Identity of one client connection, as commands see it.
+pub struct ConnCtx {
+    pub id: i64,
+    pub peer: SocketAddr,
+}
+
+struct OpenGuard<'a>(&'a AtomicUsize);
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn handle_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, id: i64) {
+    // Subscribing marks the current generation as seen: only later kills apply.
+    let mut kill = shared.kill.subscribe();
+    if *shared.shutdown.borrow() {
+        return;
+    }
+    shared.open_connections.fetch_add(1, Ordering::SeqCst);
+    let _guard = OpenGuard(&shared.open_connections);
+    let ctx = ConnCtx { id, peer };
+    let (mut reader, mut writer) = stream.into_split();
+    let serve = async {
+        loop {
+            let frame = read_frame(&mut reader).await?;
+            let message = wire::parse_message(&frame)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            match commands::handle_message(&shared, &ctx, message).await {
+                Outcome::Reply(bytes) => writer.write_all(&bytes).await?,
+                Outcome::NoReply => {}
+                Outcome::Close => return Ok::<(), io::Error>(()),
+            }
+        }
+    };
+    // Dropping the streams closes the socket, which is exactly the fault the
+    // kill switch is meant to inject, even in the middle of a waiting getMore.
+    tokio::select! {
+        _ = kill.changed() => {}
+        _ = serve => {}
+    }
+}
+
+/// Reads one length-prefixed message, refusing bad lengths before allocating.
+async fn read_frame(reader: &mut (impl AsyncReadExt + Unpin)) -> io::Result<Vec<u8>> {
+    let mut len_bytes = [0u8; 4];
+    reader.read_exact(&mut len_bytes).await?;
+    let len = wire::check_length(i32::from_le_bytes(len_bytes))
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let mut frame = vec![0u8; len];
+    frame[..4].copy_from_slice(&len_bytes);
+    reader.read_exact(&mut frame[4..]).await?;
+    Ok(frame)
+}

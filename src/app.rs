@@ -1,0 +1,203 @@
+//! Wires the parts together: config, logging, the handler, the runtime, and the front end
+//! (TUI or headless), and turns outcomes into exit codes (SPEC: 0 clean, 2 usage or config,
+//! 1 any other fatal error).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::cli::Cli;
+use crate::config::{self, LoadedConfig};
+use crate::pipeline::sinks::JsonLinesSink;
+use crate::pipeline::{Handler, HandlerConfig, Sink};
+use crate::positions::PositionStore;
+use crate::registry::Registry;
+use crate::runtime::Runtime;
+use crate::{headless, signals, tui};
+
+pub const EXIT_CONFIG: u8 = 2;
+pub const EXIT_FATAL: u8 = 1;
+
+pub fn main(cli: Cli) -> ExitCode {
+    let loaded = match load_config(&cli) {
+        Ok(loaded) => loaded,
+        Err(message) => {
+            eprintln!("cdc-tui: {message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if cli.check_config {
+        let config = &loaded.config;
+        println!(
+            "{}: ok ({} databases, {} listeners{})",
+            loaded.path.display(),
+            config.databases.len(),
+            config.listeners.len(),
+            if config.demo.enabled { ", demo" } else { "" }
+        );
+        return ExitCode::SUCCESS;
+    }
+    let log_file = match init_logging(&cli, &loaded) {
+        Ok(log_file) => log_file,
+        Err(error) => {
+            eprintln!("cdc-tui: {error:#}");
+            return ExitCode::from(EXIT_FATAL);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cdc-tui: cannot start the runtime: {error}");
+            return ExitCode::from(EXIT_FATAL);
+        }
+    };
+    let outcome = runtime.block_on(run(loaded, cli.headless, log_file));
+    // Listener tasks blocked on a dead connection must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("cdc-tui: {error:#}");
+            ExitCode::from(EXIT_FATAL)
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<LoadedConfig, String> {
+    let path = cli.config.clone().unwrap_or_else(config::default_path);
+    if cli.config.is_none() && !path.exists() {
+        if cli.demo {
+            // The demo needs no config file: defaults and the demo database.
+            let mut config = config::Config::default();
+            config.demo.enabled = true;
+            return Ok(LoadedConfig {
+                config,
+                path: PathBuf::from("cdc.toml"),
+            });
+        }
+        return Err(format!(
+            "no config file: create {} (see README.md), pass --config PATH, or run with --demo",
+            path.display()
+        ));
+    }
+    config::load(&path, cli.demo).map_err(|error| error.to_string())
+}
+
+/// Logs go to stderr in headless mode and to a file in TUI mode; never to stdout.
+fn init_logging(cli: &Cli, loaded: &LoadedConfig) -> anyhow::Result<Option<PathBuf>> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CDC_TUI_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("cdc_tui=info,warn"));
+    if cli.headless {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+        return Ok(None);
+    }
+    let dir = loaded.state_dir();
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the state dir {}", dir.display()))?;
+    let path = dir.join("cdc-tui.log");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the log file {}", path.display()))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(Arc::new(file))
+        .init();
+    Ok(Some(path))
+}
+
+async fn run(
+    loaded: LoadedConfig,
+    headless: bool,
+    log_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let pipeline = HandlerConfig::from_pipeline(&loaded.config.pipeline);
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if headless {
+        sinks.push(Box::new(JsonLinesSink::new(
+            "stdout",
+            std::io::stdout(),
+            true,
+        )));
+    }
+    if let Some(path) = loaded.jsonl_path() {
+        sinks.push(Box::new(open_jsonl(&path)?));
+    }
+    let (handler, changes) = Handler::new(pipeline, sinks);
+    let timings = handler.timings();
+    let log = handler.log();
+
+    let registry = Arc::new(Registry::new());
+    let status_events = registry.subscribe();
+    let runtime = Arc::new(Runtime::new(
+        registry.clone(),
+        Runtime::databases_of(&loaded),
+        PositionStore::new(loaded.state_dir()),
+        changes,
+    ));
+    let handler_task = tokio::spawn(handler.run());
+    let status_printer =
+        headless.then(|| tokio::spawn(headless::print_status_events(status_events)));
+
+    for listener in loaded.config.listeners.clone() {
+        if let Err(message) = runtime.start(listener) {
+            tracing::error!("{message}");
+        }
+    }
+
+    if headless {
+        let commands = tokio::spawn(headless::read_commands(runtime.clone()));
+        signals::terminated().await;
+        commands.abort();
+    } else {
+        let ui = tui::UiContext {
+            runtime: runtime.clone(),
+            timings,
+            log,
+            log_file,
+            config_path: loaded.path.clone(),
+        };
+        let ui_result = tui::run(ui).await;
+        runtime.shutdown().await;
+        ui_result?;
+    }
+    runtime.shutdown().await;
+    drop(runtime);
+    drop(registry);
+    let flushed = handler_task.await.context("the handler task panicked")?;
+    if let Some(printer) = status_printer {
+        // The registry is gone, so the printer drains the last events and ends.
+        let _ = printer.await;
+    }
+    flushed.context("writing changes failed")?;
+    Ok(())
+}
+
+fn open_jsonl(path: &Path) -> anyhow::Result<JsonLinesSink<std::io::BufWriter<std::fs::File>>> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open the jsonl sink {}", path.display()))?;
+    Ok(JsonLinesSink::new(
+        "jsonl",
+        std::io::BufWriter::new(file),
+        false,
+    ))
+}

@@ -1,0 +1,52 @@
+//! Collates a batch into packets per (listener, table, op). The batch keeps its changes in
+//! arrival order (so a listener's insert, update, insert stay in that order); packets are the
+//! summary the flush line and the acknowledgements use. A mixed batch keeps every op.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::change::{Change, Op};
+use crate::registry::ListenerHandle;
+
+pub struct Packet {
+    pub listener: Arc<ListenerHandle>,
+    pub table: Arc<str>,
+    pub op: Op,
+    pub count: usize,
+    /// The highest sequence number of this listener in the packet.
+    pub last_seq: u64,
+}
+
+pub struct Batch {
+    /// Batch numbers count from 1 in each run.
+    pub number: u64,
+    pub changes: Vec<Change>,
+    pub packets: Vec<Packet>,
+    pub waited: Duration,
+}
+
+/// Packets in order of first appearance; a batch has few, so a linear search beats hashing.
+pub fn collate(changes: &[Change]) -> Vec<Packet> {
+    let mut packets: Vec<Packet> = Vec::new();
+    for change in changes {
+        let found = packets.iter_mut().find(|packet| {
+            Arc::ptr_eq(&packet.listener, &change.listener)
+                && packet.op == change.op
+                && packet.table == change.table
+        });
+        match found {
+            Some(packet) => {
+                packet.count += 1;
+                packet.last_seq = packet.last_seq.max(change.seq);
+            }
+            None => packets.push(Packet {
+                listener: change.listener.clone(),
+                table: change.table.clone(),
+                op: change.op,
+                count: 1,
+                last_seq: change.seq,
+            }),
+        }
+    }
+    packets
+}

@@ -1,0 +1,196 @@
+//! PostgreSQL sources: logical replication (`logical`) and polling an increasing column
+//! (`polling`), with the SQL connection, identifier quoting and value conversion they share.
+
+pub mod logical;
+pub mod pgoutput;
+pub mod polling;
+pub mod value;
+
+use std::fmt;
+
+use tokio_postgres::error::SqlState;
+
+use crate::secret::DatabaseUrl;
+use crate::source::SourceError;
+
+/// A schema-qualified table name, parsed with SQL's rules: `"Shop"."Order Items"` keeps its
+/// case and spaces, an unquoted part is folded to lower case, and no schema means `public`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableName {
+    pub schema: String,
+    pub name: String,
+}
+
+impl TableName {
+    pub fn parse(text: &str) -> Result<TableName, String> {
+        let mut parts = Vec::new();
+        let mut chars = text.trim().chars().peekable();
+        loop {
+            let mut part = String::new();
+            if chars.peek() == Some(&'"') {
+                chars.next();
+                loop {
+                    match chars.next() {
+                        Some('"') if chars.peek() == Some(&'"') => {
+                            chars.next();
+                            part.push('"');
+                        }
+                        Some('"') => break,
+                        Some(c) => part.push(c),
+                        None => return Err(format!("{text:?}: a quoted name is not closed")),
+                    }
+                }
+            } else {
+                while let Some(&c) = chars.peek() {
+                    if c == '.' {
+                        break;
+                    }
+                    if c == '"' || c.is_whitespace() {
+                        return Err(format!(
+                            "{text:?}: quote a name with spaces or quotes, as in \"My Table\""
+                        ));
+                    }
+                    part.push(c.to_ascii_lowercase());
+                    chars.next();
+                }
+            }
+            if part.is_empty() {
+                return Err(format!("{text:?}: an empty name"));
+            }
+            parts.push(part);
+            match chars.next() {
+                None => break,
+                Some('.') => continue,
+                Some(_) => return Err(format!("{text:?}: expected '.' after a quoted name")),
+            }
+        }
+        match <[String; 2]>::try_from(parts) {
+            Ok([schema, name]) => Ok(TableName { schema, name }),
+            Err(parts) if parts.len() == 1 => Ok(TableName {
+                schema: "public".into(),
+                name: parts.into_iter().next().unwrap_or_default(),
+            }),
+            Err(_) => Err(format!("{text:?}: use table or schema.table")),
+        }
+    }
+
+    /// The name as SQL text, both parts quoted.
+    pub fn quoted(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.quoted())
+    }
+}
+
+/// An identifier as SQL text: always quoted, inner quotes doubled, so no name is ever pasted
+/// into SQL as code.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Opens an ordinary SQL connection; its connection task ends with the client.
+pub async fn connect(url: &DatabaseUrl) -> Result<tokio_postgres::Client, SourceError> {
+    let (client, connection) = tokio_postgres::connect(url.expose(), tokio_postgres::NoTls)
+        .await
+        .map_err(|error| classify(&error, url))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!("postgres connection ended: {error}");
+        }
+    });
+    Ok(client)
+}
+
+/// Sorts a PostgreSQL error into waiting-may-help or not, with the server's own text and
+/// never the password.
+pub fn classify(error: &tokio_postgres::Error, url: &DatabaseUrl) -> SourceError {
+    let text = match error.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{}: {}", db.severity(), db.message());
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!(" (hint: {hint})"));
+            }
+            text
+        }
+        None => {
+            let mut text = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                let cause = cause.to_string();
+                if !text.contains(&cause) {
+                    text.push_str(&format!(": {cause}"));
+                }
+                source = cause_source(source);
+            }
+            text
+        }
+    };
+    let text = url.redact(&text);
+    let permanent = error.code().is_some_and(|code| {
+        [
+            SqlState::UNDEFINED_TABLE,
+            SqlState::UNDEFINED_COLUMN,
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            SqlState::INVALID_PASSWORD,
+            SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+            SqlState::INVALID_CATALOG_NAME,
+            SqlState::SYNTAX_ERROR,
+            SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+            SqlState::FEATURE_NOT_SUPPORTED,
+        ]
+        .contains(code)
+    });
+    if permanent {
+        SourceError::permanent(text)
+    } else {
+        SourceError::transient(text)
+    }
+}
+
+fn cause_source<'a>(
+    source: Option<&'a (dyn std::error::Error + 'static)>,
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    source.and_then(std::error::Error::source)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_follow_sql_rules() {
+        let ok = [
+            ("public.orders", "public", "orders"),
+            ("orders", "public", "orders"),
+            ("Sales.Orders", "sales", "orders"),
+            ("\"Shop\".\"Order Items\"", "Shop", "Order Items"),
+            ("\"we\"\"ird\".t", "we\"ird", "t"),
+        ];
+        for (text, schema, name) in ok {
+            let table = TableName::parse(text).unwrap();
+            assert_eq!((table.schema.as_str(), table.name.as_str()), (schema, name));
+        }
+        assert_eq!(
+            TableName::parse("\"Shop\".\"Order Items\"")
+                .unwrap()
+                .quoted(),
+            "\"Shop\".\"Order Items\""
+        );
+        for bad in ["", "a.b.c", "\"open", "Order Items", "a.", ".a", "\"a\"b"] {
+            assert!(TableName::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn identifiers_are_always_quoted() {
+        assert_eq!(quote_ident("a"), "\"a\"");
+        assert_eq!(
+            quote_ident("x\"; drop table t; --"),
+            "\"x\"\"; drop table t; --\""
+        );
+    }
+}

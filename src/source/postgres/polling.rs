@@ -1,0 +1,415 @@
+//! PostgreSQL polling listener, for users without replication rights.
+//!
+//! Every `interval_ms` one REPEATABLE READ read-only transaction reads the primary key and the
+//! `cursor_column` of every row, compares them with the previous poll, and reads the full rows
+//! whose cursor moved. A new key is an insert, a moved cursor an update, a vanished key a
+//! delete. Comparing whole states (rather than reading `cursor > last`) is what makes polling
+//! sound: a row whose transaction commits after a later-stamped row was read still shows up
+//! as a change on the next poll, whatever its cursor value. The cost is one scan of (key,
+//! cursor) per poll, bounded by `max_tracked_rows` (documented in README).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::{StreamExt, pin_mut};
+use serde_json::{Map, Value};
+use tokio_postgres::{Client, IsolationLevel};
+
+use crate::change::{Change, Op};
+use crate::source::postgres::value::text_to_json;
+use crate::source::postgres::{TableName, classify, connect, quote_ident};
+use crate::source::{DRAIN_TIMEOUT, PendingPositions, SourceContext, SourceError, Wake};
+
+/// A column of the watched table.
+#[derive(Debug, Clone)]
+struct ColumnInfo {
+    name: String,
+    type_oid: u32,
+}
+
+/// The prepared shape of the table: columns, which are the key, and the SQL to read it.
+struct TableShape {
+    columns: Vec<ColumnInfo>,
+    /// Indexes into `columns`, in primary-key order.
+    key_columns: Vec<usize>,
+    cursor_column: usize,
+    /// `SELECT key::text…, cursor::text FROM t ORDER BY cursor`
+    state_sql: String,
+    /// `SELECT col::text… FROM t WHERE cursor >= $1 ORDER BY cursor, key…`
+    rows_sql: String,
+    /// `SELECT max(cursor)::text FROM t`
+    max_sql: String,
+}
+
+/// The key columns' text joined by a separator no key text holds (PostgreSQL text cannot
+/// contain NUL).
+type RowKey = String;
+/// Each row's cursor text; `None` for a NULL cursor.
+type RowState = HashMap<RowKey, Option<String>>;
+
+pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
+    let config = ctx.handle.config().clone();
+    let table = TableName::parse(&config.table).map_err(SourceError::permanent)?;
+    let cursor_column = config
+        .cursor_column
+        .clone()
+        .ok_or_else(|| SourceError::permanent("polling needs cursor_column"))?;
+    let mut client = connect(&ctx.url).await?;
+    let shape = describe(&client, &table, &cursor_column, ctx).await?;
+    let table_label: std::sync::Arc<str> = config.table.as_str().into();
+    let interval = Duration::from_millis(config.interval_ms);
+
+    // After a restart, rows whose cursor passed the saved one changed while we were away.
+    let mut resume_after = ctx.positions.load(ctx.identity()).map_err(|error| {
+        SourceError::permanent(format!("cannot read the saved position: {error}"))
+    })?;
+    let mut previous: Option<RowState> = None;
+    let mut pending = PendingPositions::default();
+    ctx.set_running();
+
+    loop {
+        if let Err(error) = ctx.checkpoint().await {
+            return finish(ctx, &mut pending, error).await;
+        }
+        let poll = poll_once(
+            &mut client,
+            &shape,
+            config.max_tracked_rows,
+            previous.as_ref(),
+        )
+        .await;
+        let poll = poll.map_err(|error| match error {
+            PollError::Sql(error) => classify(&error, &ctx.url),
+            PollError::Source(error) => error,
+        })?;
+        let mut changes = Vec::new();
+        match &previous {
+            Some(_) => changes.extend(poll.changes),
+            None => {
+                if let Some(saved) = resume_after.take() {
+                    changes.extend(changed_since(&client, &shape, &saved, &ctx.url).await?);
+                }
+            }
+        }
+        previous = Some(poll.state);
+        for (op, key, after, position) in changes {
+            let change = Change {
+                listener: ctx.handle.clone(),
+                seq: ctx.next_seq(),
+                table: table_label.clone(),
+                op,
+                key,
+                before: Value::Null,
+                after,
+                update: None,
+                position,
+                commit_time: None,
+                captured_at: Utc::now(),
+            };
+            if let Err(error) = ctx.send(change).await {
+                return finish(ctx, &mut pending, error).await;
+            }
+        }
+        if let Some(max) = poll.max_cursor {
+            pending.push(ctx.last_seq(), max);
+        }
+        save_flushed(ctx, &mut pending)?;
+
+        // Wait for the next poll, saving positions as their batches flush; react to controls.
+        let next_poll = tokio::time::Instant::now() + interval;
+        while ctx.wait_until(next_poll).await == Wake::Flushed {
+            save_flushed(ctx, &mut pending)?;
+        }
+    }
+}
+
+/// Saves the newest position whose changes are all flushed.
+fn save_flushed(
+    ctx: &SourceContext,
+    pending: &mut PendingPositions<String>,
+) -> Result<(), SourceError> {
+    match pending.take_flushed(ctx.flushed_seq()) {
+        Some(position) => ctx.save_position(&position),
+        None => Ok(()),
+    }
+}
+
+/// On a stop, waits for the changes in flight to flush and saves their position.
+async fn finish(
+    ctx: &mut SourceContext,
+    pending: &mut PendingPositions<String>,
+    error: SourceError,
+) -> Result<(), SourceError> {
+    if ctx.drain(DRAIN_TIMEOUT).await {
+        save_flushed(ctx, pending)?;
+    }
+    Err(error)
+}
+
+enum PollError {
+    Sql(tokio_postgres::Error),
+    Source(SourceError),
+}
+
+impl From<tokio_postgres::Error> for PollError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        PollError::Sql(error)
+    }
+}
+
+type FoundChange = (Op, Value, Value, String);
+
+struct Poll {
+    state: RowState,
+    changes: Vec<FoundChange>,
+    max_cursor: Option<String>,
+}
+
+/// Reads the state of the table and, given the previous state, the changes since.
+async fn poll_once(
+    client: &mut Client,
+    shape: &TableShape,
+    max_tracked_rows: usize,
+    previous: Option<&RowState>,
+) -> Result<Poll, PollError> {
+    let transaction = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+
+    let mut state = RowState::with_capacity(previous.map_or(0, HashMap::len));
+    let rows = transaction
+        .query_raw(shape.state_sql.as_str(), std::iter::empty::<&str>())
+        .await?;
+    pin_mut!(rows);
+    let key_count = shape.key_columns.len();
+    // Rows come in cursor order, so the first moved row holds the lowest moved cursor: the
+    // bound for reading the moved rows in full.
+    let mut moved = std::collections::HashSet::new();
+    let mut low: Option<String> = None;
+    while let Some(row) = rows.next().await {
+        let row = row?;
+        if state.len() >= max_tracked_rows {
+            return Err(PollError::Source(SourceError::permanent(format!(
+                "the table has more than max_tracked_rows = {max_tracked_rows} rows; polling \
+                 compares every row's key and cursor each poll: raise max_tracked_rows or use \
+                 strategy = \"logical\""
+            ))));
+        }
+        let mut key = String::new();
+        for index in 0..key_count {
+            if index > 0 {
+                key.push('\0');
+            }
+            key.push_str(row.get::<_, Option<&str>>(index).unwrap_or(""));
+        }
+        let cursor = row.get::<_, Option<String>>(key_count);
+        if previous.is_some_and(|previous| previous.get(&key) != Some(&cursor)) {
+            if low.is_none() {
+                low.clone_from(&cursor);
+            }
+            moved.insert(key.clone());
+        }
+        state.insert(key, cursor);
+    }
+    let max_cursor: Option<String> = transaction.query_one(&shape.max_sql, &[]).await?.get(0);
+
+    let mut changes = Vec::new();
+    if let Some(previous) = previous {
+        if let Some(low) = low {
+            let rows = transaction.query(&shape.rows_sql, &[&low]).await?;
+            for row in rows {
+                let (key_text, key, after, cursor) = row_values(shape, &row);
+                if !moved.contains(&key_text) || state.get(&key_text) != Some(&cursor) {
+                    continue;
+                }
+                let op = if previous.contains_key(&key_text) {
+                    Op::Update
+                } else {
+                    Op::Insert
+                };
+                changes.push((op, key, after, cursor.unwrap_or_default()));
+            }
+        }
+        let mut deleted: Vec<&RowKey> = previous
+            .keys()
+            .filter(|key| !state.contains_key(*key))
+            .collect();
+        deleted.sort();
+        for key_text in deleted {
+            let key = key_json(shape, key_text);
+            changes.push((
+                Op::Delete,
+                key,
+                Value::Null,
+                max_cursor.clone().unwrap_or_default(),
+            ));
+        }
+    }
+    transaction.commit().await?;
+    Ok(Poll {
+        state,
+        changes,
+        max_cursor,
+    })
+}
+
+/// Rows whose cursor reached the saved one (after a restart): reported as updates, since
+/// whether each was inserted or updated while we were away is unknown. Rows at the saved
+/// cursor itself are included: delivered again rather than possibly missed.
+async fn changed_since(
+    client: &Client,
+    shape: &TableShape,
+    saved: &str,
+    url: &crate::secret::DatabaseUrl,
+) -> Result<Vec<FoundChange>, SourceError> {
+    let rows = client
+        .query(&shape.rows_sql, &[&saved])
+        .await
+        .map_err(|error| classify(&error, url))?;
+    Ok(rows
+        .iter()
+        .map(|row| row_values(shape, row))
+        .map(|(_, key, after, cursor)| (Op::Update, key, after, cursor.unwrap_or_default()))
+        .collect())
+}
+
+/// (key text, key JSON, row JSON, cursor text) of one full row.
+fn row_values(
+    shape: &TableShape,
+    row: &tokio_postgres::Row,
+) -> (RowKey, Value, Value, Option<String>) {
+    let mut after = Map::with_capacity(shape.columns.len());
+    for (index, column) in shape.columns.iter().enumerate() {
+        let value = row
+            .get::<_, Option<&str>>(index)
+            .map_or(Value::Null, |text| text_to_json(column.type_oid, text));
+        after.insert(column.name.clone(), value);
+    }
+    let mut key_text = String::new();
+    let mut key = Map::with_capacity(shape.key_columns.len());
+    for (position, &index) in shape.key_columns.iter().enumerate() {
+        if position > 0 {
+            key_text.push('\0');
+        }
+        key_text.push_str(row.get::<_, Option<&str>>(index).unwrap_or(""));
+        let name = &shape.columns[index].name;
+        key.insert(
+            name.clone(),
+            after.get(name).cloned().unwrap_or(Value::Null),
+        );
+    }
+    let cursor = row.get::<_, Option<String>>(shape.cursor_column);
+    (key_text, Value::Object(key), Value::Object(after), cursor)
+}
+
+/// The key JSON of a deleted row, from its key text.
+fn key_json(shape: &TableShape, key_text: &str) -> Value {
+    let key = shape
+        .key_columns
+        .iter()
+        .zip(key_text.split('\0'))
+        .map(|(&index, text)| {
+            let column = &shape.columns[index];
+            (column.name.clone(), text_to_json(column.type_oid, text))
+        })
+        .collect();
+    Value::Object(key)
+}
+
+/// Reads the table's columns and primary key from the catalog and prepares the SQL.
+async fn describe(
+    client: &Client,
+    table: &TableName,
+    cursor_column: &str,
+    ctx: &SourceContext,
+) -> Result<TableShape, SourceError> {
+    let rows = client
+        .query(
+            "SELECT a.attname, a.atttypid, format_type(a.atttypid, a.atttypmod), \
+                    array_position(i.indkey::int2[], a.attnum) \
+             FROM pg_attribute a \
+             JOIN pg_class c ON c.oid = a.attrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary \
+             WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped \
+             ORDER BY a.attnum",
+            &[&table.schema, &table.name],
+        )
+        .await
+        .map_err(|error| classify(&error, &ctx.url))?;
+    if rows.is_empty() {
+        return Err(SourceError::permanent(format!(
+            "table {table} does not exist (or this user cannot see it)"
+        )));
+    }
+    let mut columns = Vec::with_capacity(rows.len());
+    let mut keyed = Vec::new();
+    let mut cursor = None;
+    for (index, row) in rows.iter().enumerate() {
+        let name: String = row.get(0);
+        let type_oid: u32 = row.get(1);
+        let type_name: String = row.get(2);
+        if let Some(position) = row.get::<_, Option<i32>>(3) {
+            keyed.push((position, index));
+        }
+        if name == cursor_column {
+            cursor = Some((index, type_name));
+        }
+        columns.push(ColumnInfo { name, type_oid });
+    }
+    keyed.sort();
+    let key_columns: Vec<usize> = keyed.into_iter().map(|(_, index)| index).collect();
+    if key_columns.is_empty() {
+        return Err(SourceError::permanent(format!(
+            "table {table} has no primary key: polling needs one to tell updates and deletes"
+        )));
+    }
+    let (cursor_index, cursor_type) = cursor.ok_or_else(|| {
+        SourceError::permanent(format!(
+            "table {table} has no column {} (cursor_column)",
+            quote_ident(cursor_column)
+        ))
+    })?;
+
+    let quoted = table.quoted();
+    let cursor_sql = quote_ident(cursor_column);
+    let text_list = |indexes: &mut dyn Iterator<Item = usize>| {
+        let mut list = String::new();
+        for (n, index) in indexes.enumerate() {
+            if n > 0 {
+                list.push_str(", ");
+            }
+            let _ = write!(list, "{}::text", quote_ident(&columns[index].name));
+        }
+        list
+    };
+    let state_sql = format!(
+        "SELECT {}, {cursor_sql}::text FROM {quoted} ORDER BY {cursor_sql} NULLS LAST",
+        text_list(&mut key_columns.iter().copied())
+    );
+    let key_order = key_columns
+        .iter()
+        .map(|&index| quote_ident(&columns[index].name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // `cursor_type` comes from format_type(), the catalog's own spelling of the type.
+    let rows_sql = format!(
+        "SELECT {} FROM {quoted} WHERE {cursor_sql} >= $1::text::{cursor_type} \
+         ORDER BY {cursor_sql}, {key_order}",
+        text_list(&mut (0..columns.len()))
+    );
+    let max_sql = format!("SELECT max({cursor_sql})::text FROM {quoted}");
+    Ok(TableShape {
+        columns,
+        key_columns,
+        cursor_column: cursor_index,
+        state_sql,
+        rows_sql,
+        max_sql,
+    })
+}
