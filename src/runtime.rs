@@ -118,6 +118,19 @@ impl Runtime {
         self.databases.values()
     }
 
+    /// The tables (PostgreSQL) or collections (MongoDB) of a database, for the add dialog.
+    pub async fn list_tables(&self, database: &str) -> Result<Vec<String>, String> {
+        let database = self
+            .databases
+            .get(database)
+            .ok_or_else(|| format!("no database named {database:?}"))?;
+        let listed = match database.kind {
+            DatabaseKind::Postgres => source::postgres::list_tables(&database.url).await,
+            DatabaseKind::Mongodb => source::mongo::list_collections(&database.url).await,
+        };
+        listed.map_err(|error| error.message)
+    }
+
     /// Registers a listener and starts its task.
     pub fn start(&self, listener: ListenerConfig) -> Result<Arc<ListenerHandle>, String> {
         let database = self

@@ -74,6 +74,22 @@ impl TableName {
         }
     }
 
+    /// The name as a user would type it: parts quoted only where SQL needs quotes.
+    pub fn display_name(&self) -> String {
+        let part = |name: &str| {
+            let plain = name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            if plain && !name.is_empty() {
+                name.to_string()
+            } else {
+                quote_ident(name)
+            }
+        };
+        format!("{}.{}", part(&self.schema), part(&self.name))
+    }
+
     /// The name as SQL text, both parts quoted.
     pub fn quoted(&self) -> String {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
@@ -149,6 +165,35 @@ pub fn classify(error: &tokio_postgres::Error, url: &DatabaseUrl) -> SourceError
     } else {
         SourceError::transient(text)
     }
+}
+
+/// The tables this user can read, as `schema.table` (quoted where SQL needs it), for the
+/// add-listener dialog.
+pub async fn list_tables(url: &DatabaseUrl) -> Result<Vec<String>, SourceError> {
+    let client = connect(url).await?;
+    let rows = client
+        .query(
+            "SELECT n.nspname, c.relname FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND n.nspname NOT LIKE 'pg_toast%' \
+               AND has_table_privilege(c.oid, 'SELECT') \
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .map_err(|error| classify(&error, url))?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let table = TableName {
+                schema: row.get(0),
+                name: row.get(1),
+            };
+            table.display_name()
+        })
+        .collect())
 }
 
 fn cause_source<'a>(
