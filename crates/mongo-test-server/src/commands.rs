@@ -8,9 +8,9 @@ use tokio::time::Instant;
 
 use crate::error::{CmdResult, CommandError};
 use crate::query;
-use crate::server::{ConnCtx, Shared};
+use crate::server::{ConnCtx, GaugeGuard, Shared};
 use crate::store::{
-    BeforeChange, Batch, DEFAULT_FIRST_BATCH, FullDocument, Scope, StartAt, StreamSpec, UpdateOp,
+    Batch, BeforeChange, DEFAULT_FIRST_BATCH, FullDocument, Scope, StartAt, StreamSpec, UpdateOp,
 };
 use crate::wire::{self, Body, Message};
 
@@ -41,19 +41,33 @@ pub async fn handle_message(shared: &Shared, ctx: &ConnCtx, message: Message) ->
             if more_to_come {
                 Outcome::NoReply
             } else {
-                Outcome::Reply(wire::encode_op_msg(shared.next_request_id(), request_id, &reply))
+                Outcome::Reply(wire::encode_op_msg(
+                    shared.next_request_id(),
+                    request_id,
+                    &reply,
+                ))
             }
         }
         Body::Query(query) => {
-            let reply = run_legacy_query(shared, ctx, query.full_collection_name, query.query).await;
-            Outcome::Reply(wire::encode_op_reply(shared.next_request_id(), request_id, &[reply]))
+            let reply =
+                run_legacy_query(shared, ctx, query.full_collection_name, query.query).await;
+            Outcome::Reply(wire::encode_op_reply(
+                shared.next_request_id(),
+                request_id,
+                &[reply],
+            ))
         }
         Body::Reply(_) => Outcome::Close,
     }
 }
 
 /// OP_QUERY is only accepted for the initial handshake, as on MongoDB 5.1+.
-async fn run_legacy_query(shared: &Shared, ctx: &ConnCtx, collection: String, mut query: Document) -> Document {
+async fn run_legacy_query(
+    shared: &Shared,
+    ctx: &ConnCtx,
+    collection: String,
+    mut query: Document,
+) -> Document {
     // Old drivers wrap the command as {$query: {...}, $readPreference: ...}.
     if let Ok(inner) = query.get_document("$query") {
         query = inner.clone();
@@ -109,9 +123,25 @@ async fn dispatch(shared: &Shared, ctx: &ConnCtx, cmd: &Document) -> CmdResult<D
     let Some(name) = cmd.keys().next() else {
         return Err(CommandError::failed_to_parse("empty command document"));
     };
+    shared.count_command(name);
     let db = cmd.get_str("$db").map_err(|_| {
-        CommandError::new(40571, "Location40571", "OP_MSG requests require a $db argument")
+        CommandError::new(
+            40571,
+            "Location40571",
+            "OP_MSG requests require a $db argument",
+        )
     })?;
+    if cmd.contains_key("startTransaction") || cmd.contains_key("autocommit") {
+        return Err(CommandError::new(
+            20,
+            "IllegalOperation",
+            "transactions are not supported by mongo-test-server",
+        ));
+    }
+    let retry_key = retryable_write_key(name, cmd);
+    if let Some(previous) = retry_key.as_ref().and_then(|k| shared.retried_write(k)) {
+        return Ok(previous);
+    }
     let write = match name.as_str() {
         "hello" => return hello(shared, ctx, cmd, false).await,
         "isMaster" | "ismaster" => return hello(shared, ctx, cmd, true).await,
@@ -165,9 +195,28 @@ async fn dispatch(shared: &Shared, ctx: &ConnCtx, cmd: &Document) -> CmdResult<D
             ));
         }
     };
+    if let (Some(key), Ok(reply)) = (retry_key, &write) {
+        shared.remember_write(key, reply.clone());
+    }
     // Any write may have recorded change events that waiting streams want.
     shared.events.notify_waiters();
     write
+}
+
+/// Identifies a retryable write (`lsid` + `txnNumber`, sent by drivers to a
+/// replica set). A driver re-sends the same pair when the connection died
+/// before the reply arrived; answering from memory instead of running the
+/// write twice is what keeps fault injection from duplicating changes.
+fn retryable_write_key(name: &str, cmd: &Document) -> Option<(String, i64)> {
+    if !matches!(
+        name,
+        "insert" | "update" | "delete" | "findAndModify" | "findandmodify"
+    ) {
+        return None;
+    }
+    let lsid = cmd.get_document("lsid").ok()?;
+    let txn = cmd.get("txnNumber").and_then(as_i64)?;
+    Some((lsid.to_string(), txn))
 }
 
 // ----- argument helpers ------------------------------------------------
@@ -202,7 +251,9 @@ fn opt_doc<'a>(cmd: &'a Document, key: &str) -> CmdResult<Option<&'a Document>> 
     match cmd.get(key) {
         None | Some(Bson::Null) => Ok(None),
         Some(Bson::Document(d)) => Ok(Some(d)),
-        Some(_) => Err(CommandError::type_mismatch(format!("'{key}' must be an object"))),
+        Some(_) => Err(CommandError::type_mismatch(format!(
+            "'{key}' must be an object"
+        ))),
     }
 }
 
@@ -217,13 +268,17 @@ fn collection_arg<'a>(cmd: &'a Document, name: &str) -> CmdResult<&'a str> {
 
 fn doc_array<'a>(cmd: &'a Document, key: &str) -> CmdResult<Vec<&'a Document>> {
     let Some(Bson::Array(items)) = cmd.get(key) else {
-        return Err(CommandError::failed_to_parse(format!("'{key}' must be an array")));
+        return Err(CommandError::failed_to_parse(format!(
+            "'{key}' must be an array"
+        )));
     };
     items
         .iter()
         .map(|b| match b {
             Bson::Document(d) => Ok(d),
-            _ => Err(CommandError::type_mismatch(format!("'{key}' entries must be objects"))),
+            _ => Err(CommandError::type_mismatch(format!(
+                "'{key}' entries must be objects"
+            ))),
         })
         .collect()
 }
@@ -259,10 +314,18 @@ fn cursor_reply(batch: Batch, first: bool) -> Document {
 
 // ----- handshake and server info -----------------------------------------
 
-async fn hello(shared: &Shared, ctx: &ConnCtx, cmd: &Document, legacy: bool) -> CmdResult<Document> {
+async fn hello(
+    shared: &Shared,
+    ctx: &ConnCtx,
+    cmd: &Document,
+    legacy: bool,
+) -> CmdResult<Document> {
     // Awaitable hello (streaming SDAM monitoring): hold the reply until the
     // topology changes or maxAwaitTimeMS passes, otherwise monitors spin.
-    if let (Ok(tv), Some(wait)) = (cmd.get_document("topologyVersion"), opt_i64(cmd, "maxAwaitTimeMS")?) {
+    if let (Ok(tv), Some(wait)) = (
+        cmd.get_document("topologyVersion"),
+        opt_i64(cmd, "maxAwaitTimeMS")?,
+    ) {
         let current = *shared.topology.borrow();
         let same_process = tv.get_object_id("processId").ok() == Some(shared.process_id);
         let same_counter = tv.get("counter").and_then(as_i64) == Some(current);
@@ -275,7 +338,14 @@ async fn hello(shared: &Shared, ctx: &ConnCtx, cmd: &Document, legacy: bool) -> 
     let standalone = shared.standalone.load(Ordering::SeqCst);
     let me = shared.host();
     let mut d = Document::new();
-    d.insert(if legacy { "ismaster" } else { "isWritablePrimary" }, true);
+    d.insert(
+        if legacy {
+            "ismaster"
+        } else {
+            "isWritablePrimary"
+        },
+        true,
+    );
     d.insert(
         "topologyVersion",
         doc! { "processId": shared.process_id, "counter": *shared.topology.borrow() },
@@ -289,7 +359,10 @@ async fn hello(shared: &Shared, ctx: &ConnCtx, cmd: &Document, legacy: bool) -> 
         d.insert("secondary", false);
         d.insert("primary", me.clone());
         d.insert("me", me);
-        d.insert("electionId", ObjectId::from_bytes([0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 1]));
+        d.insert(
+            "electionId",
+            ObjectId::from_bytes([0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 1]),
+        );
         d.insert(
             "lastWrite",
             doc! {
@@ -336,7 +409,10 @@ fn get_parameter(cmd: &Document) -> Document {
         d.insert("featureCompatibilityVersion", doc! { "version": "7.0" });
     }
     if all || cmd.contains_key("changeStreamOptions") {
-        d.insert("changeStreamOptions", doc! { "preAndPostImages": { "expireAfterSeconds": "off" } });
+        d.insert(
+            "changeStreamOptions",
+            doc! { "preAndPostImages": { "expireAfterSeconds": "off" } },
+        );
     }
     d
 }
@@ -366,7 +442,11 @@ fn host_info() -> Document {
 
 fn repl_set_get_status(shared: &Shared) -> CmdResult<Document> {
     if shared.standalone.load(Ordering::SeqCst) {
-        return Err(CommandError::new(76, "NoReplicationEnabled", "not running with --replSet"));
+        return Err(CommandError::new(
+            76,
+            "NoReplicationEnabled",
+            "not running with --replSet",
+        ));
     }
     Ok(doc! {
         "set": "rs0",
@@ -479,7 +559,9 @@ fn delete(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
             let only_one = match opt_i64(stmt, "limit")? {
                 Some(0) | None => false,
                 Some(1) => true,
-                Some(_) => return Err(CommandError::failed_to_parse("delete limit must be 0 or 1")),
+                Some(_) => {
+                    return Err(CommandError::failed_to_parse("delete limit must be 0 or 1"));
+                }
             };
             store.delete(db, coll, &filter, only_one, None)
         })();
@@ -501,7 +583,11 @@ fn delete(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
 }
 
 fn find_and_modify(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
-    let name = if cmd.contains_key("findAndModify") { "findAndModify" } else { "findandmodify" };
+    let name = if cmd.contains_key("findAndModify") {
+        "findAndModify"
+    } else {
+        "findandmodify"
+    };
     let coll = collection_arg(cmd, name)?;
     let filter = opt_doc(cmd, "query")?.cloned().unwrap_or_default();
     let sort = opt_doc(cmd, "sort")?;
@@ -519,12 +605,22 @@ fn find_and_modify(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Docum
                     "pipeline-style updates are not supported by mongo-test-server",
                 ));
             }
-            _ => return Err(CommandError::failed_to_parse("Either an update or remove=true must be specified")),
+            _ => {
+                return Err(CommandError::failed_to_parse(
+                    "Either an update or remove=true must be specified",
+                ));
+            }
         };
         let r = store.update(
             db,
             coll,
-            &UpdateOp { filter: &filter, update, multi: false, upsert: truthy(cmd.get("upsert")), sort },
+            &UpdateOp {
+                filter: &filter,
+                update,
+                multi: false,
+                upsert: truthy(cmd.get("upsert")),
+                sort,
+            },
         )?;
         let want_new = truthy(cmd.get("new"));
         let value = if r.upserted.is_some() {
@@ -576,20 +672,38 @@ fn find(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
     let coll = collection_arg(cmd, "find")?;
     let filter = opt_doc(cmd, "filter")?.cloned().unwrap_or_default();
     let limit = opt_i64(cmd, "limit")?;
-    let mut docs = query_docs(shared, db, coll, &filter, opt_doc(cmd, "sort")?, opt_i64(cmd, "skip")?, limit)?;
+    let mut docs = query_docs(
+        shared,
+        db,
+        coll,
+        &filter,
+        opt_doc(cmd, "sort")?,
+        opt_i64(cmd, "skip")?,
+        limit,
+    )?;
     if let Some(p) = opt_doc(cmd, "projection")?.filter(|p| !p.is_empty()) {
         docs = docs.iter().map(|d| query::project(d, p)).collect();
     }
     let single = truthy(cmd.get("singleBatch")) || limit.is_some_and(|l| l < 0);
     let first = batch_size(opt_i64(cmd, "batchSize")?)?.unwrap_or(DEFAULT_FIRST_BATCH);
-    let batch = shared.store().open_find_cursor(format!("{db}.{coll}"), docs, first, single);
+    let batch = shared
+        .store()
+        .open_find_cursor(format!("{db}.{coll}"), docs, first, single);
     Ok(cursor_reply(batch, true))
 }
 
 fn count(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
     let coll = collection_arg(cmd, "count")?;
     let filter = opt_doc(cmd, "query")?.cloned().unwrap_or_default();
-    let docs = query_docs(shared, db, coll, &filter, None, opt_i64(cmd, "skip")?, opt_i64(cmd, "limit")?)?;
+    let docs = query_docs(
+        shared,
+        db,
+        coll,
+        &filter,
+        None,
+        opt_i64(cmd, "skip")?,
+        opt_i64(cmd, "limit")?,
+    )?;
     Ok(doc! { "n": docs.len() as i32 })
 }
 
@@ -620,6 +734,7 @@ async fn get_more(shared: &Shared, cmd: &Document) -> CmdResult<Document> {
         }
         // On timeout, loop once more: that final look returns the (empty)
         // batch with a fresh postBatchResumeToken.
+        let _waiting = GaugeGuard::new(&shared.waiting_streams);
         let _ = tokio::time::timeout_at(deadline, notified).await;
     }
 }
@@ -660,7 +775,11 @@ fn list_collections(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Docu
             "idIndex": { "v": 2, "key": { "_id": 1 }, "name": "_id_" },
         };
         if query::matches(&full, &filter)? {
-            entries.push(if name_only { doc! { "name": name, "type": "collection" } } else { full });
+            entries.push(if name_only {
+                doc! { "name": name, "type": "collection" }
+            } else {
+                full
+            });
         }
     }
     let batch = Batch {
@@ -697,8 +816,17 @@ fn list_databases(shared: &Shared, cmd: &Document) -> CmdResult<Document> {
 
 fn list_indexes(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
     let coll = collection_arg(cmd, "listIndexes")?;
-    if !shared.store().collection_names(db).iter().any(|c| c == coll) {
-        return Err(CommandError::new(26, "NamespaceNotFound", format!("ns does not exist: {db}.{coll}")));
+    if !shared
+        .store()
+        .collection_names(db)
+        .iter()
+        .any(|c| c == coll)
+    {
+        return Err(CommandError::new(
+            26,
+            "NamespaceNotFound",
+            format!("ns does not exist: {db}.{coll}"),
+        ));
     }
     let batch = Batch {
         docs: vec![doc! { "v": 2, "key": { "_id": 1 }, "name": "_id_" }],
@@ -769,7 +897,10 @@ fn aggregate(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
             ));
         }
     };
-    if let Some(spec) = stages.first().and_then(|s| s.get_document("$changeStream").ok()) {
+    if let Some(spec) = stages
+        .first()
+        .and_then(|s| s.get_document("$changeStream").ok())
+    {
         return change_stream(shared, db, target, spec, &stages[1..], first);
     }
     let Some(coll) = target else {
@@ -781,7 +912,9 @@ fn aggregate(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
     for stage in stages {
         docs = apply_stage(docs, stage)?;
     }
-    let batch = shared.store().open_find_cursor(format!("{db}.{coll}"), docs, first, false);
+    let batch = shared
+        .store()
+        .open_find_cursor(format!("{db}.{coll}"), docs, first, false);
     Ok(cursor_reply(batch, true))
 }
 
@@ -792,12 +925,16 @@ fn apply_stage(mut docs: Vec<Document>, stage: &Document) -> CmdResult<Vec<Docum
     };
     let arg_doc = || match arg {
         Bson::Document(d) => Ok(d),
-        _ => Err(CommandError::failed_to_parse(format!("{name} needs an object"))),
+        _ => Err(CommandError::failed_to_parse(format!(
+            "{name} needs an object"
+        ))),
     };
     let arg_num = || {
         as_i64(arg)
             .and_then(|n| usize::try_from(n).ok())
-            .ok_or_else(|| CommandError::failed_to_parse(format!("{name} needs a non-negative number")))
+            .ok_or_else(|| {
+                CommandError::failed_to_parse(format!("{name} needs a non-negative number"))
+            })
     };
     match name.as_str() {
         "$match" => {
@@ -828,7 +965,9 @@ fn apply_stage(mut docs: Vec<Document>, stage: &Document) -> CmdResult<Vec<Docum
             Ok(docs.iter().map(|d| query::project(d, p)).collect())
         }
         "$count" => match arg {
-            Bson::String(field) if !docs.is_empty() => Ok(vec![doc! { field.clone(): docs.len() as i32 }]),
+            Bson::String(field) if !docs.is_empty() => {
+                Ok(vec![doc! { field.clone(): docs.len() as i32 }])
+            }
             Bson::String(_) => Ok(Vec::new()),
             _ => Err(CommandError::failed_to_parse("$count needs a field name")),
         },
@@ -842,7 +981,9 @@ fn apply_stage(mut docs: Vec<Document>, stage: &Document) -> CmdResult<Vec<Docum
 /// `$group` with a constant `_id` and `{$sum: <number>}` accumulators, the
 /// shape countDocuments sends.
 fn group_constant(docs: Vec<Document>, spec: &Document) -> CmdResult<Vec<Document>> {
-    let unsupported = || CommandError::bad_value("only $group with a constant _id and $sum of a number is supported");
+    let unsupported = || {
+        CommandError::bad_value("only $group with a constant _id and $sum of a number is supported")
+    };
     let id = spec.get("_id").cloned().unwrap_or(Bson::Null);
     if matches!(&id, Bson::String(s) if s.starts_with('$')) || matches!(id, Bson::Document(_)) {
         return Err(unsupported());
@@ -852,7 +993,11 @@ fn group_constant(docs: Vec<Document>, spec: &Document) -> CmdResult<Vec<Documen
     }
     let mut out = doc! { "_id": id };
     for (field, acc) in spec.iter().filter(|(k, _)| *k != "_id") {
-        let Some(per_doc) = acc.as_document().and_then(|a| a.get("$sum")).and_then(as_i64) else {
+        let Some(per_doc) = acc
+            .as_document()
+            .and_then(|a| a.get("$sum"))
+            .and_then(as_i64)
+        else {
             return Err(unsupported());
         };
         let total = per_doc.saturating_mul(docs.len() as i64);
@@ -882,10 +1027,16 @@ fn change_stream(
     let all_for_cluster = truthy(spec.get("allChangesForCluster"));
     let (scope, ns) = match (target, all_for_cluster) {
         (Some(coll), false) => (
-            Scope::Collection { db: db.to_owned(), coll: coll.to_owned() },
+            Scope::Collection {
+                db: db.to_owned(),
+                coll: coll.to_owned(),
+            },
             format!("{db}.{coll}"),
         ),
-        (None, false) => (Scope::Database { db: db.to_owned() }, format!("{db}.$cmd.aggregate")),
+        (None, false) => (
+            Scope::Database { db: db.to_owned() },
+            format!("{db}.$cmd.aggregate"),
+        ),
         (None, true) if db == "admin" => (Scope::Cluster, "admin.$cmd.aggregate".to_owned()),
         _ => {
             return Err(CommandError::bad_value(
@@ -900,7 +1051,11 @@ fn change_stream(
             "updateLookup" => FullDocument::UpdateLookup,
             "whenAvailable" => FullDocument::WhenAvailable,
             "required" => FullDocument::Required,
-            other => return Err(CommandError::bad_value(format!("unknown fullDocument value '{other}'"))),
+            other => {
+                return Err(CommandError::bad_value(format!(
+                    "unknown fullDocument value '{other}'"
+                )));
+            }
         },
         Some(_) => return Err(CommandError::type_mismatch("fullDocument must be a string")),
     };
@@ -916,7 +1071,11 @@ fn change_stream(
                 )));
             }
         },
-        Some(_) => return Err(CommandError::type_mismatch("fullDocumentBeforeChange must be a string")),
+        Some(_) => {
+            return Err(CommandError::type_mismatch(
+                "fullDocumentBeforeChange must be a string",
+            ));
+        }
     };
     let mut starts = Vec::new();
     if let Some(t) = opt_doc(spec, "resumeAfter")? {
@@ -928,7 +1087,11 @@ fn change_stream(
     match spec.get("startAtOperationTime") {
         None | Some(Bson::Null) => {}
         Some(Bson::Timestamp(ts)) => starts.push(StartAt::OperationTime(*ts)),
-        Some(_) => return Err(CommandError::type_mismatch("startAtOperationTime must be a timestamp")),
+        Some(_) => {
+            return Err(CommandError::type_mismatch(
+                "startAtOperationTime must be a timestamp",
+            ));
+        }
     }
     if starts.len() > 1 {
         return Err(CommandError::new(
@@ -944,7 +1107,14 @@ fn change_stream(
         .iter()
         .filter_map(|stage| stage.get_document("$match").ok().cloned())
         .collect();
-    let stream = StreamSpec { scope, full_document, before_change, filters };
-    let batch = shared.store().open_change_stream(ns, stream, start, first)?;
+    let stream = StreamSpec {
+        scope,
+        full_document,
+        before_change,
+        filters,
+    };
+    let batch = shared
+        .store()
+        .open_change_stream(ns, stream, start, first)?;
     Ok(cursor_reply(batch, true))
 }

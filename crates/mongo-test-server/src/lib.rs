@@ -13,6 +13,22 @@
 //! server.shutdown().await;
 //! # Ok(()) }
 //! ```
+//!
+//! Supported: OP_MSG (body and document sequences, checksum, moreToCome),
+//! OP_QUERY for the `hello`/`isMaster` handshake; commands `hello`,
+//! `isMaster`, `ping`, `buildInfo`, `getParameter`, `getLastError`,
+//! `endSessions`, `insert`, `update`, `delete`, `findAndModify`, `find`,
+//! `getMore`, `killCursors`, `count`, `aggregate` (`$changeStream`, or
+//! `$match`/`$sort`/`$skip`/`$limit`/`$project`/`$count`/constant `$group`),
+//! `listCollections`, `listDatabases`, `listIndexes`, `create`,
+//! `createIndexes` (accepted, ignored), `drop`, `dropDatabase` and a few
+//! informational ones (`serverStatus`, `hostInfo`, `whatsmyuri`, ...).
+//!
+//! Not supported: authentication, transactions, compression, TLS, pipeline
+//! updates, `$regex` and other query operators beyond comparison/`$in`/
+//! `$exists`/`$size`/`$not`/`$and`/`$or`/`$nor`, secondary indexes, and
+//! rename events. Pre- and post-images are always available to change
+//! streams (no `changeStreamPreAndPostImages` needed).
 
 mod commands;
 mod error;
@@ -107,6 +123,26 @@ impl TestServer {
         self.shared.store().event_count()
     }
 
+    /// How many times the command `name` (e.g. "aggregate", "getMore") has
+    /// been received, successful or not.
+    pub fn command_count(&self, name: &str) -> u64 {
+        self.shared.command_count(name)
+    }
+
+    /// Number of connections accepted since the server started.
+    pub fn connections_accepted(&self) -> u64 {
+        self.shared.connections_accepted()
+    }
+
+    /// Number of change stream getMores currently parked on the server
+    /// waiting for new events: a way for tests to know that a watcher is
+    /// established and idle before injecting a fault.
+    pub fn waiting_change_streams(&self) -> usize {
+        self.shared
+            .waiting_streams
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Number of client connections currently open.
     pub fn open_connections(&self) -> usize {
         self.shared.open_connections()
@@ -176,7 +212,9 @@ where
                 standalone = true;
                 continue;
             }
-            "--port" | "-p" => args.next().ok_or_else(|| bad("--port needs a value".into()))?,
+            "--port" | "-p" => args
+                .next()
+                .ok_or_else(|| bad("--port needs a value".into()))?,
             other => match other.strip_prefix("--port=") {
                 Some(v) => v.to_owned(),
                 None => return Err(bad(format!("unknown argument '{other}'"))),

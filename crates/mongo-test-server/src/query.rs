@@ -56,6 +56,13 @@ fn cmp_f64(a: f64, b: f64) -> Ordering {
     }
 }
 
+fn num_to_f64(n: Num) -> f64 {
+    match n {
+        Num::Int(i) => i as f64,
+        Num::Float(f) => f,
+    }
+}
+
 fn cmp_num(a: &Num, b: &Num) -> Ordering {
     match (a, b) {
         (Num::Int(x), Num::Int(y)) => x.cmp(y),
@@ -89,7 +96,9 @@ pub fn compare(a: &Bson, b: &Bson) -> Ordering {
         (Bson::ObjectId(x), Bson::ObjectId(y)) => x.bytes().cmp(&y.bytes()),
         (Bson::Boolean(x), Bson::Boolean(y)) => x.cmp(y),
         (Bson::DateTime(x), Bson::DateTime(y)) => x.cmp(y),
-        (Bson::Timestamp(x), Bson::Timestamp(y)) => (x.time, x.increment).cmp(&(y.time, y.increment)),
+        (Bson::Timestamp(x), Bson::Timestamp(y)) => {
+            (x.time, x.increment).cmp(&(y.time, y.increment))
+        }
         (Bson::RegularExpression(x), Bson::RegularExpression(y)) => x
             .pattern
             .cmp(&y.pattern)
@@ -243,9 +252,9 @@ fn any_equal(values: &[&Bson], want: &Bson) -> bool {
 
 fn any_compare(values: &[&Bson], want: &Bson, pred: fn(Ordering) -> bool) -> bool {
     let check = |v: &Bson| type_rank(v) == type_rank(want) && pred(compare(v, want));
-    values.iter().any(|v| {
-        check(v) || matches!(v, Bson::Array(items) if items.iter().any(check))
-    })
+    values
+        .iter()
+        .any(|v| check(v) || matches!(v, Bson::Array(items) if items.iter().any(check)))
 }
 
 fn match_operators(values: &[&Bson], ops: &Document) -> CmdResult<bool> {
@@ -298,19 +307,30 @@ fn match_operators(values: &[&Bson], ops: &Document) -> CmdResult<bool> {
 pub fn sort_documents(docs: &mut [Document], spec: &Document) -> CmdResult<()> {
     let mut keys = Vec::new();
     for (path, dir) in spec {
-        let dir = match as_num(dir) {
-            Some(Num::Int(1)) => 1,
-            Some(Num::Int(-1)) => -1,
-            Some(Num::Float(f)) if f == 1.0 => 1,
-            Some(Num::Float(f)) if f == -1.0 => -1,
-            _ => return Err(CommandError::bad_value("$sort key ordering must be 1 or -1")),
+        let d = as_num(dir).map(num_to_f64);
+        let dir = if d == Some(1.0) {
+            1
+        } else if d == Some(-1.0) {
+            -1
+        } else {
+            return Err(CommandError::bad_value(
+                "$sort key ordering must be 1 or -1",
+            ));
         };
         keys.push((path.clone(), dir));
     }
     docs.sort_by(|a, b| {
         for (path, dir) in &keys {
-            let va = lookup(a, path).first().copied().cloned().unwrap_or(Bson::Null);
-            let vb = lookup(b, path).first().copied().cloned().unwrap_or(Bson::Null);
+            let va = lookup(a, path)
+                .first()
+                .copied()
+                .cloned()
+                .unwrap_or(Bson::Null);
+            let vb = lookup(b, path)
+                .first()
+                .copied()
+                .cloned()
+                .unwrap_or(Bson::Null);
             let o = compare(&va, &vb);
             if o != Ordering::Equal {
                 return if *dir == 1 { o } else { o.reverse() };
@@ -324,8 +344,10 @@ pub fn sort_documents(docs: &mut [Document], spec: &Document) -> CmdResult<()> {
 /// Applies a projection on top-level fields (a dotted path selects or removes
 /// its whole top-level field).
 pub fn project(doc: &Document, projection: &Document) -> Document {
-    let truthy = |v: &Bson| !matches!(v, Bson::Boolean(false) | Bson::Int32(0) | Bson::Int64(0))
-        && !matches!(v, Bson::Double(f) if *f == 0.0);
+    let truthy = |v: &Bson| {
+        !matches!(v, Bson::Boolean(false) | Bson::Int32(0) | Bson::Int64(0))
+            && !matches!(v, Bson::Double(f) if *f == 0.0)
+    };
     let top = |k: &str| k.split('.').next().unwrap_or(k).to_owned();
     let inclusion = projection.iter().any(|(k, v)| k != "_id" && truthy(v));
     let id_excluded = projection.get("_id").is_some_and(|v| !truthy(v));
@@ -376,7 +398,11 @@ fn immutable_id() -> CommandError {
 
 /// Applies `$set`, `$unset`, `$inc`, `$push`, `$currentDate` and (when
 /// `inserting`) `$setOnInsert` to a copy of `doc`.
-pub fn apply_update(doc: &Document, update: &Document, inserting: bool) -> CmdResult<UpdateOutcome> {
+pub fn apply_update(
+    doc: &Document,
+    update: &Document,
+    inserting: bool,
+) -> CmdResult<UpdateOutcome> {
     let mut new = doc.clone();
     let mut touched: Vec<String> = Vec::new();
     let mut removed: Vec<String> = Vec::new();
@@ -390,8 +416,10 @@ pub fn apply_update(doc: &Document, update: &Document, inserting: bool) -> CmdRe
         for (path, value) in fields {
             if path == "_id" || path.starts_with("_id.") {
                 let current = lookup(&new, path).first().copied().cloned();
-                let same = matches!((op.as_str(), &current), ("$set" | "$setOnInsert", Some(c)) if values_equal(c, value));
-                if !same && !(inserting && current.is_none()) {
+                let unchanged = matches!((op.as_str(), &current), ("$set" | "$setOnInsert", Some(c)) if values_equal(c, value));
+                let creating = inserting && current.is_none();
+                let skipped = op == "$setOnInsert" && !inserting;
+                if !(unchanged || creating || skipped) {
                     return Err(immutable_id());
                 }
             }
@@ -454,7 +482,9 @@ pub fn apply_update(doc: &Document, update: &Document, inserting: bool) -> CmdRe
         let after = lookup(&new, &path).first().copied().cloned();
         let before = lookup(doc, &path).first().copied().cloned();
         if let Some(after) = after
-            && before.as_ref().is_none_or(|b| !values_equal(b, &after) || b.element_type() != after.element_type())
+            && before.as_ref().is_none_or(|b| {
+                !values_equal(b, &after) || b.element_type() != after.element_type()
+            })
         {
             updated_fields.insert(path, after);
         }
@@ -473,7 +503,8 @@ fn add_numbers(current: Option<&Bson>, delta: &Bson, path: &str) -> CmdResult<Bs
              '{path}' of non-numeric type"
         ))
     };
-    let d = as_num(delta).ok_or_else(|| CommandError::type_mismatch("Cannot increment with non-numeric argument"))?;
+    let d = as_num(delta)
+        .ok_or_else(|| CommandError::type_mismatch("Cannot increment with non-numeric argument"))?;
     let Some(current) = current else {
         return Ok(delta.clone());
     };
@@ -484,13 +515,7 @@ fn add_numbers(current: Option<&Bson>, delta: &Bson, path: &str) -> CmdResult<Bs
             None => Bson::Int64(i64::from(*a) + i64::from(*b)),
         },
         (_, _, Num::Int(a), Num::Int(b)) => Bson::Int64(a.wrapping_add(b)),
-        (_, _, a, b) => {
-            let f = |n: Num| match n {
-                Num::Int(i) => i as f64,
-                Num::Float(f) => f,
-            };
-            Bson::Double(f(a) + f(b))
-        }
+        (_, _, a, b) => Bson::Double(num_to_f64(a) + num_to_f64(b)),
     })
 }
 
@@ -516,7 +541,9 @@ pub fn set_path(doc: &mut Document, path: &str, value: Bson) -> CmdResult<()> {
             match child {
                 Bson::Document(d) => set_path(d, rest, value),
                 Bson::Array(items) => {
-                    let (idx, tail) = rest.split_once('.').map_or((rest, None), |(a, b)| (a, Some(b)));
+                    let (idx, tail) = rest
+                        .split_once('.')
+                        .map_or((rest, None), |(a, b)| (a, Some(b)));
                     let i: usize = idx.parse().map_err(|_| path_not_viable(path))?;
                     if i > items.len() + 10_000 {
                         return Err(path_not_viable(path));
@@ -589,7 +616,10 @@ pub fn upsert_seed(filter: &Document) -> CmdResult<Document> {
 /// Returns `doc` with `_id` first, generating an ObjectId when missing, as the
 /// server does on insert.
 pub fn with_id_first(doc: Document) -> Document {
-    let id = doc.get("_id").cloned().unwrap_or_else(|| Bson::ObjectId(ObjectId::new()));
+    let id = doc
+        .get("_id")
+        .cloned()
+        .unwrap_or_else(|| Bson::ObjectId(ObjectId::new()));
     let mut out = Document::new();
     out.insert("_id", id);
     for (k, v) in doc {
@@ -620,7 +650,13 @@ mod tests {
         assert!(matches(&d, &doc! { "missing": null }).unwrap());
         assert!(matches(&d, &doc! { "a.b": { "$gte": 3, "$lt": 4 } }).unwrap());
         assert!(!matches(&d, &doc! { "a.b": { "$gt": "2" } }).unwrap());
-        assert!(matches(&d, &doc! { "$or": [ { "_id": 2 }, { "_id": { "$in": [1, 3] } } ] }).unwrap());
+        assert!(
+            matches(
+                &d,
+                &doc! { "$or": [ { "_id": 2 }, { "_id": { "$in": [1, 3] } } ] }
+            )
+            .unwrap()
+        );
         assert!(matches(&d, &doc! { "zzz": { "$exists": false } }).unwrap());
         assert!(matches(&d, &doc! { "tags": { "$size": 2 } }).unwrap());
         assert!(matches(&d, &doc! { "_id": { "$regex": "x" } }).is_err());
@@ -635,10 +671,23 @@ mod tests {
             false,
         )
         .unwrap();
-        assert_eq!(out.doc, doc! { "_id": 1, "b": "x", "c": { "d": 1, "e": 2 }, "n": 2 });
+        assert_eq!(
+            out.doc,
+            doc! { "_id": 1, "b": "x", "c": { "d": 1, "e": 2 }, "n": 2 }
+        );
         assert_eq!(out.updated_fields, doc! { "c.e": 2, "n": 2 });
         assert_eq!(out.removed_fields, vec!["a".to_owned()]);
-        assert_eq!(apply_update(&d, &doc! { "$set": { "_id": 2 } }, false).unwrap_err().code, 66);
-        assert_eq!(apply_update(&d, &doc! { "$inc": { "b": 1 } }, false).unwrap_err().code, 14);
+        assert_eq!(
+            apply_update(&d, &doc! { "$set": { "_id": 2 } }, false)
+                .unwrap_err()
+                .code,
+            66
+        );
+        assert_eq!(
+            apply_update(&d, &doc! { "$inc": { "b": 1 } }, false)
+                .unwrap_err()
+                .code,
+            14
+        );
     }
 }

@@ -1,14 +1,16 @@
 //! Accept loop, per-connection tasks and the state they share (including the
 //! fault-injection switches).
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use bson::Document;
 use bson::oid::ObjectId;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 
@@ -31,8 +33,14 @@ pub struct Shared {
     pub port: u16,
     pub started: Instant,
     next_connection_id: AtomicI64,
+    /// How many times each command ran, for tests that assert on driver behaviour.
+    command_counts: Mutex<HashMap<String, u64>>,
+    /// Latest retryable write per session: lsid -> (txnNumber, reply).
+    retryable_writes: Mutex<HashMap<String, (i64, Document)>>,
     next_request_id: AtomicI32,
     open_connections: AtomicUsize,
+    /// Change stream getMores currently parked waiting for events.
+    pub waiting_streams: AtomicUsize,
 }
 
 impl Shared {
@@ -48,8 +56,11 @@ impl Shared {
             port,
             started: Instant::now(),
             next_connection_id: AtomicI64::new(1),
+            command_counts: Mutex::new(HashMap::new()),
+            retryable_writes: Mutex::new(HashMap::new()),
             next_request_id: AtomicI32::new(1),
             open_connections: AtomicUsize::new(0),
+            waiting_streams: AtomicUsize::new(0),
         })
     }
 
@@ -65,6 +76,50 @@ impl Shared {
 
     pub fn next_request_id(&self) -> i32 {
         self.next_request_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn count_command(&self, name: &str) {
+        let mut counts = self
+            .command_counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *counts.entry(name.to_owned()).or_default() += 1;
+    }
+
+    pub fn command_count(&self, name: &str) -> u64 {
+        let counts = self
+            .command_counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        counts.get(name).copied().unwrap_or(0)
+    }
+
+    /// The stored reply if this (session, txnNumber) write already ran.
+    pub fn retried_write(&self, key: &(String, i64)) -> Option<Document> {
+        let writes = self
+            .retryable_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match writes.get(&key.0) {
+            Some((txn, reply)) if *txn == key.1 => Some(reply.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn remember_write(&self, key: (String, i64), reply: Document) {
+        let mut writes = self
+            .retryable_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Like the server's session table, only the latest write per session is kept.
+        writes.insert(key.0, (key.1, reply));
+    }
+
+    /// Connections accepted since the start (connection ids are sequential).
+    pub fn connections_accepted(&self) -> u64 {
+        self.next_connection_id
+            .load(Ordering::Relaxed)
+            .saturating_sub(1) as u64
     }
 
     pub fn open_connections(&self) -> usize {
@@ -120,9 +175,17 @@ pub struct ConnCtx {
     pub peer: SocketAddr,
 }
 
-struct OpenGuard<'a>(&'a AtomicUsize);
+/// Increments a gauge for as long as it lives (also when its future is cancelled).
+pub struct GaugeGuard<'a>(&'a AtomicUsize);
 
-impl Drop for OpenGuard<'_> {
+impl<'a> GaugeGuard<'a> {
+    pub fn new(gauge: &'a AtomicUsize) -> Self {
+        gauge.fetch_add(1, Ordering::SeqCst);
+        GaugeGuard(gauge)
+    }
+}
+
+impl Drop for GaugeGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
@@ -134,8 +197,7 @@ async fn handle_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
     if *shared.shutdown.borrow() {
         return;
     }
-    shared.open_connections.fetch_add(1, Ordering::SeqCst);
-    let _guard = OpenGuard(&shared.open_connections);
+    let _open = GaugeGuard::new(&shared.open_connections);
     let ctx = ConnCtx { id, peer };
     let (mut reader, mut writer) = stream.into_split();
     let serve = async {
@@ -159,13 +221,19 @@ async fn handle_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
 }
 
 /// Reads one length-prefixed message, refusing bad lengths before allocating.
-async fn read_frame(reader: &mut (impl AsyncReadExt + Unpin)) -> io::Result<Vec<u8>> {
+async fn read_frame(reader: &mut (impl AsyncRead + Unpin)) -> io::Result<Vec<u8>> {
     let mut len_bytes = [0u8; 4];
     reader.read_exact(&mut len_bytes).await?;
     let len = wire::check_length(i32::from_le_bytes(len_bytes))
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let mut frame = vec![0u8; len];
-    frame[..4].copy_from_slice(&len_bytes);
-    reader.read_exact(&mut frame[4..]).await?;
+    // Grow with the bytes that actually arrive rather than trusting the
+    // length up front: a peer claiming 48 MB and sending nothing costs little.
+    let mut frame = Vec::with_capacity(len.min(64 * 1024));
+    frame.extend_from_slice(&len_bytes);
+    let body_len = (len - 4) as u64;
+    let read = reader.take(body_len).read_to_end(&mut frame).await?;
+    if read as u64 != body_len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
     Ok(frame)
 }

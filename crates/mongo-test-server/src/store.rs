@@ -322,11 +322,7 @@ impl Store {
 
     /// Drops a collection; returns whether it existed.
     pub fn drop_collection(&mut self, db: &str, coll: &str) -> bool {
-        let existed = self
-            .dbs
-            .get_mut(db)
-            .and_then(|d| d.remove(coll))
-            .is_some();
+        let existed = self.dbs.get_mut(db).and_then(|d| d.remove(coll)).is_some();
         if existed {
             if self.dbs.get(db).is_some_and(|d| d.is_empty()) {
                 self.dbs.remove(db);
@@ -393,7 +389,12 @@ impl Store {
             && !matches!(id, Bson::Array(_) | Bson::Null)
         {
             let key = IdKey(id.clone());
-            return Ok(c.docs.contains_key(&key).then_some(key).into_iter().collect());
+            return Ok(c
+                .docs
+                .contains_key(&key)
+                .then_some(key)
+                .into_iter()
+                .collect());
         }
         let mut keys = Vec::new();
         for (k, doc) in &c.docs {
@@ -580,7 +581,13 @@ impl Store {
     }
 
     /// Returns the first batch of a query result, keeping the rest in a cursor.
-    pub fn open_find_cursor(&mut self, ns: String, docs: Vec<Document>, first_batch: usize, single_batch: bool) -> Batch {
+    pub fn open_find_cursor(
+        &mut self,
+        ns: String,
+        docs: Vec<Document>,
+        first_batch: usize,
+        single_batch: bool,
+    ) -> Batch {
         let mut rest: VecDeque<Document> = docs.into();
         let first: Vec<Document> = rest.drain(..first_batch.min(rest.len())).collect();
         let cursor_id = if rest.is_empty() || single_batch {
@@ -661,7 +668,13 @@ impl Store {
     }
 
     /// Opens a change stream and returns its first batch (without waiting).
-    pub fn open_change_stream(&mut self, ns: String, spec: StreamSpec, start: StartAt, batch_size: usize) -> CmdResult<Batch> {
+    pub fn open_change_stream(
+        &mut self,
+        ns: String,
+        spec: StreamSpec,
+        start: StartAt,
+        batch_size: usize,
+    ) -> CmdResult<Batch> {
         let pos = self.resolve_start(&start)?;
         let id = self.new_cursor_id();
         self.cursors.insert(
@@ -873,9 +886,16 @@ mod tests {
 
     #[test]
     fn tokens_order_and_round_trip() {
-        assert!(resume_token(9).get_str("_data").unwrap() < resume_token(10).get_str("_data").unwrap());
+        assert!(
+            resume_token(9).get_str("_data").unwrap() < resume_token(10).get_str("_data").unwrap()
+        );
         assert_eq!(parse_resume_token(&resume_token(12345)).unwrap(), 12345);
-        assert_eq!(parse_resume_token(&doc! { "_data": "zz" }).unwrap_err().code, 260);
+        assert_eq!(
+            parse_resume_token(&doc! { "_data": "zz" })
+                .unwrap_err()
+                .code,
+            260
+        );
     }
 
     #[test]
@@ -889,7 +909,11 @@ mod tests {
         s.insert_one("d", "other", doc! { "_id": 1 }).unwrap();
         s.drop_collection("d", "c");
         let b = s.next_batch(first.cursor_id, None).unwrap();
-        let ops: Vec<&str> = b.docs.iter().map(|d| d.get_str("operationType").unwrap()).collect();
+        let ops: Vec<&str> = b
+            .docs
+            .iter()
+            .map(|d| d.get_str("operationType").unwrap())
+            .collect();
         assert_eq!(ops, ["insert", "drop", "invalidate"]);
         assert_eq!(b.cursor_id, 0);
         assert_eq!(s.next_batch(first.cursor_id, None).unwrap_err().code, 43);
@@ -911,7 +935,12 @@ mod tests {
         let token = fresh.post_batch_resume_token.unwrap();
         s.insert_one("d", "c", doc! { "_id": 2 }).unwrap();
         let resumed = s
-            .open_change_stream("d.c".into(), coll_stream(), StartAt::ResumeAfter(token), 101)
+            .open_change_stream(
+                "d.c".into(),
+                coll_stream(),
+                StartAt::ResumeAfter(token),
+                101,
+            )
             .unwrap();
         assert_eq!(resumed.docs.len(), 1);
     }

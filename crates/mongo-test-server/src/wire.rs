@@ -55,7 +55,11 @@ impl OpMsg {
     pub fn into_command(self) -> Document {
         let mut body = self.body;
         for seq in self.sequences {
-            let docs = seq.documents.into_iter().map(bson::Bson::Document).collect();
+            let docs = seq
+                .documents
+                .into_iter()
+                .map(bson::Bson::Document)
+                .collect();
             body.insert(seq.identifier, bson::Bson::Array(docs));
         }
         body
@@ -105,7 +109,10 @@ pub enum WireError {
     /// The length field is below the header size or above `MAX_MESSAGE_LEN`.
     BadLength(i64),
     /// The length field disagrees with the number of bytes given.
-    LengthMismatch { declared: usize, actual: usize },
+    LengthMismatch {
+        declared: usize,
+        actual: usize,
+    },
     UnsupportedOpCode(i32),
     UnknownRequiredFlags(u32),
     ChecksumMismatch,
@@ -184,7 +191,8 @@ fn parse_op_msg(bytes: &[u8]) -> Result<OpMsg, WireError> {
         if end < HEADER_LEN + 4 {
             return Err(WireError::Truncated);
         }
-        let expected = u32::from_le_bytes([bytes[end], bytes[end + 1], bytes[end + 2], bytes[end + 3]]);
+        let expected =
+            u32::from_le_bytes([bytes[end], bytes[end + 1], bytes[end + 2], bytes[end + 3]]);
         if crc32c(&bytes[..end]) != expected {
             return Err(WireError::ChecksumMismatch);
         }
@@ -498,7 +506,14 @@ mod tests {
         let body = doc! { "ok": 1.0 };
         let msg = parse_message(&encode_op_msg(1, 2, &body)).unwrap();
         assert_eq!(msg.header.response_to, 2);
-        assert_eq!(msg.body, Body::Msg(OpMsg { flags: 0, body: body.clone(), sequences: vec![] }));
+        assert_eq!(
+            msg.body,
+            Body::Msg(OpMsg {
+                flags: 0,
+                body: body.clone(),
+                sequences: vec![]
+            })
+        );
         let reply = parse_message(&encode_op_reply(3, 4, std::slice::from_ref(&body))).unwrap();
         let Body::Reply(r) = reply.body else {
             panic!("not OP_REPLY")
@@ -524,7 +539,10 @@ mod tests {
         // Length field disagreeing with the buffer.
         let mut big = encode_op_msg(1, 0, &doc! { "ping": 1 });
         big.push(0);
-        assert!(matches!(parse_message(&big), Err(WireError::LengthMismatch { .. })));
+        assert!(matches!(
+            parse_message(&big),
+            Err(WireError::LengthMismatch { .. })
+        ));
         // Unknown opcodes, including compression which is never advertised.
         let mut compressed = encode_op_msg(1, 0, &doc! {});
         compressed[12..16].copy_from_slice(&OP_COMPRESSED.to_le_bytes());
@@ -556,7 +574,11 @@ mod tests {
             state ^= state << 17;
             state
         };
-        let valid = encode_op_msg(1, 0, &doc! { "find": "c", "filter": { "a": [1, { "b": 2 }] } });
+        let valid = encode_op_msg(
+            1,
+            0,
+            &doc! { "find": "c", "filter": { "a": [1, { "b": 2 }] } },
+        );
         for _ in 0..20_000 {
             let mut bytes = valid.clone();
             let flips = (next() % 6) as usize + 1;
