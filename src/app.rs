@@ -148,8 +148,9 @@ async fn run(
         changes,
     ));
     let handler_task = tokio::spawn(handler.run());
-    let status_printer =
-        headless.then(|| tokio::spawn(headless::print_status_events(status_events)));
+    let (printer_done, printer_stop) = tokio::sync::oneshot::channel();
+    let status_printer = headless
+        .then(|| tokio::spawn(headless::print_status_events(status_events, printer_stop)));
 
     for listener in loaded.config.listeners.clone() {
         if let Err(message) = runtime.start(listener) {
@@ -178,7 +179,7 @@ async fn run(
     drop(registry);
     let flushed = handler_task.await.context("the handler task panicked")?;
     if let Some(printer) = status_printer {
-        // The registry is gone, so the printer drains the last events and ends.
+        let _ = printer_done.send(());
         let _ = printer.await;
     }
     flushed.context("writing changes failed")?;

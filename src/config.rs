@@ -258,7 +258,11 @@ fn default_max_tracked_rows() -> usize {
 
 /// A config mistake, located: `file:line: key: message`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}:{line}: {key}: {message}", file.display())]
+#[error(
+    "{}:{line}: {}{message}",
+    file.display(),
+    if key.is_empty() { String::new() } else { format!("{key}: ") }
+)]
 pub struct ConfigError {
     pub file: PathBuf,
     pub line: usize,
@@ -653,5 +657,158 @@ pub fn default_path() -> PathBuf {
     match xdg {
         Some(dir) if dir.join("cdc-tui/cdc.toml").exists() => dir.join("cdc-tui/cdc.toml"),
         _ => local,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHOP: &str = r#"
+[[database]]
+name = "shop"
+kind = "postgres"
+url = "postgres://app:pw@127.0.0.1:5432/shop"
+"#;
+
+    fn check(text: &str) -> Result<Config, ConfigError> {
+        let path = Path::new("cdc.toml");
+        let config = parse(path, text)?;
+        validate(&config).map_err(|rejected| rejected.locate(path, text))?;
+        Ok(config)
+    }
+
+    #[test]
+    fn good_configs_parse_with_defaults() {
+        let empty = check("").unwrap();
+        assert_eq!(empty.pipeline.chunk_size, DEFAULT_CHUNK_SIZE);
+        assert_eq!(empty.pipeline.timeout_ms, DEFAULT_TIMEOUT_MS);
+        assert_eq!(empty.pipeline.log_capacity, DEFAULT_LOG_CAPACITY);
+        assert_eq!(empty.state.dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(empty.demo.rate, DEFAULT_DEMO_RATE);
+
+        let full = check(&format!(
+            r#"
+[pipeline]
+chunk_size = 7
+timeout_ms = 0
+log_capacity = 50
+[state]
+dir = "/tmp/x"
+[demo]
+enabled = true
+rate = 10
+{SHOP}
+[[database]]
+name = "docs"
+kind = "mongodb"
+url = "mongodb://127.0.0.1:27017/?replicaSet=rs0"
+[[listener]]
+identifier = "orders"
+database = "shop"
+table = "public.orders"
+strategy = "logical"
+slot = "cdc_tui_orders"
+publication = "cdc_tui_orders"
+[[listener]]
+identifier = "items"
+database = "shop"
+table = '"Shop"."Order Items"'
+strategy = "polling"
+cursor_column = "updated_at"
+interval_ms = 100
+paused = true
+[[listener]]
+identifier = "demo_orders"
+database = "demo"
+table = "orders"
+strategy = "logical"
+[[listener]]
+identifier = "events"
+database = "docs"
+table = "shop.events"
+strategy = "change_stream"
+full_document = "updateLookup"
+[sinks]
+jsonl = "events.jsonl"
+"#
+        ))
+        .unwrap();
+        assert_eq!(full.pipeline.chunk_size, 7);
+        assert_eq!(full.listeners.len(), 4);
+        assert_eq!(full.listeners[1].identity(), "items/\"Shop\".\"Order Items\"");
+        assert!(full.listeners[1].paused);
+        assert_eq!(full.listeners[0].interval_ms, DEFAULT_INTERVAL_MS);
+        assert_eq!(full.sinks.jsonl, Some(PathBuf::from("events.jsonl")));
+    }
+
+    #[test]
+    fn mistakes_name_the_line_and_the_key() {
+        let listener = |extra: &str| {
+            format!(
+                "{SHOP}\n[[listener]]\nidentifier = \"orders\"\ndatabase = \"shop\"\ntable = \"public.orders\"\n{extra}\n"
+            )
+        };
+        // (config, line, key, part of the message)
+        let cases: Vec<(String, usize, &str, &str)> = vec![
+            ("[pipeline]\nchunk_size = 0\n".into(), 2, "pipeline.chunk_size", "between 1"),
+            ("[pipeline]\nchunk_size = \"many\"\n".into(), 2, "\"many\"", "invalid type"),
+            ("[pipeline]\nchunk_sise = 5\n".into(), 2, "chunk_sise", "unknown field"),
+            ("[pipeline]\nlog_capacity = 0\n".into(), 2, "pipeline.log_capacity", "at least 1"),
+            ("[demo]\nrate = -1\n".into(), 2, "-1", "invalid value"),
+            ("[[database]]\nname = \"x\"\nkind = \"oracle\"\nurl = \"o://\"\n".into(), 3, "\"oracle\"", "unknown variant"),
+            (format!("{SHOP}[[database]]\nname = \"shop\"\nkind = \"postgres\"\nurl = \"postgres://h/d\"\n"), 7, "database[1].name", "already defined"),
+            ("[[database]]\nname = \"x\"\nkind = \"postgres\"\n".into(), 1, "database[0].url", "needs url or url_env"),
+            ("[[database]]\nname = \"x\"\nkind = \"postgres\"\nurl_env = \"CDC_TUI_TEST_UNSET_VARIABLE\"\n".into(), 4, "database[0].url_env", "CDC_TUI_TEST_UNSET_VARIABLE is not set"),
+            ("[[database]]\nname = \"x\"\nkind = \"mongodb\"\nurl = \"postgres://h/d\"\n".into(), 4, "database[0].url", "mongodb://"),
+            (listener("strategy = \"logical\"").replace("\"shop\"\ntable", "\"nope\"\ntable"), 9, "listener[0].database", "no database named \"nope\""),
+            (listener("strategy = \"change_stream\""), 11, "listener[0].strategy", "does not fit a postgres database"),
+            (listener("strategy = \"polling\""), 7, "listener[0].cursor_column", "needs a cursor_column"),
+            (listener("strategy = \"polling\"\ncursor_column = \"u\"\nslot = \"s\""), 13, "listener[0].slot", "only applies to strategy = \"logical\""),
+            (listener("strategy = \"logical\"\nslot = \"Bad-Name\""), 12, "listener[0].slot", "lower-case"),
+            (listener("strategy = \"logical\"\ncolour = \"red\""), 12, "colour", "unknown field"),
+            (listener("strategy = \"sideways\""), 11, "\"sideways\"", "unknown variant"),
+            (listener("strategy = \"logical\"").replace("public.orders", "Order Items"), 10, "listener[0].table", "quote a name"),
+            (format!("{}[[listener]]\nidentifier = \"orders\"\ndatabase = \"shop\"\ntable = \"public.orders\"\nstrategy = \"polling\"\ncursor_column = \"u\"\n", listener("strategy = \"logical\"")), 13, "listener[1].identifier", "defined twice"),
+            ("[state]\ndir = \"\"\n".into(), 2, "state.dir", "must not be empty"),
+            ("[pipeline\n".into(), 1, "", "unclosed table"),
+        ];
+        for (text, line, key, message) in cases {
+            let error = check(&text).expect_err(&text);
+            assert_eq!(
+                (error.line, error.key.as_str()),
+                (line, key),
+                "{text}\n=> {error}"
+            );
+            assert!(
+                error.message.contains(message),
+                "{text}\n=> {error} (expected {message:?})"
+            );
+            assert!(error.to_string().starts_with(&format!("cdc.toml:{line}: ")));
+        }
+    }
+
+    #[test]
+    fn the_demo_database_exists_only_while_the_demo_runs() {
+        let text = "[[listener]]\nidentifier = \"o\"\ndatabase = \"demo\"\ntable = \"orders\"\nstrategy = \"logical\"\n";
+        let error = check(text).unwrap_err();
+        assert_eq!(error.key, "listener[0].database");
+        let mut config = parse(Path::new("cdc.toml"), text).unwrap();
+        config.demo.enabled = true;
+        assert!(validate(&config).is_ok());
+    }
+
+    #[test]
+    fn url_env_reads_the_url_and_keeps_it_masked() {
+        // SAFETY: this test alone uses this variable.
+        unsafe { std::env::set_var("CDC_TUI_TEST_URL_ENV", "postgres://app:hunter2@h/d") };
+        let config = check(
+            "[[database]]\nname = \"x\"\nkind = \"postgres\"\nurl_env = \"CDC_TUI_TEST_URL_ENV\"\n",
+        )
+        .unwrap();
+        let url = config.databases[0].resolve_url().unwrap();
+        assert_eq!(url.expose(), "postgres://app:hunter2@h/d");
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert!(!format!("{url:?}").contains("hunter2"));
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 
 use crate::change::format_time;
 use crate::registry::{ListenerSnapshot, StatusEvent};
@@ -47,16 +47,25 @@ fn error_line(message: &str) -> serde_json::Value {
     json!({"type": "error", "message": message})
 }
 
-/// Prints status lines as states change, until the sender side is gone.
-pub async fn print_status_events(mut events: broadcast::Receiver<StatusEvent>) {
+/// Prints status lines as states change; once `done` fires, prints what is left and ends.
+pub async fn print_status_events(
+    mut events: broadcast::Receiver<StatusEvent>,
+    mut done: oneshot::Receiver<()>,
+) {
     loop {
-        match events.recv().await {
-            Ok(event) => print_line(&status_line(&event)),
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!("{missed} status events were skipped");
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
+        tokio::select! {
+            received = events.recv() => match received {
+                Ok(event) => print_line(&status_line(&event)),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!("{missed} status events were skipped");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = &mut done => break,
         }
+    }
+    while let Ok(event) = events.try_recv() {
+        print_line(&status_line(&event));
     }
 }
 

@@ -8,7 +8,7 @@ pub mod change;
 pub mod cli;
 pub mod config;
 pub mod headless;
-// pub mod pgcluster;
+pub mod pgcluster;
 pub mod pipeline;
 pub mod positions;
 pub mod registry;

@@ -41,7 +41,7 @@ impl Command {
     /// `pause <identity>`, `resume <identity>`, `stop <identity>`,
     /// `add <database> <table> <strategy> [cursor_column]`.
     pub fn parse(line: &str) -> Result<Command, String> {
-        let words: Vec<&str> = line.split_whitespace().collect();
+        let words = split_words(line);
         match words.as_slice() {
             ["pause", identity] => Ok(Command::Pause(identity.to_string())),
             ["resume", identity] => Ok(Command::Resume(identity.to_string())),
@@ -65,6 +65,31 @@ impl Command {
             [verb, ..] => Err(format!("unknown command: {verb}")),
         }
     }
+}
+
+/// Splits on white space, except inside double quotes: `"Shop"."Order Items"` is one word.
+fn split_words(line: &str) -> Vec<&str> {
+    let mut words = Vec::new();
+    let mut start = None;
+    let mut quoted = false;
+    for (at, c) in line.char_indices() {
+        match (c, start) {
+            ('"', _) => {
+                quoted = !quoted;
+                start.get_or_insert(at);
+            }
+            (c, Some(begin)) if c.is_whitespace() && !quoted => {
+                words.push(&line[begin..at]);
+                start = None;
+            }
+            (c, None) if !c.is_whitespace() => start = Some(at),
+            _ => {}
+        }
+    }
+    if let Some(begin) = start {
+        words.push(&line[begin..]);
+    }
+    words
 }
 
 pub struct Runtime {
@@ -210,6 +235,19 @@ mod tests {
             Ok(Command::Resume("a/b".into()))
         );
         assert_eq!(Command::parse("stop a/b"), Ok(Command::Stop("a/b".into())));
+        assert_eq!(
+            Command::parse("pause items/\"Shop\".\"Order Items\""),
+            Ok(Command::Pause("items/\"Shop\".\"Order Items\"".into()))
+        );
+        assert_eq!(
+            Command::parse("add shop \"Shop\".\"Order Items\" logical"),
+            Ok(Command::Add {
+                database: "shop".into(),
+                table: "\"Shop\".\"Order Items\"".into(),
+                strategy: Strategy::Logical,
+                cursor_column: None,
+            })
+        );
         assert_eq!(
             Command::parse("add shop public.orders polling updated_at"),
             Ok(Command::Add {

@@ -110,3 +110,214 @@ impl Handler {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use chrono::Utc;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::change::Op;
+    use crate::config::{ListenerConfig, Strategy};
+    use crate::registry::{ListenerHandle, Registry};
+
+    /// Records what the sinks were handed: per batch, (listener, op, seq) of each change and
+    /// the packets as (listener, op, count).
+    #[derive(Clone, Default)]
+    struct RecordingSink(Arc<Mutex<Vec<RecordedBatch>>>);
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct RecordedBatch {
+        number: u64,
+        changes: Vec<(String, Op, u64)>,
+        packets: Vec<(String, Op, usize)>,
+    }
+
+    impl Sink for RecordingSink {
+        fn write_batch(&mut self, batch: &Batch) -> Result<(), SinkError> {
+            self.0.lock().unwrap().push(RecordedBatch {
+                number: batch.number,
+                changes: batch
+                    .changes
+                    .iter()
+                    .map(|c| (c.identity().to_string(), c.op, c.seq))
+                    .collect(),
+                packets: batch
+                    .packets
+                    .iter()
+                    .map(|p| (p.listener.identity().to_string(), p.op, p.count))
+                    .collect(),
+            });
+            Ok(())
+        }
+    }
+
+    impl RecordingSink {
+        fn batches(&self) -> Vec<RecordedBatch> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    fn listener(registry: &Registry, identifier: &str) -> Arc<ListenerHandle> {
+        registry
+            .add(ListenerConfig::new(identifier, "shop", "public.t", Strategy::Polling))
+            .unwrap()
+    }
+
+    fn change(listener: &Arc<ListenerHandle>, seq: u64, op: Op) -> Change {
+        Change {
+            listener: listener.clone(),
+            seq,
+            table: "public.t".into(),
+            op,
+            key: json!({"id": seq}),
+            before: Value::Null,
+            after: json!({"id": seq}),
+            update: None,
+            position: seq.to_string(),
+            commit_time: None,
+            captured_at: Utc::now(),
+        }
+    }
+
+    fn start(chunk_size: usize, timeout_ms: u64) -> (RecordingSink, ChangeSender, Arc<FlushTimings>) {
+        let sink = RecordingSink::default();
+        let config = HandlerConfig {
+            chunk_size,
+            timeout: Duration::from_millis(timeout_ms),
+            log_capacity: 100,
+        };
+        let (handler, sender) = Handler::new(config, vec![Box::new(sink.clone())]);
+        let timings = handler.timings();
+        tokio::spawn(handler.run());
+        (sink, sender, timings)
+    }
+
+    /// Lets the spawned handler run until it waits again (paused time: no time passes).
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partial_batch_flushes_timeout_after_its_first_change() {
+        let registry = Registry::new();
+        let orders = listener(&registry, "orders");
+        let (sink, sender, timings) = start(100, 200);
+
+        sender.send(change(&orders, 1, Op::Insert)).await.unwrap();
+        settle().await;
+        tokio::time::advance(Duration::from_millis(150)).await;
+        sender.send(change(&orders, 2, Op::Insert)).await.unwrap();
+        settle().await;
+        tokio::time::advance(Duration::from_millis(49)).await;
+        settle().await;
+        assert!(sink.batches().is_empty(), "199 ms after the first change: still open");
+
+        tokio::time::advance(Duration::from_millis(1)).await;
+        settle().await;
+        let batches = sink.batches();
+        assert_eq!(batches.len(), 1, "200 ms after the first change: flushed");
+        assert_eq!(batches[0].changes.len(), 2);
+        assert_eq!(timings.snapshot().waited_ms.max.round(), 200.0);
+        assert_eq!(*orders.subscribe_flushed().borrow(), 2);
+        assert_eq!(orders.snapshot().counts.get(Op::Insert), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_flushes_at_once_and_never_exceeds_chunk_size() {
+        let registry = Registry::new();
+        let orders = listener(&registry, "orders");
+        let (sink, sender, _) = start(3, 200);
+        for seq in 1..=7 {
+            sender.send(change(&orders, seq, Op::Insert)).await.unwrap();
+        }
+        settle().await;
+        let sizes: Vec<usize> = sink.batches().iter().map(|b| b.changes.len()).collect();
+        assert_eq!(sizes, vec![3, 3], "two full batches without any time passing");
+        tokio::time::advance(Duration::from_millis(200)).await;
+        settle().await;
+        let batches = sink.batches();
+        let sizes: Vec<usize> = batches.iter().map(|b| b.changes.len()).collect();
+        assert_eq!(sizes, vec![3, 3, 1]);
+        assert_eq!(
+            batches.iter().map(|b| b.number).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_mixed_batch_keeps_every_op_and_each_listeners_order() {
+        let registry = Registry::new();
+        let orders = listener(&registry, "orders");
+        let items = listener(&registry, "items");
+        let (sink, sender, _) = start(10, 200);
+        let sent = [
+            (&orders, 1, Op::Insert),
+            (&items, 1, Op::Insert),
+            (&orders, 2, Op::Update),
+            (&orders, 3, Op::Insert),
+            (&items, 2, Op::Delete),
+            (&orders, 4, Op::Truncate),
+        ];
+        for (listener, seq, op) in sent {
+            sender.send(change(listener, seq, op)).await.unwrap();
+        }
+        drop(sender);
+        settle().await;
+        let batches = sink.batches();
+        assert_eq!(batches.len(), 1, "closing the channel flushes the last batch");
+        let order: Vec<(String, Op, u64)> = sent
+            .iter()
+            .map(|(l, seq, op)| (l.identity().to_string(), *op, *seq))
+            .collect();
+        assert_eq!(batches[0].changes, order, "arrival order is kept");
+        let o = "orders/public.t".to_string();
+        let i = "items/public.t".to_string();
+        assert_eq!(
+            batches[0].packets,
+            vec![
+                (o.clone(), Op::Insert, 2),
+                (i.clone(), Op::Insert, 1),
+                (o.clone(), Op::Update, 1),
+                (i.clone(), Op::Delete, 1),
+                (o.clone(), Op::Truncate, 1),
+            ],
+            "one packet per (listener, table, op), none labelled by another's op"
+        );
+        assert_eq!(*orders.subscribe_flushed().borrow(), 4);
+        assert_eq!(*items.subscribe_flushed().borrow(), 2);
+    }
+
+    struct FailingSink;
+
+    impl Sink for FailingSink {
+        fn write_batch(&mut self, _batch: &Batch) -> Result<(), SinkError> {
+            Err(SinkError {
+                sink: "failing",
+                source: std::io::Error::other("disk full"),
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_sink_acknowledges_nothing() {
+        let registry = Registry::new();
+        let orders = listener(&registry, "orders");
+        let config = HandlerConfig {
+            chunk_size: 1,
+            timeout: Duration::from_millis(200),
+            log_capacity: 10,
+        };
+        let (handler, sender) = Handler::new(config, vec![Box::new(FailingSink)]);
+        let run = tokio::spawn(handler.run());
+        sender.send(change(&orders, 1, Op::Insert)).await.unwrap();
+        let error = run.await.unwrap().unwrap_err();
+        assert!(error.to_string().contains("disk full"));
+        assert_eq!(*orders.subscribe_flushed().borrow(), 0);
+        assert_eq!(orders.snapshot().counts.total(), 0);
+    }
+}

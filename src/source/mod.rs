@@ -75,6 +75,10 @@ pub struct SourceContext {
     last_seq: u64,
     /// Set when the source reached `running` since the last error: the backoff starts over.
     connected: bool,
+    /// How far this run's changes were sent, spelled as the source likes: kept across retries
+    /// (not across runs), so a source that resumes from an older acknowledged position after a
+    /// reconnect can skip what it already sent.
+    pub sent_through: Option<String>,
 }
 
 impl SourceContext {
@@ -93,6 +97,7 @@ impl SourceContext {
             changes,
             last_seq: 0,
             connected: false,
+            sent_through: None,
         }
     }
 

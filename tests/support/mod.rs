@@ -1,0 +1,229 @@
+//! Shared test harness: one throwaway PostgreSQL cluster per test binary (stopped by its
+//! watchdog when the binary exits, even after a panic), a fresh database per test, and a
+//! driver for the real `cdc-tui` binary in headless mode.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cdc_tui::pgcluster::{ClusterOptions, PgCluster};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::{OnceCell, mpsc};
+use tokio::time::Instant;
+
+/// How long any wait in a test may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+static CLUSTER: OnceCell<PgCluster> = OnceCell::const_new();
+static DATABASES: AtomicUsize = AtomicUsize::new(0);
+
+/// The cluster shared by every test of this binary.
+pub async fn cluster() -> &'static PgCluster {
+    CLUSTER
+        .get_or_init(|| async {
+            PgCluster::start(
+                ClusterOptions::default()
+                    .setting("max_replication_slots", "50")
+                    .setting("max_wal_senders", "50")
+                    .setting("wal_sender_timeout", "2s"),
+            )
+            .await
+            .expect("start a throwaway PostgreSQL cluster")
+        })
+        .await
+}
+
+/// A fresh database on the shared cluster.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new(prefix: &str) -> TestDb {
+        let cluster = cluster().await;
+        let name = format!(
+            "{prefix}_{}_{}",
+            std::process::id(),
+            DATABASES.fetch_add(1, Ordering::Relaxed)
+        );
+        cluster.create_database(&name).await.expect("create database");
+        TestDb {
+            url: cluster.url(&name),
+            name,
+        }
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        cluster().await.connect(&self.name).await.expect("connect")
+    }
+}
+
+/// Waits for `condition` with a deadline instead of sleeping for a guess.
+pub async fn wait_until<F: FnMut() -> bool>(what: &str, mut condition: F) {
+    let deadline = Instant::now() + DEADLINE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The real binary running headless, its stdout parsed line by line.
+pub struct Headless {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::UnboundedReceiver<Value>,
+    /// Every JSON line seen so far, in order.
+    pub seen: Vec<Value>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Headless {
+    /// Writes `cdc.toml` with `config` into a fresh dir and starts `cdc-tui --headless` there.
+    pub async fn start(config: &str) -> Headless {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("cdc.toml"), config).expect("write config");
+        Self::start_in(dir).await
+    }
+
+    /// Starts the binary in an existing dir (a restart keeps the state dir).
+    pub async fn start_in(dir: tempfile::TempDir) -> Headless {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cdc-tui"))
+            .arg("--headless")
+            .arg("--config")
+            .arg(dir.path().join("cdc.toml"))
+            .current_dir(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn cdc-tui");
+        let stdout = child.stdout.take().expect("stdout");
+        let stdin = child.stdin.take();
+        let (sender, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                if sender.send(value).is_err() {
+                    return;
+                }
+            }
+        });
+        Headless {
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+            dir,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Reads lines until `condition` holds over everything seen, or fails at the deadline.
+    pub async fn wait_for(&mut self, what: &str, condition: impl Fn(&[Value]) -> bool) {
+        let deadline = Instant::now() + DEADLINE;
+        while !condition(&self.seen) {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => self.seen.push(line),
+                Ok(None) => panic!("cdc-tui ended while waiting for {what}; saw {:#?}", self.seen),
+                Err(_) => panic!("timed out waiting for {what}; saw {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Waits for a status line of `listener` in `state`.
+    pub async fn wait_for_state(&mut self, listener: &str, state: &str) {
+        self.wait_for(&format!("{listener} {state}"), |seen| {
+            seen.iter().any(|line| {
+                line["type"] == "status" && line["listener"] == listener && line["state"] == state
+            })
+        })
+        .await;
+    }
+
+    pub async fn send_command(&mut self, command: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin
+            .write_all(format!("{command}\n").as_bytes())
+            .await
+            .expect("write command");
+        stdin.flush().await.expect("flush command");
+    }
+
+    /// Sends `signal` (`TERM`, `INT`, `KILL`) and returns the exit code, reading the rest of
+    /// stdout into `seen`.
+    pub async fn signal_and_wait(&mut self, signal: &str) -> Option<i32> {
+        let pid = self.child.id().expect("child pid");
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let status = tokio::time::timeout(DEADLINE, self.child.wait())
+            .await
+            .expect("cdc-tui exits after a signal")
+            .expect("wait");
+        while let Ok(Some(line)) =
+            tokio::time::timeout(Duration::from_secs(5), self.lines.recv()).await
+        {
+            self.seen.push(line);
+        }
+        status.code()
+    }
+
+    /// Stops the process (SIGKILL) and hands back its dir, for a restart.
+    pub async fn kill(mut self) -> tempfile::TempDir {
+        self.signal_and_wait("KILL").await;
+        self.dir
+    }
+
+    pub fn changes(&self) -> Vec<&Value> {
+        self.seen.iter().filter(|l| l["type"] == "change").collect()
+    }
+
+    pub fn flushes(&self) -> Vec<&Value> {
+        self.seen.iter().filter(|l| l["type"] == "flush").collect()
+    }
+}
+
+/// Checks the headless stream's framing: every flush line counts exactly the change lines
+/// printed since the previous flush line, and no batch exceeds `chunk_size`.
+pub fn assert_batches_account_for_changes(seen: &[Value], chunk_size: u64) {
+    let mut since_flush = 0u64;
+    for line in seen {
+        match line["type"].as_str() {
+            Some("change") => since_flush += 1,
+            Some("flush") => {
+                let changes = line["changes"].as_u64().expect("flush.changes");
+                assert_eq!(changes, since_flush, "flush line counts its changes: {line}");
+                assert!(changes <= chunk_size, "batch over chunk_size: {line}");
+                let packets: u64 = line["packets"]
+                    .as_array()
+                    .expect("packets")
+                    .iter()
+                    .map(|p| p["count"].as_u64().expect("count"))
+                    .sum();
+                assert_eq!(packets, changes, "packets add up: {line}");
+                since_flush = 0;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(since_flush, 0, "every change is followed by its flush line");
+}
+
+/// A path inside the test's dir.
+pub fn in_dir(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
