@@ -14,7 +14,8 @@ use crate::pipeline::sinks::JsonLinesSink;
 use crate::pipeline::{Handler, HandlerConfig, Sink};
 use crate::positions::PositionStore;
 use crate::registry::Registry;
-use crate::runtime::Runtime;
+use crate::demo::{Demo, DemoError};
+use crate::runtime::{Database, Runtime};
 use crate::{headless, signals, tui};
 
 pub const EXIT_CONFIG: u8 = 2;
@@ -56,7 +57,28 @@ pub fn main(cli: Cli) -> ExitCode {
             return ExitCode::from(EXIT_FATAL);
         }
     };
-    let outcome = runtime.block_on(run(loaded, cli.headless, log_file));
+    let demo = if loaded.config.demo.enabled {
+        match runtime.block_on(Demo::start(loaded.config.demo.rate)) {
+            Ok(demo) => Some(demo),
+            Err(error) => {
+                eprintln!("cdc-tui: {error}");
+                let code = match error {
+                    DemoError::NoServer(_) => EXIT_CONFIG,
+                    _ => EXIT_FATAL,
+                };
+                return ExitCode::from(code);
+            }
+        }
+    } else {
+        None
+    };
+    let extra_databases: Vec<Database> = demo.iter().map(Demo::database).collect();
+    let outcome = runtime.block_on(run(loaded, cli.headless, log_file, extra_databases));
+    if let Some(demo) = demo
+        && let Err(error) = runtime.block_on(demo.stop())
+    {
+        tracing::warn!("stopping the demo database: {error}");
+    }
     // Listener tasks blocked on a dead connection must not hold the exit up.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match outcome {
@@ -98,6 +120,7 @@ fn init_logging(cli: &Cli, loaded: &LoadedConfig) -> anyhow::Result<Option<PathB
         tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init();
         return Ok(None);
     }
@@ -122,6 +145,7 @@ async fn run(
     loaded: LoadedConfig,
     headless: bool,
     log_file: Option<PathBuf>,
+    extra_databases: Vec<Database>,
 ) -> anyhow::Result<()> {
     let pipeline = HandlerConfig::from_pipeline(&loaded.config.pipeline);
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
@@ -143,7 +167,10 @@ async fn run(
     let status_events = registry.subscribe();
     let runtime = Arc::new(Runtime::new(
         registry.clone(),
-        Runtime::databases_of(&loaded),
+        Runtime::databases_of(&loaded)
+            .into_iter()
+            .chain(extra_databases)
+            .collect(),
         PositionStore::new(loaded.state_dir()),
         changes,
     ));

@@ -7,6 +7,7 @@ pub mod app;
 pub mod change;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod headless;
 pub mod pgcluster;
 pub mod pipeline;

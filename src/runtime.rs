@@ -3,6 +3,7 @@
 //! headless stdin commands alike.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tokio::task::JoinHandle;
@@ -20,6 +21,8 @@ pub struct Database {
     pub name: String,
     pub kind: DatabaseKind,
     pub url: DatabaseUrl,
+    /// Where this database's listeners keep positions, when not the config's state dir.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A control command, as typed on headless stdin.
@@ -130,6 +133,7 @@ impl Runtime {
                     name: database.name.clone(),
                     kind: database.kind,
                     url: database.resolve_url().ok()?,
+                    state_dir: None,
                 })
             })
             .collect()
@@ -168,12 +172,11 @@ impl Runtime {
             return Err("shutting down".to_string());
         };
         let handle = self.registry.add(listener).map_err(|e| e.to_string())?;
-        let ctx = SourceContext::new(
-            handle.clone(),
-            database.url.clone(),
-            self.positions.clone(),
-            changes,
-        );
+        let positions = match &database.state_dir {
+            Some(dir) => PositionStore::new(dir),
+            None => self.positions.clone(),
+        };
+        let ctx = SourceContext::new(handle.clone(), database.url.clone(), positions, changes);
         let task = tokio::spawn(source::run_listener(ctx));
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks.retain(|task| !task.is_finished());
