@@ -10,11 +10,11 @@ use anyhow::Context;
 
 use crate::cli::Cli;
 use crate::config::{self, LoadedConfig};
+use crate::demo::{Demo, DemoError};
 use crate::pipeline::sinks::JsonLinesSink;
 use crate::pipeline::{Handler, HandlerConfig, Sink};
 use crate::positions::PositionStore;
 use crate::registry::Registry;
-use crate::demo::{Demo, DemoError};
 use crate::runtime::{Database, Runtime};
 use crate::{headless, signals, tui};
 
@@ -176,8 +176,8 @@ async fn run(
     ));
     let handler_task = tokio::spawn(handler.run());
     let (printer_done, printer_stop) = tokio::sync::oneshot::channel();
-    let status_printer = headless
-        .then(|| tokio::spawn(headless::print_status_events(status_events, printer_stop)));
+    let status_printer =
+        headless.then(|| tokio::spawn(headless::print_status_events(status_events, printer_stop)));
 
     for listener in loaded.config.listeners.clone() {
         if let Err(message) = runtime.start(listener) {

@@ -736,7 +736,10 @@ jsonl = "events.jsonl"
         .unwrap();
         assert_eq!(full.pipeline.chunk_size, 7);
         assert_eq!(full.listeners.len(), 4);
-        assert_eq!(full.listeners[1].identity(), "items/\"Shop\".\"Order Items\"");
+        assert_eq!(
+            full.listeners[1].identity(),
+            "items/\"Shop\".\"Order Items\""
+        );
         assert!(full.listeners[1].paused);
         assert_eq!(full.listeners[0].interval_ms, DEFAULT_INTERVAL_MS);
         assert_eq!(full.sinks.jsonl, Some(PathBuf::from("events.jsonl")));

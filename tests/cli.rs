@@ -29,7 +29,10 @@ url = \"postgres://app:secret@127.0.0.1:5432/shop\"
     let output = cdc_tui(&["--check-config"], dir.path());
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("cdc.toml:8: passwrd: unknown field `passwrd`"), "{stderr}");
+    assert!(
+        stderr.contains("cdc.toml:8: passwrd: unknown field `passwrd`"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("secret"), "{stderr}");
     assert!(output.stdout.is_empty());
 }
@@ -43,7 +46,10 @@ fn check_config_accepts_a_good_config() {
         "[[database]]\nname = \"shop\"\nkind = \"postgres\"\nurl = \"postgres://app:secret@h/shop\"\n",
     )
     .unwrap();
-    let output = cdc_tui(&["--check-config", "-c", path.to_str().unwrap()], dir.path());
+    let output = cdc_tui(
+        &["--check-config", "-c", path.to_str().unwrap()],
+        dir.path(),
+    );
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("ok (1 databases, 0 listeners)"), "{stdout}");

@@ -92,45 +92,94 @@ async fn headless_polling_prints_exactly_the_changes_made() {
         changes_of(seen, "update").len() == 5 && changes_of(seen, "delete").len() == 3
     })
     .await;
-    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0), "SIGTERM exits 0");
+    assert_eq!(
+        cdc.signal_and_wait("TERM").await,
+        Some(0),
+        "SIGTERM exits 0"
+    );
 
     let seen = &cdc.seen;
-    assert_eq!(cdc.changes().len(), 28, "exactly the changes made, nothing more");
+    assert_eq!(
+        cdc.changes().len(),
+        28,
+        "exactly the changes made, nothing more"
+    );
     let inserts = changes_of(seen, "insert");
-    let lines: Vec<i64> = inserts.iter().map(|c| c["key"]["line"].as_i64().unwrap()).collect();
-    assert_eq!(lines, (1..=20).collect::<Vec<_>>(), "inserts in cursor order");
+    let lines: Vec<i64> = inserts
+        .iter()
+        .map(|c| c["key"]["line"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        (1..=20).collect::<Vec<_>>(),
+        "inserts in cursor order"
+    );
     let first = inserts[0];
     assert_eq!(first["listener"], LISTENER);
     assert_eq!(first["table"], "\"Shop\".\"Order Items\"");
     assert_eq!(first["key"], json!({"order_id": 100, "line": 1}));
     assert_eq!(first["after"]["qty"], json!(1), "integers are numbers");
-    assert_eq!(first["after"]["price"], json!("12.50"), "numeric is a string");
-    assert_eq!(first["after"]["meta"], json!({"colour": "red", "tags": [1, 2]}), "jsonb embedded");
-    assert_eq!(first["after"]["gift"], json!(false), "booleans are booleans");
+    assert_eq!(
+        first["after"]["price"],
+        json!("12.50"),
+        "numeric is a string"
+    );
+    assert_eq!(
+        first["after"]["meta"],
+        json!({"colour": "red", "tags": [1, 2]}),
+        "jsonb embedded"
+    );
+    assert_eq!(
+        first["after"]["gift"],
+        json!(false),
+        "booleans are booleans"
+    );
     assert!(first["after"]["updated_at"].as_str().unwrap().contains(':'));
     assert_eq!(first["before"], Value::Null);
-    assert_eq!(first["position"], first["after"]["updated_at"], "position is the cursor");
+    assert_eq!(
+        first["position"], first["after"]["updated_at"],
+        "position is the cursor"
+    );
     assert!(first["captured_at"].as_str().unwrap().ends_with('Z'));
 
     let updates = changes_of(seen, "update");
     let mut updated: Vec<(i64, i64)> = updates
         .iter()
-        .map(|c| (c["key"]["line"].as_i64().unwrap(), c["after"]["qty"].as_i64().unwrap()))
+        .map(|c| {
+            (
+                c["key"]["line"].as_i64().unwrap(),
+                c["after"]["qty"].as_i64().unwrap(),
+            )
+        })
         .collect();
     updated.sort();
     assert_eq!(updated, (1..=5).map(|n| (n, n + 100)).collect::<Vec<_>>());
-    let mut deleted: Vec<Value> = changes_of(seen, "delete").iter().map(|c| c["key"].clone()).collect();
+    let mut deleted: Vec<Value> = changes_of(seen, "delete")
+        .iter()
+        .map(|c| c["key"].clone())
+        .collect();
     deleted.sort_by_key(|k| k["line"].as_i64());
     assert_eq!(
         deleted,
-        (18..=20).map(|n| json!({"order_id": 100, "line": n})).collect::<Vec<_>>()
+        (18..=20)
+            .map(|n| json!({"order_id": 100, "line": n}))
+            .collect::<Vec<_>>()
     );
-    assert!(changes_of(seen, "delete").iter().all(|c| c["after"].is_null()));
+    assert!(
+        changes_of(seen, "delete")
+            .iter()
+            .all(|c| c["after"].is_null())
+    );
     assert_batches_account_for_changes(seen, 7);
-    let flushed: u64 = cdc.flushes().iter().map(|f| f["changes"].as_u64().unwrap()).sum();
+    let flushed: u64 = cdc
+        .flushes()
+        .iter()
+        .map(|f| f["changes"].as_u64().unwrap())
+        .sum();
     assert_eq!(flushed, 28, "flush lines account for every change");
     assert!(
-        seen.iter().any(|l| l["type"] == "status" && l["state"] == "stopped"),
+        seen.iter()
+            .any(|l| l["type"] == "status" && l["state"] == "stopped"),
         "the listener reports stopped on shutdown"
     );
 }

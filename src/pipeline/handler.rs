@@ -162,7 +162,12 @@ mod tests {
 
     fn listener(registry: &Registry, identifier: &str) -> Arc<ListenerHandle> {
         registry
-            .add(ListenerConfig::new(identifier, "shop", "public.t", Strategy::Polling))
+            .add(ListenerConfig::new(
+                identifier,
+                "shop",
+                "public.t",
+                Strategy::Polling,
+            ))
             .unwrap()
     }
 
@@ -182,7 +187,10 @@ mod tests {
         }
     }
 
-    fn start(chunk_size: usize, timeout_ms: u64) -> (RecordingSink, ChangeSender, Arc<FlushTimings>) {
+    fn start(
+        chunk_size: usize,
+        timeout_ms: u64,
+    ) -> (RecordingSink, ChangeSender, Arc<FlushTimings>) {
         let sink = RecordingSink::default();
         let config = HandlerConfig {
             chunk_size,
@@ -215,7 +223,10 @@ mod tests {
         settle().await;
         tokio::time::advance(Duration::from_millis(49)).await;
         settle().await;
-        assert!(sink.batches().is_empty(), "199 ms after the first change: still open");
+        assert!(
+            sink.batches().is_empty(),
+            "199 ms after the first change: still open"
+        );
 
         tokio::time::advance(Duration::from_millis(1)).await;
         settle().await;
@@ -237,7 +248,11 @@ mod tests {
         }
         settle().await;
         let sizes: Vec<usize> = sink.batches().iter().map(|b| b.changes.len()).collect();
-        assert_eq!(sizes, vec![3, 3], "two full batches without any time passing");
+        assert_eq!(
+            sizes,
+            vec![3, 3],
+            "two full batches without any time passing"
+        );
         tokio::time::advance(Duration::from_millis(200)).await;
         settle().await;
         let batches = sink.batches();
@@ -269,7 +284,11 @@ mod tests {
         drop(sender);
         settle().await;
         let batches = sink.batches();
-        assert_eq!(batches.len(), 1, "closing the channel flushes the last batch");
+        assert_eq!(
+            batches.len(),
+            1,
+            "closing the channel flushes the last batch"
+        );
         let order: Vec<(String, Op, u64)> = sent
             .iter()
             .map(|(l, seq, op)| (l.identity().to_string(), *op, *seq))

@@ -51,7 +51,10 @@ impl TestDb {
             std::process::id(),
             DATABASES.fetch_add(1, Ordering::Relaxed)
         );
-        cluster.create_database(&name).await.expect("create database");
+        cluster
+            .create_database(&name)
+            .await
+            .expect("create database");
         TestDb {
             url: cluster.url(&name),
             name,
@@ -135,7 +138,10 @@ impl Headless {
         while !condition(&self.seen) {
             match tokio::time::timeout_at(deadline, self.lines.recv()).await {
                 Ok(Some(line)) => self.seen.push(line),
-                Ok(None) => panic!("cdc-tui ended while waiting for {what}; saw {:#?}", self.seen),
+                Ok(None) => panic!(
+                    "cdc-tui ended while waiting for {what}; saw {:#?}",
+                    self.seen
+                ),
                 Err(_) => panic!("timed out waiting for {what}; saw {:#?}", self.seen),
             }
         }
@@ -206,7 +212,10 @@ pub fn assert_batches_account_for_changes(seen: &[Value], chunk_size: u64) {
             Some("change") => since_flush += 1,
             Some("flush") => {
                 let changes = line["changes"].as_u64().expect("flush.changes");
-                assert_eq!(changes, since_flush, "flush line counts its changes: {line}");
+                assert_eq!(
+                    changes, since_flush,
+                    "flush line counts its changes: {line}"
+                );
                 assert!(changes <= chunk_size, "batch over chunk_size: {line}");
                 let packets: u64 = line["packets"]
                     .as_array()
