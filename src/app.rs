@@ -18,6 +18,9 @@ use crate::registry::Registry;
 use crate::runtime::{Database, Runtime};
 use crate::{headless, signals, tui};
 
+/// The repo's cdc.toml: the demo's listeners when no config file exists.
+const DEMO_CONFIG: &str = include_str!("../cdc.toml");
+
 pub const EXIT_CONFIG: u8 = 2;
 pub const EXIT_FATAL: u8 = 1;
 
@@ -95,9 +98,10 @@ fn load_config(cli: &Cli) -> Result<LoadedConfig, String> {
     let path = cli.config.clone().unwrap_or_else(config::default_path);
     if cli.config.is_none() && !path.exists() {
         if cli.demo {
-            // The demo needs no config file: defaults and the demo database.
-            let mut config = config::Config::default();
-            config.demo.enabled = true;
+            // No config file: the demo runs with the listeners of the repo's own cdc.toml.
+            let text = DEMO_CONFIG;
+            let label = Path::new("(built-in demo) cdc.toml");
+            let config = config::parse(label, text).map_err(|error| error.to_string())?;
             return Ok(LoadedConfig {
                 config,
                 path: PathBuf::from("cdc.toml"),

@@ -95,14 +95,35 @@ impl Headless {
 
     /// Starts the binary in an existing dir (a restart keeps the state dir).
     pub async fn start_in(dir: tempfile::TempDir) -> Headless {
+        let config = dir.path().join("cdc.toml");
+        Self::spawn(
+            dir,
+            &[
+                "--headless",
+                "--config",
+                config.to_str().expect("utf-8 path"),
+            ],
+        )
+        .await
+    }
+
+    /// Starts the binary in a fresh empty dir with these arguments.
+    pub async fn start_with_args(args: &[&str]) -> Headless {
+        Self::spawn(tempfile::tempdir().expect("temp dir"), args).await
+    }
+
+    async fn spawn(dir: tempfile::TempDir, args: &[&str]) -> Headless {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("stderr.log"))
+            .expect("stderr log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_cdc-tui"))
-            .arg("--headless")
-            .arg("--config")
-            .arg(dir.path().join("cdc.toml"))
+            .args(args)
             .current_dir(dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .expect("spawn cdc-tui");
@@ -126,6 +147,11 @@ impl Headless {
             seen: Vec::new(),
             dir,
         }
+    }
+
+    /// What the binary wrote to stderr (its logs, in headless mode).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }
 
     pub fn path(&self) -> &Path {
