@@ -281,3 +281,44 @@ async fn a_restart_continues_from_the_saved_cursor_and_pause_catches_up() {
     );
     assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
 }
+
+#[tokio::test]
+async fn an_unreachable_database_shows_retrying_with_the_reason() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        r#"
+[[database]]
+name = "down"
+kind = "postgres"
+url = "postgres://app:hunter2@127.0.0.1:{closed_port}/shop"
+
+[[listener]]
+identifier = "orders"
+database = "down"
+table = "public.orders"
+strategy = "polling"
+cursor_column = "updated_at"
+"#
+    );
+    let mut cdc = Headless::start(&config).await;
+    cdc.wait_for_state("orders/public.orders", "retrying").await;
+    let retrying = cdc
+        .seen
+        .iter()
+        .find(|l| l["state"] == "retrying")
+        .unwrap()
+        .clone();
+    let reason = retrying["reason"].as_str().unwrap();
+    assert!(reason.contains("refused"), "{reason}");
+    assert!(reason.contains("next try in"), "{reason}");
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+    let everything = format!("{:?}{}", cdc.seen, cdc.stderr());
+    assert!(
+        !everything.contains("hunter2"),
+        "the password is never printed"
+    );
+}
