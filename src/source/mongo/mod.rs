@@ -1,18 +1,552 @@
 //! MongoDB change streams listener.
+//!
+//! One change stream per listener, on the collection `db.collection`, with
+//! `fullDocument: updateLookup` (or the listener's `full_document`) and pre-images
+//! (`fullDocumentBeforeChange: whenAvailable`) for `before`. Every event's resume token is its
+//! `position`; the token of the last flushed change is saved under the state dir, and a
+//! restart resumes after it. Within a run the listener resumes after the last event it handed
+//! to the pipeline (`SourceContext::sent_through`), so a reconnect neither loses nor repeats
+//! anything; the driver also resumes by itself on resumable errors.
+//!
+//! A resume token the server no longer has (its oplog moved on) cannot be resumed from: the
+//! listener starts from now, and says which span of time it could not capture (status reason,
+//! listener detail and a warning in the log) instead of retrying forever.
 
-use crate::source::{SourceContext, SourceError};
+mod stream;
+mod values;
 
-pub async fn run(_ctx: &mut SourceContext) -> Result<(), SourceError> {
-    Err(SourceError::permanent(
-        "MongoDB change streams are not available in this build",
-    ))
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use mongodb::bson::{Document, doc};
+use mongodb::error::{Error as DriverError, ErrorKind as DriverErrorKind};
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Collection};
+use tokio::time::Instant;
+
+use crate::change::{Change, format_time};
+use crate::registry::{Control, ListenerState};
+use crate::secret::DatabaseUrl;
+use crate::source::{DRAIN_TIMEOUT, PendingPositions, SourceContext, SourceError, Wake};
+use stream::{Position, Read, Reader, StreamOptions};
+use values::{Decoded, Namespace};
+
+/// How long the driver looks for a usable server before an operation fails, unless the URL
+/// says otherwise (`serverSelectionTimeoutMS`): short, so `retrying` shows up soon.
+const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// On a connection error, how long the listener waits for its changes in flight to be flushed
+/// (to save their position) before it reports `retrying`.
+const ERROR_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A quiet collection's position (the post-batch resume token) is saved at most this often.
+const QUIET_SAVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// ChangeStreamHistoryLost; ChangeStreamFatalError is what servers before 4.4 answer.
+const HISTORY_LOST_CODES: [i32; 2] = [286, 280];
+/// "The $changeStream stage is only supported on replica sets".
+const STANDALONE_CODE: i32 = 40573;
+/// A server rejecting an option it does not know (pre-images before MongoDB 6.0).
+const UNKNOWN_FIELD_CODE: i32 = 40415;
+
+pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
+    let config = ctx.handle.config().clone();
+    let namespace = Namespace::parse(&config.table).map_err(SourceError::permanent)?;
+    let mut options = StreamOptions {
+        full_document: stream::full_document_mode(config.full_document.as_deref())
+            .map_err(SourceError::permanent)?,
+        pre_images: true,
+    };
+    let table: Arc<str> = config.table.as_str().into();
+    let client = connect(&ctx.url).await?;
+    let collection = client
+        .database(&namespace.db)
+        .collection::<Document>(&namespace.coll);
+
+    // This run's own progress first (a retry after an error), else the saved position.
+    let start = match ctx.sent_through.clone() {
+        Some(text) => Some(Position::decode(&text).map_err(SourceError::permanent)?),
+        None => saved_position(ctx)?,
+    };
+    let (stream, lost) = open_stream(ctx, &collection, &mut options, start).await?;
+    ctx.set_running();
+    let mut progress = Progress::default();
+    let initial = stream
+        .resume_token()
+        .as_ref()
+        .and_then(stream::token_document);
+    if let Some(from) = lost {
+        report_gap(ctx, &from);
+    }
+    if let Some(token) = &initial {
+        progress.caught_up(ctx, token.clone())?;
+    }
+    let mut reader = Reader::spawn(stream, initial);
+    // No deadline of its own: the loop wakes for events, flushes and controls.
+    let far = Duration::from_secs(3600);
+
+    loop {
+        if ctx.control() != Control::Run
+            && let Err(error) = hold_while_paused(ctx, &mut progress).await
+        {
+            return finish(ctx, &mut progress, reader, error, DRAIN_TIMEOUT).await;
+        }
+        let read = tokio::select! {
+            biased;
+            wake = ctx.wait_until(Instant::now() + far) => {
+                if wake == Wake::Flushed {
+                    progress.save_flushed(ctx)?;
+                }
+                continue;
+            }
+            read = reader.next() => read,
+        };
+        match read {
+            Read::Event(event) => {
+                let position = Position {
+                    token: event.get_document("_id").cloned().map_err(|_| {
+                        SourceError::permanent("a change event without a resume token (_id)")
+                    })?,
+                    time: values::commit_time(&event),
+                };
+                let change = match values::decode(&event, &namespace) {
+                    Decoded::Change(change) => change,
+                    Decoded::Skip(operation) => {
+                        tracing::debug!(listener = ctx.identity(), "skipped a {operation} event");
+                        progress.passed(ctx, position);
+                        continue;
+                    }
+                    Decoded::End(reason) => {
+                        let error = SourceError::permanent(reason);
+                        return finish(ctx, &mut progress, reader, error, DRAIN_TIMEOUT).await;
+                    }
+                };
+                let change = Change {
+                    listener: ctx.handle.clone(),
+                    seq: ctx.next_seq(),
+                    table: table.clone(),
+                    op: change.op,
+                    key: change.key,
+                    before: change.before,
+                    after: change.after,
+                    update: change.update,
+                    position: position.token_text(),
+                    commit_time: position.time,
+                    captured_at: Utc::now(),
+                };
+                if let Err(error) = ctx.send(change).await {
+                    return finish(ctx, &mut progress, reader, error, DRAIN_TIMEOUT).await;
+                }
+                progress.passed(ctx, position);
+            }
+            Read::Caught(token) => progress.caught_up(ctx, token)?,
+            Read::Closed => {
+                let error = SourceError::transient(format!(
+                    "the server closed the change stream of {namespace}"
+                ));
+                return finish(ctx, &mut progress, reader, error, ERROR_DRAIN_TIMEOUT).await;
+            }
+            Read::Failed(error) if is_history_lost(&error) => {
+                tracing::warn!(listener = ctx.identity(), "{}", describe(&error, &ctx.url));
+                drop(reader);
+                let from = match ctx.sent_through.as_deref().map(Position::decode) {
+                    Some(Ok(from)) => from,
+                    _ => Position {
+                        token: doc! {},
+                        time: None,
+                    },
+                };
+                let stream = match stream::open(&collection, &options, None).await {
+                    Ok(stream) => stream,
+                    Err(error) => return Err(classify(&error, &ctx.url)),
+                };
+                report_gap(ctx, &from);
+                // Saved as soon as what came before is flushed, so a restart does not run
+                // into the same gap again.
+                progress.quiet_queued_at = None;
+                let initial = stream
+                    .resume_token()
+                    .as_ref()
+                    .and_then(stream::token_document);
+                if let Some(token) = &initial {
+                    progress.caught_up(ctx, token.clone())?;
+                }
+                reader = Reader::spawn(stream, initial);
+            }
+            Read::Failed(error) => {
+                let error = classify(&error, &ctx.url);
+                return finish(ctx, &mut progress, reader, error, ERROR_DRAIN_TIMEOUT).await;
+            }
+        }
+    }
+}
+
+/// The saved position of this listener, if any.
+fn saved_position(ctx: &SourceContext) -> Result<Option<Position>, SourceError> {
+    let saved = ctx.positions.load(ctx.identity()).map_err(|error| {
+        SourceError::permanent(format!("cannot read the saved position: {error}"))
+    })?;
+    saved
+        .map(|text| {
+            Position::decode(&text).map_err(|error| {
+                SourceError::permanent(format!(
+                    "the saved position of {} under {} is not usable ({error}); remove its file \
+                     there to start from now",
+                    ctx.identity(),
+                    ctx.positions.dir().display()
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// Opens the stream after `start` (or from now). A start the server no longer has is
+/// replaced by now, and handed back as the start of the gap.
+async fn open_stream(
+    ctx: &SourceContext,
+    collection: &Collection<Document>,
+    options: &mut StreamOptions,
+    start: Option<Position>,
+) -> Result<
+    (
+        mongodb::change_stream::ChangeStream<Document>,
+        Option<Position>,
+    ),
+    SourceError,
+> {
+    let token = start
+        .as_ref()
+        .map(Position::resume_token)
+        .transpose()
+        .map_err(SourceError::permanent)?;
+    let opened = match stream::open(collection, options, token.clone()).await {
+        Err(error) if options.pre_images && rejects_pre_images(&error) => {
+            options.pre_images = false;
+            let note = "this server has no pre-images (MongoDB 6.0 or later gives them): \
+                        before is null";
+            tracing::warn!(listener = ctx.identity(), "{note}");
+            ctx.handle.set_detail(Some(note.to_string()));
+            stream::open(collection, options, token).await
+        }
+        opened => opened,
+    };
+    match opened {
+        Ok(stream) => Ok((stream, None)),
+        Err(error) if start.is_some() && is_history_lost(&error) => {
+            tracing::warn!(
+                listener = ctx.identity(),
+                "cannot resume: {}",
+                describe(&error, &ctx.url)
+            );
+            let stream = stream::open(collection, options, None)
+                .await
+                .map_err(|error| classify(&error, &ctx.url))?;
+            Ok((stream, start))
+        }
+        Err(error) => Err(classify(&error, &ctx.url)),
+    }
+}
+
+/// Says, everywhere the user looks, that the changes since `from` up to now were lost.
+fn report_gap(ctx: &SourceContext, from: &Position) {
+    let message = format!(
+        "resume token no longer in the oplog: changes between {} and now ({}) were not captured",
+        from.describe_time(),
+        format_time(&Utc::now())
+    );
+    tracing::warn!(listener = ctx.identity(), "{message}");
+    ctx.handle.set_detail(Some(message.clone()));
+    ctx.handle.set_state(ListenerState::Running, Some(message));
+}
+
+/// Positions on their way to being saved.
+#[derive(Default)]
+struct Progress {
+    pending: PendingPositions<Position>,
+    /// The last position saved, as saved.
+    saved: Option<String>,
+    /// When a quiet stream's position was last queued for saving.
+    quiet_queued_at: Option<Instant>,
+}
+
+impl Progress {
+    /// Everything up to `position` was handed to the pipeline.
+    fn passed(&mut self, ctx: &mut SourceContext, position: Position) {
+        ctx.sent_through = Some(position.encode());
+        self.pending.push(ctx.last_seq(), position);
+    }
+
+    /// The stream has nothing more up to `token` (a post-batch resume token).
+    fn caught_up(&mut self, ctx: &mut SourceContext, token: Document) -> Result<(), SourceError> {
+        let position = Position {
+            token,
+            time: Some(Utc::now()),
+        };
+        ctx.sent_through = Some(position.encode());
+        // The first one at once (a fresh start is kept), then now and then: a quiet
+        // collection's saved token stays recent enough to be in the oplog.
+        let due = self
+            .quiet_queued_at
+            .is_none_or(|at| at.elapsed() >= QUIET_SAVE_INTERVAL);
+        if due {
+            self.quiet_queued_at = Some(Instant::now());
+            self.pending.push(ctx.last_seq(), position);
+            self.save_flushed(ctx)?;
+        }
+        Ok(())
+    }
+
+    /// Saves the newest position whose changes are all flushed.
+    fn save_flushed(&mut self, ctx: &SourceContext) -> Result<(), SourceError> {
+        let Some(position) = self.pending.take_flushed(ctx.flushed_seq()) else {
+            return Ok(());
+        };
+        let saved = position.encode();
+        if self.saved.as_ref() != Some(&saved) {
+            ctx.save_position(&saved)?;
+            // Show the token alone, as changes show their position.
+            ctx.handle.set_position(position.token_text());
+            self.saved = Some(saved);
+        }
+        Ok(())
+    }
+}
+
+/// While paused the stream is not read (the reader stops once its few read-ahead events are
+/// waiting), but flushed positions are still saved.
+async fn hold_while_paused(
+    ctx: &mut SourceContext,
+    progress: &mut Progress,
+) -> Result<(), SourceError> {
+    loop {
+        match ctx.control() {
+            Control::Run => {
+                ctx.set_running();
+                return Ok(());
+            }
+            Control::Stop => return Err(SourceError::stopped()),
+            Control::Pause => {
+                ctx.handle.set_state(ListenerState::Paused, None);
+                let far = Instant::now() + Duration::from_secs(3600);
+                if ctx.wait_until(far).await == Wake::Flushed {
+                    progress.save_flushed(ctx)?;
+                }
+            }
+        }
+    }
+}
+
+/// Stops reading, waits (up to `timeout`) for the changes in flight to flush, saves their
+/// position, and ends the run with `error`.
+async fn finish(
+    ctx: &mut SourceContext,
+    progress: &mut Progress,
+    reader: Reader,
+    error: SourceError,
+    timeout: Duration,
+) -> Result<(), SourceError> {
+    drop(reader);
+    ctx.drain(timeout).await;
+    progress.save_flushed(ctx)?;
+    Err(error)
+}
+
+/// A client for `url`, with short timeouts unless the URL sets its own.
+async fn connect(url: &DatabaseUrl) -> Result<Client, SourceError> {
+    let mut options = ClientOptions::parse(url.expose()).await.map_err(|error| {
+        SourceError::permanent(format!(
+            "the MongoDB URL {} is not usable: {}",
+            url.masked(),
+            describe(&error, url)
+        ))
+    })?;
+    options
+        .app_name
+        .get_or_insert_with(|| "cdc-tui".to_string());
+    options
+        .server_selection_timeout
+        .get_or_insert(SERVER_SELECTION_TIMEOUT);
+    options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
+    // The driver's retry of a failed resume (an `aggregate` retried as a retryable read) is
+    // built without the resume token, so it would start from now and lose what happened in
+    // between: no retried reads; the listener resumes from its own token instead.
+    options.retry_reads = Some(false);
+    Client::with_options(options).map_err(|error| classify(&error, url))
 }
 
 /// The collections of every database, as `db.collection`.
-pub async fn list_collections(
-    _url: &crate::secret::DatabaseUrl,
-) -> Result<Vec<String>, SourceError> {
-    Err(SourceError::permanent(
-        "MongoDB change streams are not available in this build",
-    ))
+pub async fn list_collections(url: &DatabaseUrl) -> Result<Vec<String>, SourceError> {
+    let client = connect(url).await?;
+    let databases = client
+        .list_database_names()
+        .authorized_databases(true)
+        .await
+        .map_err(|error| classify(&error, url))?;
+    let mut collections = Vec::new();
+    for db in databases {
+        if matches!(db.as_str(), "admin" | "local" | "config") {
+            continue;
+        }
+        let names = client
+            .database(&db)
+            .list_collection_names()
+            .filter(doc! { "type": "collection" })
+            .await
+            .map_err(|error| classify(&error, url))?;
+        collections.extend(
+            names
+                .into_iter()
+                .filter(|name| !name.starts_with("system."))
+                .map(|name| format!("{db}.{name}")),
+        );
+    }
+    collections.sort();
+    Ok(collections)
+}
+
+fn server_code(error: &DriverError) -> Option<i32> {
+    match &*error.kind {
+        DriverErrorKind::Command(command) => Some(command.code),
+        _ => None,
+    }
+}
+
+fn is_history_lost(error: &DriverError) -> bool {
+    server_code(error).is_some_and(|code| HISTORY_LOST_CODES.contains(&code))
+}
+
+fn rejects_pre_images(error: &DriverError) -> bool {
+    match &*error.kind {
+        DriverErrorKind::Command(command) => {
+            command.code == UNKNOWN_FIELD_CODE
+                || command.message.contains("fullDocumentBeforeChange")
+        }
+        _ => false,
+    }
+}
+
+/// The driver's error in a line, without the password.
+fn describe(error: &DriverError, url: &DatabaseUrl) -> String {
+    let text = match &*error.kind {
+        DriverErrorKind::Command(command) => format!(
+            "{} (code {} {})",
+            command.message, command.code, command.code_name
+        ),
+        kind => tidy(&kind.to_string()),
+    };
+    redact(url, &text)
+}
+
+/// The driver nests whole errors in a server selection error's topology, each with its debug
+/// furniture (`Kind: `, `labels: {…}`, `source: None`, `server response: None`): keeps the
+/// words, drops the furniture.
+fn tidy(text: &str) -> String {
+    let mut text = text
+        .replace("Kind: ", "")
+        .replace(", source: None", "")
+        .replace(", server response: None", "");
+    while let Some(start) = text.find(", labels: {") {
+        let Some(length) = text[start..].find('}') else {
+            break;
+        };
+        text.replace_range(start..=start + length, "");
+    }
+    text
+}
+
+/// Removes the URL's password from `text`, as written in the URL and percent-decoded (the
+/// driver works with the decoded one).
+fn redact(url: &DatabaseUrl, text: &str) -> String {
+    let text = url.redact(text);
+    match url.password().map(percent_decode) {
+        Some(decoded) if !decoded.is_empty() && text.contains(&decoded) => {
+            text.replace(&decoded, "***")
+        }
+        _ => text,
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let hex = bytes
+            .get(at + 1..at + 3)
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (bytes[at], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                at += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Sorts a driver error into waiting-may-help or not, in words the user can act on.
+fn classify(error: &DriverError, url: &DatabaseUrl) -> SourceError {
+    let text = describe(error, url);
+    match &*error.kind {
+        DriverErrorKind::Command(command) => match command.code {
+            STANDALONE_CODE => SourceError::permanent(format!(
+                "change streams need a replica set, and this MongoDB server is a standalone \
+                 ({text}). A standalone becomes a single-node replica set like this: restart \
+                 mongod with --replSet rs0 (or replication.replSetName: rs0 in mongod.conf), \
+                 run rs.initiate() once in mongosh, then connect with ?replicaSet=rs0 (or \
+                 ?directConnection=true) in the URL"
+            )),
+            260 => SourceError::permanent(format!(
+                "the server does not accept the resume token ({text}); remove the listener's \
+                 saved position under the state dir to start from now"
+            )),
+            // Unauthorized, AuthenticationFailed, BadValue, FailedToParse, TypeMismatch,
+            // InvalidOptions, InvalidNamespace, unknown field, CommandNotSupported.
+            13 | 18 | 2 | 9 | 14 | 72 | 73 | UNKNOWN_FIELD_CODE | 115 => {
+                SourceError::permanent(text)
+            }
+            _ => SourceError::transient(text),
+        },
+        DriverErrorKind::Authentication { .. }
+        | DriverErrorKind::InvalidArgument { .. }
+        | DriverErrorKind::InvalidTlsConfig { .. }
+        | DriverErrorKind::IncompatibleServer { .. } => SourceError::permanent(text),
+        _ => SourceError::transient(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_as_written_and_decoded() {
+        let url = DatabaseUrl::new("mongodb://app:p%40ss@db:27017/?replicaSet=rs0");
+        assert_eq!(
+            redact(&url, "auth failed for app:p@ss via mongodb://app:p%40ss@db"),
+            "auth failed for app:*** via mongodb://app:***@db"
+        );
+        assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
+    }
+
+    #[test]
+    fn server_selection_errors_keep_their_words_only() {
+        let text = "Server selection timeout: No available servers. Topology: { Type: Single, \
+                    Servers: [ { Address: 127.0.0.1:1, Type: Unknown, Error: Kind: I/O error: \
+                    Connection refused (os error 111), labels: {\"RetryableError\", \
+                    \"SystemOverloadedError\"}, source: None, server response: None } ] }";
+        assert_eq!(
+            tidy(text),
+            "Server selection timeout: No available servers. Topology: { Type: Single, \
+             Servers: [ { Address: 127.0.0.1:1, Type: Unknown, Error: I/O error: Connection \
+             refused (os error 111) } ] }"
+        );
+    }
 }

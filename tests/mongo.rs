@@ -1,0 +1,797 @@
+//! The MongoDB change streams listener end to end: writes with the official driver, reads with
+//! the real binary running headless. The server under test is the wire-protocol TestServer
+//! (one per test), or a real replica set when `CDC_TEST_MONGO_URI` is set (each test then uses
+//! its own database; the fault-injection tests need TestServer and are skipped there).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use cdc_tui::secret::DatabaseUrl;
+use mongo_test_server::TestServer;
+use mongodb::Client;
+use mongodb::bson::{Document, doc};
+use serde_json::{Value, json};
+use support::{Headless, assert_batches_account_for_changes};
+
+static DATABASES: AtomicUsize = AtomicUsize::new(0);
+
+/// The server under test and the collection a test watches.
+struct Mongo {
+    /// None under a real server.
+    server: Option<TestServer>,
+    uri: String,
+    /// `shop` on TestServer; a database of its own per test on a real server.
+    db: String,
+    client: Client,
+}
+
+impl Mongo {
+    async fn start(test: &str) -> Mongo {
+        let (server, uri, db) = match std::env::var("CDC_TEST_MONGO_URI") {
+            Ok(uri) if !uri.trim().is_empty() => {
+                let db = format!(
+                    "cdc_tui_{test}_{}_{}",
+                    std::process::id(),
+                    DATABASES.fetch_add(1, Ordering::Relaxed)
+                );
+                (None, uri, db)
+            }
+            _ => {
+                let server = TestServer::start().await.expect("start the test server");
+                let uri = server.uri();
+                (Some(server), uri, "shop".to_string())
+            }
+        };
+        let client = Client::with_uri_str(&uri).await.expect("client");
+        let mongo = Mongo {
+            server,
+            uri,
+            db,
+            client,
+        };
+        // Pre-images for `before` (a real server wants them switched on per collection;
+        // TestServer always has them).
+        let created = mongo
+            .client
+            .database(&mongo.db)
+            .run_command(doc! {
+                "create": "orders",
+                "changeStreamPreAndPostImages": { "enabled": true },
+            })
+            .await;
+        if mongo.server.is_none() {
+            created.expect("create the collection with pre-images");
+        }
+        mongo
+    }
+
+    /// TestServer, or None (with a note) under a real server: for fault injection.
+    fn test_server(&self, test: &str) -> Option<&TestServer> {
+        if self.server.is_none() {
+            eprintln!(
+                "{test}: skipped under CDC_TEST_MONGO_URI: it injects faults into TestServer"
+            );
+        }
+        self.server.as_ref()
+    }
+
+    fn table(&self) -> String {
+        format!("{}.orders", self.db)
+    }
+
+    fn listener(&self) -> String {
+        format!("orders/{}", self.table())
+    }
+
+    fn orders(&self) -> mongodb::Collection<Document> {
+        self.client.database(&self.db).collection("orders")
+    }
+
+    fn config(&self) -> String {
+        format!(
+            r#"
+[pipeline]
+chunk_size = 40
+timeout_ms = 50
+
+[[database]]
+name = "docs"
+kind = "mongodb"
+url = "{uri}"
+
+[[listener]]
+identifier = "orders"
+database = "docs"
+table = "{table}"
+strategy = "change_stream"
+"#,
+            uri = self.uri,
+            table = self.table()
+        )
+    }
+
+    async fn insert(&self, ids: impl IntoIterator<Item = i32>) {
+        for id in ids {
+            self.orders()
+                .insert_one(doc! {
+                    "_id": id,
+                    "item": format!("item {id}"),
+                    "qty": id,
+                    "price": 2.5,
+                    "tags": ["a", "b"],
+                    "note": "fragile",
+                })
+                .await
+                .expect("insert");
+        }
+    }
+}
+
+impl Drop for Mongo {
+    fn drop(&mut self) {
+        if self.server.is_some() {
+            return;
+        }
+        // A real server keeps what a test made: remove its databases, on a runtime of its own
+        // (this one may be ending).
+        let (uri, db) = (self.uri.clone(), self.db.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let client = Client::with_uri_str(&uri)
+                    .await
+                    .map_err(std::io::Error::other)?;
+                for name in [db.clone(), format!("{db}_other")] {
+                    let _ = client.database(&name).drop().await;
+                }
+                Ok::<(), std::io::Error>(())
+            })
+        })
+        .join();
+    }
+}
+
+fn changes_of<'a>(seen: &'a [Value], op: &str) -> Vec<&'a Value> {
+    seen.iter()
+        .filter(|l| l["type"] == "change" && l["op"] == op)
+        .collect()
+}
+
+fn ids_of(changes: &[&Value]) -> Vec<i64> {
+    changes
+        .iter()
+        .map(|c| c["key"]["_id"].as_i64().expect("integer _id"))
+        .collect()
+}
+
+/// Status lines of `listener`, as (state, reason).
+fn statuses(seen: &[Value], listener: &str) -> Vec<(String, Value)> {
+    seen.iter()
+        .filter(|l| l["type"] == "status" && l["listener"] == listener)
+        .map(|l| {
+            (
+                l["state"].as_str().unwrap_or("").to_string(),
+                l["reason"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// The position saved in the state dir (token and time, as the listener spells it).
+fn saved_position(cdc: &Headless) -> Option<String> {
+    let entries = std::fs::read_dir(cdc.path().join(".cdc-tui")).ok()?;
+    for entry in entries.flatten() {
+        if entry.path().extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(entry.path()).ok()?;
+            let saved: Value = serde_json::from_str(&text).ok()?;
+            return saved["position"].as_str().map(str::to_string);
+        }
+    }
+    None
+}
+
+/// Waits until the position of the last change printed is saved (so a kill loses nothing
+/// and repeats nothing).
+async fn wait_for_saved_last_change(cdc: &Headless) {
+    let last = cdc.changes().last().expect("a change")["position"]
+        .as_str()
+        .expect("position")
+        .to_string();
+    support::wait_until("the last change's position saved", || {
+        saved_position(cdc).is_some_and(|saved| saved.starts_with(&last))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headless_change_stream_prints_exactly_the_changes_made() {
+    let mongo = Mongo::start("exact").await;
+    let listener = mongo.listener();
+    let mut cdc = Headless::start(&mongo.config()).await;
+    cdc.wait_for_state(&listener, "running").await;
+
+    mongo.insert(1..=100).await;
+    cdc.wait_for("100 inserts", |seen| {
+        changes_of(seen, "insert").len() == 100
+    })
+    .await;
+    for id in 1..=20 {
+        mongo
+            .orders()
+            .update_one(
+                doc! { "_id": id },
+                doc! { "$set": { "qty": id + 1000, "status": "shipped" }, "$unset": { "note": "" } },
+            )
+            .await
+            .expect("update");
+    }
+    for id in 91..=100 {
+        mongo
+            .orders()
+            .delete_one(doc! { "_id": id })
+            .await
+            .expect("delete");
+    }
+    cdc.wait_for("20 updates and 10 deletes", |seen| {
+        changes_of(seen, "update").len() == 20 && changes_of(seen, "delete").len() == 10
+    })
+    .await;
+    assert_eq!(
+        cdc.signal_and_wait("TERM").await,
+        Some(0),
+        "SIGTERM exits 0"
+    );
+
+    let seen = &cdc.seen;
+    assert_eq!(
+        cdc.changes().len(),
+        130,
+        "exactly the changes made, nothing more"
+    );
+    let inserts = changes_of(seen, "insert");
+    assert_eq!(
+        ids_of(&inserts),
+        (1..=100).collect::<Vec<_>>(),
+        "in commit order"
+    );
+    let first = inserts[0];
+    assert_eq!(first["listener"], json!(listener));
+    assert_eq!(first["table"], json!(mongo.table()));
+    assert_eq!(first["key"], json!({"_id": 1}), "key is the documentKey");
+    assert_eq!(
+        first["after"],
+        json!({"_id": 1, "item": "item 1", "qty": 1, "price": 2.5, "tags": ["a", "b"], "note": "fragile"}),
+        "the document as relaxed Extended JSON"
+    );
+    assert_eq!(first["before"], Value::Null, "an insert has no before");
+    assert!(first.get("update").is_none(), "only updates carry update");
+    assert!(
+        first["commit_time"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    assert!(
+        first["captured_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    let positions: std::collections::HashSet<&str> = cdc
+        .changes()
+        .iter()
+        .map(|c| c["position"].as_str().expect("position is a string"))
+        .collect();
+    assert_eq!(
+        positions.len(),
+        130,
+        "every change has its own resume token"
+    );
+
+    let updates = changes_of(seen, "update");
+    assert_eq!(ids_of(&updates), (1..=20).collect::<Vec<_>>());
+    for update in &updates {
+        let id = update["key"]["_id"].as_i64().unwrap();
+        assert_eq!(
+            update["update"],
+            json!({"updated": {"qty": id + 1000, "status": "shipped"}, "removed": ["note"]}),
+            "the update description: {update}"
+        );
+        assert_eq!(
+            update["after"]["qty"],
+            json!(id + 1000),
+            "updateLookup: {update}"
+        );
+        assert!(update["after"].get("note").is_none());
+        if mongo.server.is_some() || !update["before"].is_null() {
+            assert_eq!(
+                update["before"]["qty"],
+                json!(id),
+                "the pre-image: {update}"
+            );
+            assert_eq!(update["before"]["note"], json!("fragile"));
+        }
+    }
+    let deletes = changes_of(seen, "delete");
+    assert_eq!(ids_of(&deletes), (91..=100).collect::<Vec<_>>());
+    assert!(deletes.iter().all(|d| d["after"].is_null()));
+    if mongo.server.is_some() {
+        assert_eq!(
+            deletes[0]["before"]["item"],
+            json!("item 91"),
+            "the pre-image"
+        );
+    }
+    assert_batches_account_for_changes(seen, 40);
+    assert!(
+        statuses(seen, &listener)
+            .iter()
+            .any(|(state, _)| state == "stopped"),
+        "the listener reports stopped on shutdown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_after_kill_9_resumes_after_the_saved_token() {
+    let mongo = Mongo::start("restart").await;
+    let listener = mongo.listener();
+    let mut cdc = Headless::start(&mongo.config()).await;
+    cdc.wait_for_state(&listener, "running").await;
+    mongo.insert(1..=10).await;
+    cdc.wait_for("10 inserts", |seen| changes_of(seen, "insert").len() == 10)
+        .await;
+    wait_for_saved_last_change(&cdc).await;
+    let dir = cdc.kill().await;
+
+    // Made while cdc-tui is down.
+    mongo.insert(11..=60).await;
+    let mut cdc = Headless::start_in(dir).await;
+    cdc.wait_for("the 50 inserts made while down", |seen| {
+        changes_of(seen, "insert").len() >= 50
+    })
+    .await;
+    mongo.insert([61]).await;
+    cdc.wait_for("a live insert after the catch-up", |seen| {
+        changes_of(seen, "insert").len() >= 51
+    })
+    .await;
+    // `stop` drains and saves the last position.
+    cdc.send_command(&format!("stop {listener}")).await;
+    cdc.wait_for_state(&listener, "stopped").await;
+    let last = cdc.changes().last().unwrap()["position"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        saved_position(&cdc).is_some_and(|saved| saved.starts_with(&last)),
+        "stop saved {last}: {:?}",
+        saved_position(&cdc)
+    );
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+    assert_eq!(
+        ids_of(&changes_of(&cdc.seen, "insert")),
+        (11..=61).collect::<Vec<_>>(),
+        "every change made while down, once, in order, and nothing delivered before the kill"
+    );
+    assert!(
+        statuses(&cdc.seen, &listener)
+            .iter()
+            .all(|(state, reason)| state != "retrying" && reason.is_null()),
+        "a plain resume: {:?}",
+        statuses(&cdc.seen, &listener)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_resume_token_restarts_from_now_and_reports_the_gap() {
+    let mongo = Mongo::start("history").await;
+    let Some(server) =
+        mongo.test_server("a_lost_resume_token_restarts_from_now_and_reports_the_gap")
+    else {
+        return;
+    };
+    let listener = mongo.listener();
+    let mut cdc = Headless::start(&mongo.config()).await;
+    cdc.wait_for_state(&listener, "running").await;
+    mongo.insert(1..=5).await;
+    cdc.wait_for("5 inserts", |seen| changes_of(seen, "insert").len() == 5)
+        .await;
+    wait_for_saved_last_change(&cdc).await;
+    let last_commit_time = cdc.changes().last().unwrap()["commit_time"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = cdc.kill().await;
+
+    // Made while down, then gone from the server's history.
+    mongo.insert(6..=12).await;
+    server.forget_history();
+    let aggregates_before = server.command_count("aggregate");
+    let mut cdc = Headless::start_in(dir).await;
+    cdc.wait_for("the gap reported", |seen| {
+        statuses(seen, &listener).iter().any(|(state, reason)| {
+            state == "running"
+                && reason
+                    .as_str()
+                    .is_some_and(|r| r.contains("resume token no longer in the oplog"))
+        })
+    })
+    .await;
+    let (_, reason) = statuses(&cdc.seen, &listener)
+        .into_iter()
+        .find(|(_, reason)| !reason.is_null())
+        .unwrap();
+    let reason = reason.as_str().unwrap();
+    eprintln!("the gap: {reason}");
+    assert!(
+        reason.contains(&format!("changes between {last_commit_time} and now"))
+            && reason.contains("were not captured"),
+        "the gap starts at the last saved change: {reason}"
+    );
+
+    // It continues from now.
+    mongo.insert(13..=15).await;
+    cdc.wait_for("the inserts after the gap", |seen| {
+        changes_of(seen, "insert").len() >= 3
+    })
+    .await;
+    assert_eq!(ids_of(&changes_of(&cdc.seen, "insert")), [13, 14, 15]);
+    assert!(
+        statuses(&cdc.seen, &listener)
+            .iter()
+            .all(|(state, _)| state != "retrying" && state != "failed"),
+        "no retry loop: {:?}",
+        statuses(&cdc.seen, &listener)
+    );
+    assert!(
+        server.command_count("aggregate") - aggregates_before <= 2,
+        "one failed resume, one start from now"
+    );
+
+    // The new position is saved: the next restart resumes without a gap.
+    wait_for_saved_last_change(&cdc).await;
+    let dir = cdc.kill().await;
+    mongo.insert([16]).await;
+    let mut cdc = Headless::start_in(dir).await;
+    cdc.wait_for("the insert made while down again", |seen| {
+        changes_of(seen, "insert").len() == 1
+    })
+    .await;
+    assert_eq!(ids_of(&changes_of(&cdc.seen, "insert")), [16]);
+    assert!(
+        statuses(&cdc.seen, &listener)
+            .iter()
+            .all(|(_, reason)| reason.is_null()),
+        "no gap this time: {:?}",
+        statuses(&cdc.seen, &listener)
+    );
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_stream_whose_history_is_lost_continues_from_now() {
+    let mongo = Mongo::start("behind").await;
+    let Some(server) =
+        mongo.test_server("a_paused_stream_whose_history_is_lost_continues_from_now")
+    else {
+        return;
+    };
+    let listener = mongo.listener();
+    let mut cdc = Headless::start(&mongo.config()).await;
+    cdc.wait_for_state(&listener, "running").await;
+    cdc.send_command(&format!("pause {listener}")).await;
+    cdc.wait_for_state(&listener, "paused").await;
+    // The paused listener reads a few of these ahead and then stops reading: its cursor
+    // stays behind the rest, which the server then forgets.
+    mongo.insert(1..=200).await;
+    server.forget_history();
+    cdc.send_command(&format!("resume {listener}")).await;
+    cdc.wait_for("the gap reported", |seen| {
+        statuses(seen, &listener).iter().any(|(_, reason)| {
+            reason
+                .as_str()
+                .is_some_and(|r| r.contains("resume token no longer in the oplog"))
+        })
+    })
+    .await;
+    mongo.insert(201..=205).await;
+    cdc.wait_for("the inserts after the gap", |seen| {
+        seen.iter()
+            .any(|l| l["type"] == "change" && l["key"]["_id"] == 205)
+    })
+    .await;
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+    let ids = ids_of(&changes_of(&cdc.seen, "insert"));
+    let read_ahead = ids.len() - 5;
+    eprintln!("read ahead while paused, before the gap: {read_ahead}");
+    assert!(read_ahead < 200, "some changes were lost: {ids:?}");
+    let expected: Vec<i64> = (1..=read_ahead as i64).chain(201..=205).collect();
+    assert_eq!(
+        ids, expected,
+        "what was read before the gap, then what came after"
+    );
+    assert!(
+        statuses(&cdc.seen, &listener)
+            .iter()
+            .all(|(state, _)| state != "retrying" && state != "failed"),
+        "no retry loop: {:?}",
+        statuses(&cdc.seen, &listener)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connections_lose_nothing_and_repeat_nothing() {
+    let mongo = Mongo::start("drops").await;
+    let Some(server) = mongo.test_server("dropped_connections_lose_nothing_and_repeat_nothing")
+    else {
+        return;
+    };
+    let listener = mongo.listener();
+    let mut cdc = Headless::start(&mongo.config()).await;
+    cdc.wait_for_state(&listener, "running").await;
+    mongo.insert(1..=30).await;
+    cdc.wait_for("30 inserts", |seen| changes_of(seen, "insert").len() == 30)
+        .await;
+
+    // Once while the listener waits in a getMore, once in the middle of a write burst.
+    support::wait_until("the listener waiting for events", || {
+        server.waiting_change_streams() > 0
+    })
+    .await;
+    let aggregates_before = server.command_count("aggregate");
+    server.drop_all_connections();
+    mongo.insert(31..=60).await;
+    server.drop_all_connections();
+    mongo.insert(61..=90).await;
+    cdc.wait_for("90 inserts", |seen| changes_of(seen, "insert").len() >= 90)
+        .await;
+    mongo.insert([91]).await;
+    cdc.wait_for("a last insert", |seen| {
+        changes_of(seen, "insert").len() >= 91
+    })
+    .await;
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+    assert_eq!(
+        ids_of(&changes_of(&cdc.seen, "insert")),
+        (1..=91).collect::<Vec<_>>(),
+        "each change exactly once, in order"
+    );
+    assert_batches_account_for_changes(&cdc.seen, 40);
+    assert!(
+        server.command_count("aggregate") > aggregates_before,
+        "the change stream was cut and resumed"
+    );
+}
+
+/// Inserts `id` until the server has it: a write cut off by a dropped connection may or may
+/// not have happened, and a duplicate key says it did.
+async fn insert_surely(orders: &mongodb::Collection<Document>, id: i32) {
+    let deadline = tokio::time::Instant::now() + support::DEADLINE;
+    loop {
+        match orders.insert_one(doc! { "_id": id }).await {
+            Ok(_) => return,
+            Err(error)
+                if error.to_string().contains("E11000") || error.to_string().contains("11000") =>
+            {
+                return;
+            }
+            Err(error) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "insert {id}: {error}"
+            ),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_dropped_connections_loses_nothing_and_repeats_nothing() {
+    let mongo = Mongo::start("storm").await;
+    let Some(server) =
+        mongo.test_server("a_storm_of_dropped_connections_loses_nothing_and_repeats_nothing")
+    else {
+        return;
+    };
+    let listener = mongo.listener();
+    let mut cdc = Headless::start(&mongo.config()).await;
+    cdc.wait_for_state(&listener, "running").await;
+
+    // Connections cut every few milliseconds while 60 documents are written: the driver's own
+    // resume fails too, so the listener reconnects from what it last handed on.
+    let orders = mongo.orders();
+    let writer = tokio::spawn(async move {
+        for id in 1..=60 {
+            insert_surely(&orders, id).await;
+        }
+    });
+    let mut cuts = 0;
+    while !writer.is_finished() || cuts < 20 {
+        server.drop_all_connections();
+        cuts += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+    }
+    writer.await.expect("the writer");
+    mongo.insert(61..=70).await;
+    cdc.wait_for("70 inserts", |seen| changes_of(seen, "insert").len() >= 70)
+        .await;
+    // A last one after the listener is running again, to catch any late duplicate.
+    cdc.wait_for_state(&listener, "running").await;
+    mongo.insert([71]).await;
+    cdc.wait_for("the last insert", |seen| {
+        seen.iter()
+            .any(|l| l["type"] == "change" && l["key"]["_id"] == 71)
+    })
+    .await;
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+    assert_eq!(
+        ids_of(&changes_of(&cdc.seen, "insert")),
+        (1..=71).collect::<Vec<_>>(),
+        "each change exactly once, in order; states: {:?}",
+        statuses(&cdc.seen, &listener)
+    );
+    eprintln!(
+        "storm: {cuts} cuts, states {:?}",
+        statuses(&cdc.seen, &listener)
+            .iter()
+            .map(|(state, _)| state.as_str())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_is_down_shows_retrying_then_recovers() {
+    // Needs a server to take down: always a TestServer, whatever CDC_TEST_MONGO_URI says.
+    let server = TestServer::start().await.unwrap();
+    let port = server.port();
+    let uri = server.uri();
+    server.shutdown().await;
+    let config = format!(
+        r#"
+[[database]]
+name = "docs"
+kind = "mongodb"
+url = "{uri}"
+
+[[listener]]
+identifier = "orders"
+database = "docs"
+table = "shop.orders"
+strategy = "change_stream"
+"#
+    );
+    let listener = "orders/shop.orders";
+    let mut cdc = Headless::start(&config).await;
+    cdc.wait_for_state(listener, "retrying").await;
+    let (_, reason) = statuses(&cdc.seen, listener)
+        .into_iter()
+        .find(|(state, _)| state == "retrying")
+        .unwrap();
+    let reason = reason.as_str().expect("a reason");
+    eprintln!("retrying: {reason}");
+    assert!(
+        reason.contains(&format!("127.0.0.1:{port}")) && reason.contains("next try in"),
+        "the driver's reason: {reason}"
+    );
+
+    let server = TestServer::start_on(port).await.expect("the port again");
+    cdc.wait_for_state(listener, "running").await;
+    let client = Client::with_uri_str(server.uri()).await.unwrap();
+    client
+        .database("shop")
+        .collection::<Document>("orders")
+        .insert_one(doc! { "_id": 1 })
+        .await
+        .unwrap();
+    cdc.wait_for("the insert", |seen| changes_of(seen, "insert").len() == 1)
+        .await;
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_server_fails_with_the_replica_set_advice() {
+    let mongo = Mongo::start("standalone").await;
+    let Some(server) = mongo.test_server("a_standalone_server_fails_with_the_replica_set_advice")
+    else {
+        return;
+    };
+    server.set_standalone(true);
+    let listener = mongo.listener();
+    let mut cdc = Headless::start(&mongo.config()).await;
+    cdc.wait_for_state(&listener, "failed").await;
+    let (_, reason) = statuses(&cdc.seen, &listener)
+        .into_iter()
+        .find(|(state, _)| state == "failed")
+        .unwrap();
+    let reason = reason.as_str().unwrap();
+    eprintln!("failed: {reason}");
+    assert!(
+        reason.contains("change streams need a replica set")
+            && reason.contains("--replSet")
+            && reason.contains("rs.initiate()")
+            && reason.contains("40573"),
+        "{reason}"
+    );
+    assert!(
+        statuses(&cdc.seen, &listener)
+            .iter()
+            .all(|(state, _)| state != "retrying"),
+        "failed at once"
+    );
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_holds_reading_and_a_dropped_collection_fails_the_listener() {
+    let mongo = Mongo::start("pause").await;
+    let listener = mongo.listener();
+    let mut cdc = Headless::start(&mongo.config()).await;
+    cdc.wait_for_state(&listener, "running").await;
+    mongo.insert(1..=3).await;
+    cdc.wait_for("3 inserts", |seen| changes_of(seen, "insert").len() == 3)
+        .await;
+
+    cdc.send_command(&format!("pause {listener}")).await;
+    cdc.wait_for_state(&listener, "paused").await;
+    mongo.insert(4..=150).await;
+    cdc.send_command(&format!("resume {listener}")).await;
+    cdc.wait_for("the inserts made while paused", |seen| {
+        changes_of(seen, "insert").len() == 150
+    })
+    .await;
+    assert_eq!(
+        ids_of(&changes_of(&cdc.seen, "insert")),
+        (1..=150).collect::<Vec<_>>()
+    );
+
+    mongo.orders().drop().await.expect("drop the collection");
+    cdc.wait_for_state(&listener, "failed").await;
+    let reasons: BTreeMap<String, Value> = statuses(&cdc.seen, &listener).into_iter().collect();
+    assert_eq!(
+        reasons["failed"],
+        json!(format!(
+            "the collection {} was dropped: the change stream ended",
+            mongo.table()
+        ))
+    );
+    assert_eq!(cdc.changes().len(), 150, "a drop is not a change");
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collections_of_every_user_database_are_listed() {
+    let mongo = Mongo::start("list").await;
+    let other = format!("{}_other", mongo.db);
+    mongo.insert([1]).await;
+    mongo
+        .client
+        .database(&mongo.db)
+        .collection::<Document>("items")
+        .insert_one(doc! { "_id": 1 })
+        .await
+        .unwrap();
+    mongo
+        .client
+        .database(&other)
+        .collection::<Document>("stock")
+        .insert_one(doc! { "_id": 1 })
+        .await
+        .unwrap();
+    let listed = cdc_tui::source::mongo::list_collections(&DatabaseUrl::new(mongo.uri.clone()))
+        .await
+        .expect("list collections");
+    for expected in [
+        format!("{}.items", mongo.db),
+        format!("{}.orders", mongo.db),
+        format!("{other}.stock"),
+    ] {
+        assert!(listed.contains(&expected), "{expected} in {listed:?}");
+    }
+    assert!(
+        listed.iter().all(|name| !name.starts_with("admin.")
+            && !name.starts_with("local.")
+            && !name.starts_with("config.")
+            && !name.contains(".system.")),
+        "{listed:?}"
+    );
+}
