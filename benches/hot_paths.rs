@@ -1,0 +1,144 @@
+//! Micro-benchmarks of the per-change hot paths: pgoutput decoding, value conversion, JSON
+//! encoding of a change, and chunk + collate + sink through the handler.
+//! Run: `cargo bench --bench hot_paths`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use cdc_tui::change::{Change, Op};
+use cdc_tui::config::{ListenerConfig, Strategy};
+use cdc_tui::pipeline::collate::collate;
+use cdc_tui::pipeline::{Batch, Handler, HandlerConfig, Sink, SinkError};
+use cdc_tui::registry::Registry;
+use cdc_tui::source::postgres::{pgoutput, value};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::json;
+
+/// An Insert message for a (bigint, int, text) row, as pgoutput v1 sends it.
+fn insert_message() -> Vec<u8> {
+    let mut message = vec![b'I'];
+    message.extend_from_slice(&16_384u32.to_be_bytes());
+    message.push(b'N');
+    message.extend_from_slice(&3i16.to_be_bytes());
+    for text in ["1234567", "42", "a row of text that a benchmark decodes"] {
+        message.push(b't');
+        message.extend_from_slice(&(text.len() as i32).to_be_bytes());
+        message.extend_from_slice(text.as_bytes());
+    }
+    message
+}
+
+fn sample_changes(count: u64) -> Vec<Change> {
+    let registry = Registry::new();
+    let listeners: Vec<_> = ["orders", "items", "customers"]
+        .iter()
+        .map(|name| {
+            registry
+                .add(ListenerConfig::new(
+                    name,
+                    "shop",
+                    "public.t",
+                    Strategy::Logical,
+                ))
+                .expect("add listener")
+        })
+        .collect();
+    (0..count)
+        .map(|seq| Change {
+            listener: listeners[(seq % 3) as usize].clone(),
+            seq,
+            table: "public.t".into(),
+            op: Op::ALL[(seq % 3) as usize],
+            key: json!({"id": seq}),
+            before: json!({"id": seq, "qty": 1, "note": "before"}),
+            after: json!({"id": seq, "qty": 2, "note": "a row of text"}),
+            update: None,
+            position: "0/16B3748".into(),
+            commit_time: Some(chrono::Utc::now()),
+            captured_at: chrono::Utc::now(),
+        })
+        .collect()
+}
+
+fn decoding(c: &mut Criterion) {
+    let message = insert_message();
+    let mut group = c.benchmark_group("pgoutput");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("decode insert (bigint, int, text)", |b| {
+        b.iter(|| pgoutput::decode(black_box(&message)).expect("decodes"))
+    });
+    group.bench_function("text_to_json x3", |b| {
+        b.iter(|| {
+            (
+                value::text_to_json(value::oid::INT8, black_box("1234567")),
+                value::text_to_json(value::oid::INT4, black_box("42")),
+                value::text_to_json(value::oid::TEXT, black_box("a row of text")),
+            )
+        })
+    });
+    group.finish();
+}
+
+fn encoding(c: &mut Criterion) {
+    let change = sample_changes(1).remove(0);
+    let mut line = Vec::with_capacity(512);
+    let mut group = c.benchmark_group("json");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("change line", |b| {
+        b.iter(|| {
+            line.clear();
+            black_box(&change).write_json_line(&mut line);
+        })
+    });
+    group.finish();
+}
+
+struct NullSink;
+
+impl Sink for NullSink {
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        black_box(batch.changes.len());
+        Ok(())
+    }
+}
+
+fn chunking(c: &mut Criterion) {
+    let changes = sample_changes(100);
+    let mut group = c.benchmark_group("pipeline");
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("collate 100 changes, 3 listeners x 3 ops", |b| {
+        b.iter(|| collate(black_box(&changes)))
+    });
+    const COUNT: u64 = 10_000;
+    group.throughput(Throughput::Elements(COUNT));
+    group.bench_function("handler: 10k changes through chunk + collate + sink", |b| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        b.iter_batched(
+            || sample_changes(COUNT),
+            |changes| {
+                runtime.block_on(async {
+                    let config = HandlerConfig {
+                        chunk_size: 100,
+                        timeout: Duration::from_millis(200),
+                        log_capacity: 1000,
+                    };
+                    let (handler, sender) = Handler::new(config, vec![Box::new(NullSink)]);
+                    let run = tokio::spawn(handler.run());
+                    for change in changes {
+                        sender.send(change).await.expect("handler runs");
+                    }
+                    drop(sender);
+                    run.await.expect("joins").expect("flushes")
+                })
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decoding, encoding, chunking);
+criterion_main!(benches);
