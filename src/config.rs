@@ -314,13 +314,19 @@ pub fn load(path: &Path, demo_flag: bool) -> Result<LoadedConfig, ConfigError> {
         key: String::new(),
         message: format!("cannot read the config file: {error}"),
     })?;
-    let mut config = parse(path, &text)?;
-    config.demo.enabled |= demo_flag;
-    validate(&config).map_err(|rejected| rejected.locate(path, &text))?;
     Ok(LoadedConfig {
-        config,
+        config: check_text(path, &text, demo_flag)?,
         path: path.to_path_buf(),
     })
+}
+
+/// Parses and validates config text as [`load`] does, without reading a file: `path` only
+/// names the file in errors, and `demo` is `--demo`.
+pub fn check_text(path: &Path, text: &str, demo: bool) -> Result<Config, ConfigError> {
+    let mut config = parse(path, text)?;
+    config.demo.enabled |= demo;
+    validate(&config).map_err(|rejected| rejected.locate(path, text))?;
+    Ok(config)
 }
 
 /// Parses without validating (serde errors: unknown keys, wrong types, syntax).
@@ -465,8 +471,15 @@ fn validate(config: &Config) -> Result<(), Rejected> {
             .map_err(|message| Rejected::new(at(url_key), message))?;
         let expected = match database.kind {
             DatabaseKind::Postgres => ["postgres://", "postgresql://"].as_slice(),
-            DatabaseKind::Mongodb => ["mongodb://", "mongodb+srv://"].as_slice(),
+            DatabaseKind::Mongodb => ["mongodb://"].as_slice(),
         };
+        if url.expose().starts_with("mongodb+srv://") {
+            return Err(Rejected::new(
+                at(url_key),
+                "mongodb+srv:// needs DNS SRV lookups, which this build leaves out: \
+                 list the hosts instead, as in mongodb://host1,host2/?replicaSet=rs0",
+            ));
+        }
         if !expected
             .iter()
             .any(|scheme| url.expose().starts_with(scheme))
@@ -672,10 +685,7 @@ url = "postgres://app:pw@127.0.0.1:5432/shop"
 "#;
 
     fn check(text: &str) -> Result<Config, ConfigError> {
-        let path = Path::new("cdc.toml");
-        let config = parse(path, text)?;
-        validate(&config).map_err(|rejected| rejected.locate(path, text))?;
-        Ok(config)
+        check_text(Path::new("cdc.toml"), text, false)
     }
 
     #[test]
@@ -764,6 +774,7 @@ jsonl = "events.jsonl"
             ("[[database]]\nname = \"x\"\nkind = \"postgres\"\n".into(), 1, "database[0].url", "needs url or url_env"),
             ("[[database]]\nname = \"x\"\nkind = \"postgres\"\nurl_env = \"CDC_TUI_TEST_UNSET_VARIABLE\"\n".into(), 4, "database[0].url_env", "CDC_TUI_TEST_UNSET_VARIABLE is not set"),
             ("[[database]]\nname = \"x\"\nkind = \"mongodb\"\nurl = \"postgres://h/d\"\n".into(), 4, "database[0].url", "mongodb://"),
+            ("[[database]]\nname = \"x\"\nkind = \"mongodb\"\nurl = \"mongodb+srv://c.example.com/\"\n".into(), 4, "database[0].url", "list the hosts"),
             (listener("strategy = \"logical\"").replace("\"shop\"\ntable", "\"nope\"\ntable"), 9, "listener[0].database", "no database named \"nope\""),
             (listener("strategy = \"change_stream\""), 11, "listener[0].strategy", "does not fit a postgres database"),
             (listener("strategy = \"polling\""), 7, "listener[0].cursor_column", "needs a cursor_column"),
