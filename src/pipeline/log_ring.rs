@@ -63,6 +63,19 @@ impl LogRing {
         }
     }
 
+    /// Like `view`, and `read` also gets the number of the oldest entry (the n-th change ever
+    /// pushed is number n), so a reader can address entries by a number that stays on the same
+    /// change while the ring moves on.
+    pub fn view_numbered<T>(&self, read: impl FnOnce(u64, &VecDeque<Change>) -> T) -> LogView<T> {
+        let inner = self.lock();
+        let first = inner.pushed - inner.entries.len() as u64;
+        LogView {
+            value: read(first, &inner.entries),
+            len: inner.entries.len(),
+            pushed: inner.pushed,
+        }
+    }
+
     pub fn evicted(&self) -> u64 {
         let inner = self.lock();
         inner.pushed - inner.entries.len() as u64

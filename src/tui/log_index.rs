@@ -1,0 +1,296 @@
+//! Which log entries the user scrolls through: all of the ring, or those matching the filter.
+//!
+//! Entries are addressed by number: the n-th change ever pushed to the ring is number n, so a
+//! number keeps pointing at the same change while the ring moves on. The filter keeps the
+//! numbers of its matches and checks each entry once: new entries as they arrive, and, after
+//! the filter text changed, older ones a bounded slice per frame, so no frame does work in
+//! proportion to the ring's capacity.
+
+use std::collections::VecDeque;
+
+use serde_json::Value;
+
+use crate::change::Change;
+
+/// Positions (0 = the oldest in view) to entry numbers and back.
+pub trait LogIndex {
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The number of the entry at `position` (< `len`).
+    fn number_at(&self, position: usize) -> u64;
+
+    /// The position of entry `number`, or of the first one after it, at most the last position.
+    fn position_of(&self, number: u64) -> usize;
+}
+
+/// Every entry in the ring: numbers `first .. first + len`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AllEntries {
+    pub first: u64,
+    pub len: usize,
+}
+
+impl LogIndex for AllEntries {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn number_at(&self, position: usize) -> u64 {
+        self.first + position as u64
+    }
+
+    fn position_of(&self, number: u64) -> usize {
+        let position = usize::try_from(number.saturating_sub(self.first)).unwrap_or(usize::MAX);
+        position.min(self.len.saturating_sub(1))
+    }
+}
+
+/// Older entries checked per frame after the filter changed: a 10,000-entry ring is through in
+/// a few frames, and the handler never waits long on the ring's lock.
+pub const SCAN_BUDGET: usize = 2048;
+
+/// The filter's matches, kept up to date incrementally.
+#[derive(Debug, Default)]
+pub struct LogFilter {
+    text: String,
+    terms: Vec<Term>,
+    /// Ascending numbers of the matching entries still in the ring.
+    matches: VecDeque<u64>,
+    /// Entries numbered `scanned.0 .. scanned.1` have been checked; `None` before the first scan.
+    scanned: Option<(u64, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Term {
+    field: Field,
+    /// Lower case.
+    needle: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Any,
+    Table,
+    Op,
+}
+
+impl LogFilter {
+    pub fn is_active(&self) -> bool {
+        !self.terms.is_empty()
+    }
+
+    /// Takes a new filter text; a changed filter starts checking over. True when it changed.
+    pub fn set_text(&mut self, text: &str) -> bool {
+        if text == self.text {
+            return false;
+        }
+        self.text = text.to_string();
+        self.terms = parse_terms(text);
+        self.matches.clear();
+        self.scanned = None;
+        true
+    }
+
+    /// Whether every entry in the ring has been checked.
+    pub fn is_complete(&self, first: u64) -> bool {
+        self.scanned.is_some_and(|(from, _)| from <= first)
+    }
+
+    /// Checks the entries that arrived since the last scan, then up to `budget` older ones not
+    /// checked yet. `first` is the number of `entries[0]`. Returns whether the matches changed.
+    pub fn scan(&mut self, first: u64, entries: &VecDeque<Change>, budget: usize) -> bool {
+        if !self.is_active() {
+            return false;
+        }
+        let end = first + entries.len() as u64;
+        let (from, to) = self.scanned.unwrap_or((end, end));
+        let mut changed = false;
+        while self.matches.front().is_some_and(|&n| n < first) {
+            self.matches.pop_front();
+            changed = true;
+        }
+        let entry = |number: u64| &entries[(number - first) as usize];
+        for number in to.max(first)..end {
+            if self.matches_change(entry(number)) {
+                self.matches.push_back(number);
+                changed = true;
+            }
+        }
+        let from = from.clamp(first, end);
+        let lowest = from.saturating_sub(budget as u64).max(first);
+        for number in (lowest..from).rev() {
+            if self.matches_change(entry(number)) {
+                self.matches.push_front(number);
+                changed = true;
+            }
+        }
+        self.scanned = Some((lowest, end));
+        changed
+    }
+
+    pub fn matches_change(&self, change: &Change) -> bool {
+        self.terms.iter().all(|term| term.matches(change))
+    }
+}
+
+impl LogIndex for LogFilter {
+    fn len(&self) -> usize {
+        self.matches.len()
+    }
+
+    fn number_at(&self, position: usize) -> u64 {
+        self.matches[position]
+    }
+
+    fn position_of(&self, number: u64) -> usize {
+        self.matches
+            .partition_point(|&n| n < number)
+            .min(self.matches.len().saturating_sub(1))
+    }
+}
+
+fn parse_terms(text: &str) -> Vec<Term> {
+    text.split_whitespace()
+        .map(|word| {
+            let word = word.to_lowercase();
+            let (field, needle) = match word.split_once(':') {
+                Some(("op", needle)) => (Field::Op, needle),
+                Some(("table", needle)) => (Field::Table, needle),
+                _ => (Field::Any, word.as_str()),
+            };
+            Term {
+                field,
+                needle: needle.to_string(),
+            }
+        })
+        .collect()
+}
+
+impl Term {
+    fn matches(&self, change: &Change) -> bool {
+        let needle = self.needle.as_str();
+        match self.field {
+            Field::Table => contains_ignore_case(&change.table, needle),
+            Field::Op => change.op.as_str().contains(needle),
+            Field::Any => {
+                let row = if change.after.is_null() {
+                    &change.before
+                } else {
+                    &change.after
+                };
+                contains_ignore_case(&change.table, needle)
+                    || change.op.as_str().contains(needle)
+                    || value_contains(&change.key, needle)
+                    || value_contains(row, needle)
+            }
+        }
+    }
+}
+
+/// Whether a key, a string or a scalar anywhere in `value` contains `needle` (lower case).
+fn value_contains(value: &Value, needle: &str) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => if *b { "true" } else { "false" }.contains(needle),
+        Value::Number(n) => n.to_string().contains(needle),
+        Value::String(s) => contains_ignore_case(s, needle),
+        Value::Array(items) => items.iter().any(|item| value_contains(item, needle)),
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(key, item)| contains_ignore_case(key, needle) || value_contains(item, needle)),
+    }
+}
+
+fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    if needle.is_ascii() {
+        // No allocation on the common path.
+        let needle = needle.as_bytes();
+        needle.is_empty()
+            || haystack
+                .as_bytes()
+                .windows(needle.len())
+                .any(|window| window.eq_ignore_ascii_case(needle))
+    } else {
+        haystack.to_lowercase().contains(needle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::Op;
+    use crate::tui::testing::change;
+    use serde_json::json;
+
+    fn ring(changes: Vec<Change>) -> VecDeque<Change> {
+        changes.into()
+    }
+
+    #[test]
+    fn terms_match_table_op_key_and_row() {
+        let mut filter = LogFilter::default();
+        let update = change(
+            Op::Update,
+            "public.orders",
+            json!({"id": 42}),
+            json!({"status": "Paid"}),
+        );
+        let delete = change(Op::Delete, "public.items", json!({"id": 7}), Value::Null);
+        let check = |filter: &mut LogFilter, text: &str| {
+            filter.set_text(text);
+            [&update, &delete].map(|c| filter.matches_change(c))
+        };
+        assert_eq!(check(&mut filter, "orders"), [true, false]);
+        assert_eq!(check(&mut filter, "op:delete"), [false, true]);
+        assert_eq!(check(&mut filter, "table:items"), [false, true]);
+        assert_eq!(
+            check(&mut filter, "paid"),
+            [true, false],
+            "case-insensitive, in the row"
+        );
+        assert_eq!(check(&mut filter, "42"), [true, false], "in the key");
+        assert_eq!(
+            check(&mut filter, "STATUS update"),
+            [true, false],
+            "every word"
+        );
+        assert_eq!(check(&mut filter, "table:update"), [false, false]);
+    }
+
+    #[test]
+    fn scans_new_entries_and_older_ones_within_the_budget() {
+        let row = |i: u64| {
+            let table = if i.is_multiple_of(2) { "even" } else { "odd" };
+            change(Op::Insert, table, json!({"id": i}), json!({}))
+        };
+        let mut entries = ring((0..10).map(row).collect());
+        let mut filter = LogFilter::default();
+        filter.set_text("even");
+        assert!(filter.scan(0, &entries, 3));
+        // The newest three first, then three older ones per scan.
+        assert_eq!(filter.matches, [8]);
+        filter.scan(0, &entries, 3);
+        filter.scan(0, &entries, 3);
+        assert_eq!(filter.matches, [2, 4, 6, 8]);
+        assert!(!filter.is_complete(0));
+        filter.scan(0, &entries, 3);
+        assert!(filter.is_complete(0));
+        assert_eq!(filter.matches, [0, 2, 4, 6, 8]);
+
+        // Four more arrive; the ring (capacity 10) evicts 0..4.
+        for i in 10..14 {
+            entries.pop_front();
+            entries.push_back(row(i));
+        }
+        assert!(filter.scan(4, &entries, 3));
+        assert_eq!(filter.matches, [4, 6, 8, 10, 12]);
+        assert_eq!(filter.position_of(9), 3);
+        assert_eq!(filter.position_of(100), 4);
+        assert_eq!(filter.number_at(0), 4);
+        assert!(!filter.scan(4, &entries, 3), "nothing new");
+    }
+}

@@ -1,0 +1,53 @@
+//! The top line: the databases, the changes so far and the changes per second.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use crate::tui::format;
+use crate::tui::frame::FrameData;
+
+/// Seconds of total rate the header's sparkline shows.
+const RATE_HISTORY: usize = 20;
+
+pub fn render(frame: &mut Frame, area: Rect, data: &FrameData) {
+    let theme = data.info.theme;
+    let rates = data.rates.total();
+    let rate = rates.back().copied().unwrap_or(0);
+    let right = Line::from(vec![
+        Span::styled(format::count(data.timings.changes), theme.number()),
+        Span::raw(" changes  "),
+        Span::styled(format::rate(rate), theme.number()),
+        Span::raw(" "),
+        Span::styled(
+            format::sparkline(rates.iter().copied(), RATE_HISTORY),
+            theme.sparkline(),
+        ),
+        Span::raw(" "),
+    ]);
+
+    let badge = Span::styled(" cdc-tui ", theme.title().add_modifier(Modifier::REVERSED));
+    let databases = if data.info.databases.is_empty() {
+        "no databases".to_string()
+    } else {
+        data.info
+            .databases
+            .iter()
+            .map(|d| format!("{} ({})", d.name, d.kind.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let room = (area.width as usize).saturating_sub(right.width() + badge.width() + 3);
+    let left = Line::from(vec![
+        badge,
+        Span::raw(" "),
+        Span::styled(
+            format::ellipsize(&databases, room).into_owned(),
+            theme.label(),
+        ),
+    ]);
+    frame.render_widget(Paragraph::new(left), area);
+    frame.render_widget(Paragraph::new(right).right_aligned(), area);
+}

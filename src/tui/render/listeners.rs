@@ -1,0 +1,256 @@
+//! The listeners table: identity, strategy, state, counts per op, a rate sparkline and the
+//! position (or why it is retrying or failed). Columns that do not fit are left out; the
+//! selected listener's full state line sits on the bottom border.
+
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Constraint, Rect};
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{Cell, HighlightSpacing, Paragraph, Row, Table, TableState};
+use unicode_width::UnicodeWidthStr;
+
+use crate::change::Op;
+use crate::registry::{ListenerSnapshot, ListenerState};
+use crate::tui::format;
+use crate::tui::frame::FrameData;
+use crate::tui::render::{SELECTED_MARK, panel};
+use crate::tui::state::{Focus, UiState};
+use crate::tui::theme::Theme;
+
+/// "change_stream"
+const STRATEGY_WIDTH: u16 = 13;
+/// "retrying"
+const STATE_WIDTH: u16 = 8;
+/// "12.5k/s"
+const RATE_TEXT_WIDTH: u16 = 7;
+const RATE_MIN_WIDTH: u16 = RATE_TEXT_WIDTH + 6;
+const RATE_MAX_WIDTH: u16 = RATE_TEXT_WIDTH + 25;
+const IDENTITY_MIN_WIDTH: u16 = 12;
+const IDENTITY_MAX_WIDTH: u16 = 40;
+const INFO_MIN_WIDTH: u16 = 12;
+/// "trunc"
+const COUNT_MIN_WIDTH: u16 = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Identity(u16),
+    Strategy,
+    State,
+    Count(Op, u16),
+    Rate(u16),
+    Info,
+}
+
+impl Column {
+    /// The columns that fit in `width`: identity, state, counts and rate always; strategy and
+    /// position when there is room.
+    fn fit(width: u16, listeners: &[ListenerSnapshot]) -> Vec<Column> {
+        let longest_identity = listeners
+            .iter()
+            .map(|l| l.identity.chars().count() as u16)
+            .max()
+            .unwrap_or(0)
+            .clamp(IDENTITY_MIN_WIDTH, IDENTITY_MAX_WIDTH);
+        let count_width = listeners
+            .iter()
+            .flat_map(|l| l.counts.0)
+            .map(|n| format::count(n).len() as u16)
+            .max()
+            .unwrap_or(0)
+            .max(COUNT_MIN_WIDTH);
+        // Each column is followed by one column of spacing.
+        let fixed = (IDENTITY_MIN_WIDTH + 1)
+            + (STATE_WIDTH + 1)
+            + 4 * (count_width + 1)
+            + (RATE_MIN_WIDTH + 1);
+        let mut left = width.saturating_sub(fixed);
+        let mut grow = |wanted: u16| {
+            let given = wanted.min(left);
+            left -= given;
+            given
+        };
+        let identity = IDENTITY_MIN_WIDTH + grow(longest_identity - IDENTITY_MIN_WIDTH);
+        let strategy = left > STRATEGY_WIDTH;
+        if strategy {
+            left -= STRATEGY_WIDTH + 1;
+        }
+        let info = left > INFO_MIN_WIDTH;
+        let rate_growth = if info {
+            (left - INFO_MIN_WIDTH - 1).min(8)
+        } else {
+            (RATE_MAX_WIDTH - RATE_MIN_WIDTH).min(left)
+        };
+        let rate = RATE_MIN_WIDTH + rate_growth;
+
+        let mut columns = vec![Column::Identity(identity)];
+        if strategy {
+            columns.push(Column::Strategy);
+        }
+        columns.push(Column::State);
+        columns.extend(Op::ALL.map(|op| Column::Count(op, count_width)));
+        columns.push(Column::Rate(rate));
+        if info {
+            columns.push(Column::Info);
+        }
+        columns
+    }
+
+    fn width(self) -> Constraint {
+        match self {
+            Column::Identity(width) | Column::Count(_, width) | Column::Rate(width) => {
+                Constraint::Length(width)
+            }
+            Column::Strategy => Constraint::Length(STRATEGY_WIDTH),
+            Column::State => Constraint::Length(STATE_WIDTH),
+            Column::Info => Constraint::Fill(1),
+        }
+    }
+
+    fn heading(self) -> Text<'static> {
+        match self {
+            Column::Identity(_) => Text::from("listener"),
+            Column::Strategy => Text::from("strategy"),
+            Column::State => Text::from("state"),
+            Column::Count(op, _) => Text::from(match op {
+                Op::Insert => "ins",
+                Op::Update => "upd",
+                Op::Delete => "del",
+                Op::Truncate => "trunc",
+            })
+            .right_aligned(),
+            Column::Rate(_) => Text::from("changes/s").right_aligned(),
+            Column::Info => Text::from("position"),
+        }
+    }
+
+    fn cell<'a>(self, listener: &'a ListenerSnapshot, data: &FrameData) -> Cell<'a> {
+        let theme = data.info.theme;
+        match self {
+            Column::Identity(width) => {
+                Cell::from(format::ellipsize(&listener.identity, width as usize))
+            }
+            Column::Strategy => Cell::from(listener.strategy),
+            Column::State => Cell::from(Span::styled(
+                listener.state.as_str(),
+                theme.state(listener.state),
+            )),
+            Column::Count(op, _) => {
+                Cell::from(Text::from(format::count(listener.counts.get(op))).right_aligned())
+            }
+            Column::Rate(width) => {
+                let rates = data.rates.listener(&listener.identity);
+                let rate = rates.and_then(|r| r.back().copied()).unwrap_or(0);
+                let bars = (width - RATE_TEXT_WIDTH - 1) as usize;
+                let spark = format::sparkline(rates.into_iter().flatten().copied(), bars);
+                Cell::from(Line::from(vec![
+                    Span::styled(spark, theme.sparkline()),
+                    Span::raw(format!(" {:>7}", format::rate(rate))),
+                ]))
+            }
+            Column::Info => Cell::from(info(listener, theme)),
+        }
+    }
+}
+
+pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) {
+    let theme = data.info.theme;
+    let focused = state.focus == Focus::Listeners && state.popup.is_none();
+    let listeners = data.listeners;
+    let mut block = panel(theme, focused).title(Line::from(vec![
+        Span::styled(" Listeners ", theme.title()),
+        Span::styled(summary(listeners), theme.dim()),
+    ]));
+    let Some(selected) = state.selected_listener(listeners) else {
+        let empty = Paragraph::new("no listeners: press a to add one")
+            .style(theme.dim())
+            .alignment(Alignment::Center)
+            .block(block);
+        frame.render_widget(empty, area);
+        return;
+    };
+    let room = area.width.saturating_sub(4) as usize;
+    block = block.title_bottom(status_line(selected, theme, room));
+
+    let mark = SELECTED_MARK.width() as u16;
+    let columns = Column::fit(area.width.saturating_sub(2 + mark), listeners);
+    let header = Row::new(columns.iter().map(|c| Cell::from(c.heading()))).style(theme.label());
+    let rows = listeners
+        .iter()
+        .map(|listener| Row::new(columns.iter().map(|c| c.cell(listener, data))));
+    let table = Table::new(rows, columns.iter().map(|c| c.width()))
+        .header(header)
+        .block(block)
+        .highlight_symbol(SELECTED_MARK)
+        .highlight_spacing(HighlightSpacing::Always)
+        .row_highlight_style(theme.selected(focused));
+    let mut table_state = TableState::default()
+        .with_offset(state.listeners_top)
+        .with_selected(state.selected_listener.min(listeners.len() - 1));
+    frame.render_stateful_widget(table, area, &mut table_state);
+}
+
+/// The last column: why a listener is retrying or failed, else its position and detail.
+fn info(listener: &ListenerSnapshot, theme: Theme) -> Line<'_> {
+    if let Some(reason) = &listener.reason {
+        return Line::styled(reason.as_str(), theme.state(listener.state));
+    }
+    let mut spans = Vec::new();
+    if let Some(position) = &listener.position {
+        spans.push(Span::raw(position.as_str()));
+    }
+    if let Some(detail) = &listener.detail {
+        if !spans.is_empty() {
+            spans.push(Span::styled(" · ", theme.dim()));
+        }
+        spans.push(Span::styled(detail.as_str(), theme.dim()));
+    }
+    Line::from(spans)
+}
+
+/// The selected listener in full, for the bottom border: state, reason, strategy, position.
+fn status_line(listener: &ListenerSnapshot, theme: Theme, room: usize) -> Line<'static> {
+    let mut text = format!(" {} {}", listener.identity, listener.state);
+    if let Some(reason) = &listener.reason {
+        text.push_str(": ");
+        text.push_str(reason);
+    }
+    text.push_str(&format!(
+        " · {} on {}",
+        listener.strategy, listener.database
+    ));
+    if let Some(position) = &listener.position {
+        text.push_str(&format!(" · at {position}"));
+    }
+    if let Some(detail) = &listener.detail {
+        text.push_str(&format!(" · {detail}"));
+    }
+    text.push(' ');
+    let style = match listener.state {
+        ListenerState::Retrying | ListenerState::Failed => theme.state(listener.state),
+        _ => theme.dim(),
+    };
+    Line::styled(format::ellipsize(&text, room).into_owned(), style)
+}
+
+/// "3 running · 1 paused" for the title.
+fn summary(listeners: &[ListenerSnapshot]) -> String {
+    const STATES: [ListenerState; 6] = [
+        ListenerState::Running,
+        ListenerState::Starting,
+        ListenerState::Paused,
+        ListenerState::Retrying,
+        ListenerState::Failed,
+        ListenerState::Stopped,
+    ];
+    let parts: Vec<String> = STATES
+        .iter()
+        .filter_map(|&state| {
+            let count = listeners.iter().filter(|l| l.state == state).count();
+            (count > 0).then(|| format!("{count} {state}"))
+        })
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{} ", parts.join(" · "))
+    }
+}

@@ -1,0 +1,190 @@
+//! The event log: newest at the bottom, one change per row (time, op, table, key and what
+//! changed), the ring's fill and evictions, the filter and whether it follows the tail.
+
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Constraint, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, HighlightSpacing, Paragraph, Row, Table, TableState};
+use serde_json::Value;
+use unicode_width::UnicodeWidthStr;
+
+use crate::change::{Change, Op};
+use crate::tui::detail::changed_fields;
+use crate::tui::format;
+use crate::tui::frame::FrameData;
+use crate::tui::render::{SELECTED_MARK, panel, scrollbar};
+use crate::tui::state::{Focus, UiState};
+
+/// "10:00:01.004"
+const TIME_WIDTH: u16 = 12;
+/// "truncate"
+const OP_WIDTH: u16 = 8;
+const TABLE_WIDTH: (u16, u16) = (6, 28);
+const KEY_WIDTH: (u16, u16) = (4, 24);
+
+pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) {
+    let theme = data.info.theme;
+    let log = data.log;
+    let focused = state.focus == Focus::Log && state.popup.is_none();
+
+    let mut title = vec![
+        Span::styled(" Event log ", theme.title()),
+        Span::styled(
+            format!(
+                "{}/{} · {} evicted ",
+                format::count(log.held as u64),
+                format::count(data.info.log_capacity as u64),
+                format::count(log.evicted)
+            ),
+            theme.dim(),
+        ),
+    ];
+    if !state.filter.trim().is_empty() {
+        let matches = if log.in_view == 1 { "match" } else { "matches" };
+        title.push(Span::styled(
+            format!(
+                "· filter {:?}: {} {matches}{} ",
+                state.filter.trim(),
+                format::count(log.in_view as u64),
+                if log.scanning { ", searching…" } else { "" }
+            ),
+            theme.key(),
+        ));
+    }
+    let follow = if state.log.follow {
+        Span::styled(" following ", theme.notice())
+    } else {
+        Span::styled(" not following: End follows ", theme.key())
+    };
+    let block = panel(theme, focused)
+        .title(Line::from(title))
+        .title_bottom(Line::from(follow).right_aligned());
+
+    if log.rows.is_empty() {
+        let text = if state.filter.trim().is_empty() {
+            "waiting for changes…"
+        } else if log.scanning {
+            "searching…"
+        } else {
+            "no event matches the filter"
+        };
+        let empty = Paragraph::new(text)
+            .style(theme.dim())
+            .alignment(Alignment::Center)
+            .block(block);
+        frame.render_widget(empty, area);
+        return;
+    }
+
+    let keys: Vec<String> = log
+        .rows
+        .iter()
+        .map(|(_, change)| format::fields(&change.key, &Value::Null, KEY_WIDTH.1 as usize))
+        .collect();
+    let widest = |widths: &mut dyn Iterator<Item = usize>| widths.max().unwrap_or(0) as u16;
+    let table_width = widest(&mut log.rows.iter().map(|(_, c)| c.table.width()))
+        .clamp(TABLE_WIDTH.0, TABLE_WIDTH.1);
+    let key_width = widest(&mut keys.iter().map(|k| k.width())).clamp(KEY_WIDTH.0, KEY_WIDTH.1);
+    let used = SELECTED_MARK.width() as u16 + TIME_WIDTH + OP_WIDTH + table_width + key_width + 4;
+    let preview_width = area.width.saturating_sub(used + 2) as usize;
+
+    let rows = log.rows.iter().zip(&keys).map(|((_, change), key)| {
+        Row::new([
+            Cell::from(Span::styled(
+                format::clock(&change.captured_at, data.info.zone),
+                theme.dim(),
+            )),
+            Cell::from(Span::styled(change.op.as_str(), theme.op(change.op))),
+            Cell::from(format::ellipsize(&change.table, table_width as usize).into_owned()),
+            Cell::from(Span::styled(
+                format::ellipsize(key, key_width as usize).into_owned(),
+                theme.key(),
+            )),
+            Cell::from(
+                format::ellipsize(&preview(change, preview_width), preview_width).into_owned(),
+            ),
+        ])
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(TIME_WIDTH),
+            Constraint::Length(OP_WIDTH),
+            Constraint::Length(table_width),
+            Constraint::Length(key_width),
+            Constraint::Fill(1),
+        ],
+    )
+    .block(block)
+    .highlight_symbol(SELECTED_MARK)
+    // The mark's column stays, so rows do not shift when the cursor shows or hides.
+    .highlight_spacing(HighlightSpacing::Always)
+    .row_highlight_style(theme.selected(focused));
+    // While following with the focus elsewhere, the cursor would only flicker down the rows.
+    let highlight = focused || !state.log.follow;
+    let selected = log
+        .rows
+        .iter()
+        .position(|(number, _)| highlight && Some(*number) == log.selected);
+    frame.render_stateful_widget(table, area, &mut TableState::new().with_selected(selected));
+    scrollbar(
+        frame,
+        area,
+        theme,
+        (log.in_view, log.window.rows, log.window.top),
+    );
+}
+
+/// What a change did, in about `width` columns: the fields an update changed (old → new), an
+/// insert's row, a delete's old row.
+fn preview(change: &Change, width: usize) -> String {
+    match change.op {
+        Op::Insert => format::fields(&change.after, &change.key, width),
+        Op::Delete => format::fields(&change.before, &change.key, width),
+        Op::Truncate => String::new(),
+        Op::Update => match (&change.before, &change.after, &change.update) {
+            (Value::Object(before), Value::Object(after), _) => {
+                let mut out = String::new();
+                for name in changed_fields(change) {
+                    if out.len() > width {
+                        break;
+                    }
+                    let value = |row: &serde_json::Map<String, Value>| {
+                        row.get(name)
+                            .map_or_else(|| "∅".to_string(), format::compact)
+                    };
+                    if !out.is_empty() {
+                        out.push(' ');
+                    }
+                    out.push_str(&format!("{name}: {}→{}", value(before), value(after)));
+                }
+                out
+            }
+            (_, _, Some(update)) => {
+                let mut out = String::new();
+                if let Some(updated) = update.get("updated").filter(|u| !is_empty(u)) {
+                    out.push_str("set ");
+                    out.push_str(&format::fields(updated, &Value::Null, width));
+                }
+                if let Some(removed) = update.get("removed").filter(|r| !is_empty(r)) {
+                    if !out.is_empty() {
+                        out.push(' ');
+                    }
+                    out.push_str("unset ");
+                    out.push_str(&format::compact(removed));
+                }
+                out
+            }
+            (_, after, None) => format::fields(after, &change.key, width),
+        },
+    }
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Object(fields) => fields.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        Value::Null => true,
+        _ => false,
+    }
+}

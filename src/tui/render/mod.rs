@@ -1,0 +1,166 @@
+//! Drawing: one function per region of the screen, each a pure function of the UI state and
+//! the frame's data.
+
+mod add_dialog;
+mod detail;
+mod footer;
+mod header;
+mod help;
+mod listeners;
+mod log;
+mod timings;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Margin, Rect};
+use ratatui::widgets::{Block, BorderType, Scrollbar, ScrollbarOrientation, ScrollbarState};
+
+use crate::tui::frame::FrameData;
+use crate::tui::state::{Popup, UiState};
+use crate::tui::theme::Theme;
+
+/// From this width on, the flush timings sit beside the log instead of above it.
+const SIDE_PANEL_FROM: u16 = 140;
+const SIDE_PANEL_WIDTH: u16 = 44;
+/// The timings strip: three rows and borders.
+const STRIP_HEIGHT: u16 = 5;
+/// The log keeps at least this many rows before the strip is given up.
+const LOG_MIN_HEIGHT: u16 = 6;
+
+/// Where each region goes on a screen of a given size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Areas {
+    pub header: Rect,
+    pub listeners: Rect,
+    pub timings: Option<Rect>,
+    pub log: Rect,
+    pub footer: Rect,
+}
+
+impl Areas {
+    pub fn new(area: Rect, listener_count: usize) -> Areas {
+        let [header, body, footer] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Fill(1),
+            Constraint::Length(1),
+        ])
+        .areas(area);
+        // Borders and the heading row, at most two fifths of the body.
+        let wanted = (listener_count.max(1) as u16).saturating_add(3);
+        let listeners_height = wanted.min((body.height * 2 / 5).max(4));
+        let [listeners, rest] =
+            Layout::vertical([Constraint::Length(listeners_height), Constraint::Fill(1)])
+                .areas(body);
+        if area.width >= SIDE_PANEL_FROM {
+            let [log, timings] =
+                Layout::horizontal([Constraint::Fill(1), Constraint::Length(SIDE_PANEL_WIDTH)])
+                    .areas(rest);
+            return Areas {
+                header,
+                listeners,
+                timings: Some(timings),
+                log,
+                footer,
+            };
+        }
+        if rest.height >= STRIP_HEIGHT + LOG_MIN_HEIGHT {
+            let [timings, log] =
+                Layout::vertical([Constraint::Length(STRIP_HEIGHT), Constraint::Fill(1)])
+                    .areas(rest);
+            return Areas {
+                header,
+                listeners,
+                timings: Some(timings),
+                log,
+                footer,
+            };
+        }
+        Areas {
+            header,
+            listeners,
+            timings: None,
+            log: rest,
+            footer,
+        }
+    }
+
+    /// Event rows the log shows (inside its borders).
+    pub fn log_rows(&self) -> usize {
+        self.log.height.saturating_sub(2) as usize
+    }
+
+    /// Listener rows the table shows (inside its borders, under the headings).
+    pub fn listener_rows(&self) -> usize {
+        self.listeners.height.saturating_sub(3) as usize
+    }
+}
+
+pub fn draw(frame: &mut Frame, state: &UiState, data: &FrameData) {
+    let areas = Areas::new(frame.area(), data.listeners.len());
+    header::render(frame, areas.header, data);
+    listeners::render(frame, areas.listeners, state, data);
+    if let Some(area) = areas.timings {
+        timings::render(frame, area, data);
+    }
+    log::render(frame, areas.log, state, data);
+    footer::render(frame, areas.footer, state, data);
+    match &state.popup {
+        Some(Popup::Help { scroll }) => help::render(frame, *scroll, data),
+        Some(Popup::Detail(view)) => detail::render(frame, view, data),
+        Some(Popup::Add(dialog)) => add_dialog::render(frame, dialog, data),
+        None => {}
+    }
+}
+
+/// The scrolling popup's content rows and visible rows, on a screen of this size (for
+/// clamping and paging its scroll).
+pub fn popup_scroll(area: Rect, state: &UiState, data: &FrameData) -> Option<(usize, usize)> {
+    match &state.popup {
+        Some(Popup::Help { .. }) => Some(help::scroll_extent(area, data)),
+        Some(Popup::Detail(view)) => Some(detail::scroll_extent(area, view)),
+        Some(Popup::Add(_)) | None => None,
+    }
+}
+
+/// A bordered panel, its border brighter when focused.
+fn panel<'a>(theme: Theme, focused: bool) -> Block<'a> {
+    Block::bordered()
+        .border_type(if focused {
+            BorderType::Thick
+        } else {
+            BorderType::Rounded
+        })
+        .border_style(theme.border(focused))
+}
+
+/// A scrollbar on the right border of `area`, when `content` rows do not fit in `visible`.
+fn scrollbar(
+    frame: &mut Frame,
+    area: Rect,
+    theme: Theme,
+    (content, visible, top): (usize, usize, usize),
+) {
+    if content <= visible {
+        return;
+    }
+    let mut state = ScrollbarState::new(content - visible).position(top);
+    let bar = Scrollbar::new(ScrollbarOrientation::VerticalRight)
+        .begin_symbol(None)
+        .end_symbol(None)
+        .style(theme.dim());
+    frame.render_stateful_widget(bar, area.inner(Margin::new(0, 1)), &mut state);
+}
+
+/// Marks the selected row of tables and lists, so it shows without colour too.
+const SELECTED_MARK: &str = "▶ ";
+
+/// A centered popup area of at most `width` x `height`.
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let width = width.min(area.width);
+    let height = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    }
+}

@@ -1,0 +1,302 @@
+//! Deterministic data for the UI's tests: listeners in every state, changes with fixed times,
+//! flush timings, and a screen drawn on a test backend.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use serde_json::{Value, json};
+
+use crate::change::{Change, Op};
+use crate::config::{DatabaseKind, ListenerConfig, Strategy};
+use crate::pipeline::timings::{BatchTiming, Percentiles};
+use crate::pipeline::{LogRing, TimingsSnapshot};
+use crate::positions::PositionStore;
+use crate::registry::{ListenerHandle, ListenerSnapshot, ListenerState, Registry};
+use crate::runtime::Runtime;
+use crate::tui::add_dialog::DatabaseChoice;
+use crate::tui::frame::{Feed, Info};
+use crate::tui::state::UiState;
+use crate::tui::theme::Theme;
+use crate::tui::{FlushTimings, draw_frame};
+
+pub fn listener_config(identifier: &str) -> ListenerConfig {
+    ListenerConfig::new(
+        identifier,
+        "shop",
+        &format!("public.{identifier}"),
+        Strategy::Logical,
+    )
+}
+
+pub fn listener_snapshots(count: usize) -> Vec<ListenerSnapshot> {
+    let registry = Registry::new();
+    for at in 0..count {
+        registry
+            .add(listener_config(&format!("listener{at}")))
+            .unwrap();
+    }
+    registry.snapshot()
+}
+
+/// 2026-11-25T10:00:00Z plus `millis`.
+pub fn at(millis: i64) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
+        .unwrap()
+        .to_utc()
+        + TimeDelta::milliseconds(millis)
+}
+
+/// A change captured by a throwaway listener, at a fixed time.
+pub fn change(op: Op, table: &str, key: Value, after: Value) -> Change {
+    let handle = Registry::new().add(listener_config("orders")).unwrap();
+    change_of(&handle, op, table, key, Value::Null, after, 0)
+}
+
+pub fn change_of(
+    listener: &Arc<ListenerHandle>,
+    op: Op,
+    table: &str,
+    key: Value,
+    before: Value,
+    after: Value,
+    millis: i64,
+) -> Change {
+    Change {
+        listener: listener.clone(),
+        seq: millis as u64,
+        table: table.into(),
+        op,
+        key,
+        before,
+        after,
+        update: None,
+        position: format!("0/16B{:04X}", millis),
+        commit_time: Some(at(millis - 4)),
+        captured_at: at(millis),
+    }
+}
+
+/// The shop: listeners in every state, a log of changes, flush timings.
+pub struct Shop {
+    pub registry: Arc<Registry>,
+    pub log: Arc<LogRing>,
+    pub feed: Feed,
+    pub info: Info,
+    pub timings: TimingsSnapshot,
+    pub start: Instant,
+    handles: Vec<Arc<ListenerHandle>>,
+}
+
+impl Shop {
+    /// No listeners yet, no changes, no batches.
+    pub fn empty(log_capacity: usize) -> Shop {
+        let registry = Arc::new(Registry::new());
+        let log = Arc::new(LogRing::new(log_capacity));
+        let runtime = Arc::new(Runtime::new(
+            registry.clone(),
+            Vec::new(),
+            PositionStore::new(std::env::temp_dir().join("cdc-tui-ui-tests")),
+            tokio::sync::mpsc::channel(1).0,
+        ));
+        let feed = Feed::new(runtime, Arc::new(FlushTimings::new()), log.clone());
+        let info = Info {
+            databases: vec![
+                DatabaseChoice {
+                    name: "catalog".into(),
+                    kind: DatabaseKind::Mongodb,
+                },
+                DatabaseChoice {
+                    name: "shop".into(),
+                    kind: DatabaseKind::Postgres,
+                },
+            ],
+            log_file: Some("/home/ada/shop/.cdc-tui/cdc-tui.log".into()),
+            config_path: "/home/ada/shop/cdc.toml".into(),
+            log_capacity,
+            theme: Theme::COLOR,
+            zone: FixedOffset::east_opt(0).unwrap(),
+        };
+        Shop {
+            registry,
+            log,
+            feed,
+            info,
+            timings: TimingsSnapshot::default(),
+            start: Instant::now(),
+            handles: Vec::new(),
+        }
+    }
+
+    /// Five listeners, one in each state but starting, twelve seconds of counts, flush timings.
+    pub fn new(log_capacity: usize) -> Shop {
+        let mut shop = Shop::empty(log_capacity);
+        let add = |identifier: &str, table: &str, strategy| {
+            let mut config = ListenerConfig::new(identifier, "shop", table, strategy);
+            if strategy == Strategy::ChangeStream {
+                config.database = "catalog".into();
+            }
+            shop.registry.add(config).unwrap()
+        };
+        let orders = add("orders", "public.orders", Strategy::Logical);
+        let items = add("items", "public.items", Strategy::Polling);
+        let customers = add("customers", "public.customers", Strategy::Logical);
+        let carts = add("carts", "shop.carts", Strategy::ChangeStream);
+        let audit = add("audit", "public.audit", Strategy::Polling);
+        orders.set_state(ListenerState::Running, None);
+        orders.set_position("0/16B3748".into());
+        orders.set_detail(Some("slot cdc_tui_orders retains 1.2 MB".into()));
+        items.set_state(ListenerState::Paused, None);
+        items.set_position("2026-11-25 09:59:58.120".into());
+        customers.set_state(
+            ListenerState::Retrying,
+            Some("connection refused (os error 111), retry in 4s".into()),
+        );
+        carts.set_state(
+            ListenerState::Failed,
+            Some("change streams need a replica set".into()),
+        );
+        audit.set_state(ListenerState::Stopped, None);
+        shop.handles = vec![orders, items, customers, carts, audit];
+        shop.timings = timings();
+        shop.count_for(12);
+        shop
+    }
+
+    /// Counts changes over `seconds` seconds, sampling the rates each second.
+    fn count_for(&mut self, seconds: u64) {
+        for second in 0..seconds {
+            let wave = [3, 5, 8, 13, 21, 13, 8, 5][second as usize % 8];
+            self.handles[0].count_flushed(Op::Insert, wave * 10);
+            self.handles[0].count_flushed(Op::Update, wave * 3);
+            self.handles[0].count_flushed(Op::Delete, second % 2);
+            if second < 6 {
+                self.handles[1].count_flushed(Op::Insert, 9);
+                self.handles[1].count_flushed(Op::Update, 2);
+            }
+            if second == 3 {
+                self.handles[2].count_flushed(Op::Truncate, 1);
+            }
+            self.refresh_at(Duration::from_secs(second));
+        }
+    }
+
+    fn refresh_at(&mut self, since_start: Duration) {
+        self.feed.refresh(self.start + since_start, "");
+    }
+
+    pub fn handle(&self, at: usize) -> &Arc<ListenerHandle> {
+        &self.handles[at]
+    }
+
+    /// `count` changes of the orders listener, one every 137 ms.
+    pub fn push_changes(&self, count: usize) {
+        let orders = &self.handles[0];
+        let changes = (0..count)
+            .map(|i| {
+                let id = 1000 + i as i64;
+                let millis = i as i64 * 137;
+                let row = |status: &str, qty: i64| {
+                    json!({"id": id, "status": status, "qty": qty, "total": format!("{}.50", qty * 12)})
+                };
+                match i % 7 {
+                    1 | 4 => change_of(
+                        orders,
+                        Op::Update,
+                        "public.orders",
+                        json!({"id": id}),
+                        row("new", 1),
+                        row("paid", 2),
+                        millis,
+                    ),
+                    5 => change_of(
+                        orders,
+                        Op::Delete,
+                        "public.orders",
+                        json!({"id": id}),
+                        row("paid", 2),
+                        Value::Null,
+                        millis,
+                    ),
+                    6 if i.is_multiple_of(2) => change_of(
+                        orders,
+                        Op::Truncate,
+                        "public.order_lines",
+                        Value::Null,
+                        Value::Null,
+                        Value::Null,
+                        millis,
+                    ),
+                    _ => change_of(
+                        orders,
+                        Op::Insert,
+                        if i % 3 == 0 { "public.items" } else { "public.orders" },
+                        json!({"id": id}),
+                        Value::Null,
+                        row("new", 1),
+                        millis,
+                    ),
+                }
+            })
+            .collect();
+        self.log.extend(changes);
+    }
+
+    /// Draws the screen, `width` x `height`, as the UI would with this state.
+    pub fn draw(&mut self, state: &mut UiState, width: u16, height: u16) -> Terminal<TestBackend> {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        self.draw_on(&mut terminal, state);
+        terminal
+    }
+
+    /// Draws on a terminal kept between frames, as the UI does.
+    pub fn draw_on(&mut self, terminal: &mut Terminal<TestBackend>, state: &mut UiState) {
+        // Between rate samples, so drawing does not take another.
+        self.feed
+            .refresh(self.start + Duration::from_millis(11_500), &state.filter);
+        terminal
+            .draw(|frame| {
+                draw_frame(frame, state, &self.feed, &self.info, &self.timings);
+            })
+            .unwrap();
+    }
+}
+
+fn timings() -> TimingsSnapshot {
+    let recent = (1..=80u64)
+        .map(|number| {
+            let wave = [2, 5, 9, 14, 20, 14, 9, 5][number as usize % 8];
+            BatchTiming {
+                number: 1154 + number,
+                changes: (wave * 5) as usize,
+                waited: Duration::from_micros(wave * 9_000),
+                flush: Duration::from_micros(80 + wave * 40),
+            }
+        })
+        .collect();
+    TimingsSnapshot {
+        batches: 1234,
+        changes: 98_765,
+        waited_ms: Percentiles {
+            p50: 12.5,
+            p95: 180.2,
+            p99: 199.0,
+            max: 201.3,
+        },
+        flush_ms: Percentiles {
+            p50: 0.08,
+            p95: 0.95,
+            p99: 3.4,
+            max: 12.0,
+        },
+        batch_size: Percentiles {
+            p50: 64.0,
+            p95: 100.0,
+            p99: 100.0,
+            max: 100.0,
+        },
+        recent,
+    }
+}
