@@ -82,8 +82,10 @@ pub fn main(cli: Cli) -> ExitCode {
     {
         tracing::warn!("stopping the demo database: {error}");
     }
-    // Listener tasks blocked on a dead connection must not hold the exit up.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+
+    // Everything that matters was awaited above (listeners stopped, last batch flushed, demo
+    // cluster stopped); what is left, such as the blocked stdin reader, must not hold the exit.
+    runtime.shutdown_background();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -260,10 +260,14 @@ async fn a_restart_continues_from_the_saved_cursor_and_pause_catches_up() {
             .any(|l| l["type"] == "error" && l["message"] == "unknown command: frobnicate")
     })
     .await;
-    // Wait for the position of those rows to be saved, then stop hard.
-    let state_dir = cdc.path().join(".cdc-tui");
-    support::wait_until("a saved position", || {
-        std::fs::read_dir(&state_dir).is_ok_and(|mut entries| entries.next().is_some())
+    // Wait until the position of those rows is saved (after their flush), then stop hard.
+    let last_position = changes_of(&cdc.seen, "insert")[1]["position"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let positions = cdc_tui::positions::PositionStore::new(cdc.path().join(".cdc-tui"));
+    support::wait_until("the position of the flushed rows to be saved", || {
+        positions.load(LISTENER).ok().flatten().as_deref() == Some(last_position.as_str())
     })
     .await;
     let dir = cdc.kill().await;

@@ -63,6 +63,9 @@ impl SourceError {
 /// saving their position (they are then delivered again after a restart).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a stopped source may take to drain and save before it is cancelled.
+const STOP_GRACE: Duration = Duration::from_secs(12);
+
 /// What a source needs: its handle in the registry, where to send changes, where to save
 /// positions, and the user's controls.
 pub struct SourceContext {
@@ -133,24 +136,31 @@ impl SourceContext {
         self.handle.set_state(ListenerState::Running, None);
     }
 
-    /// Between reads: returns at once when running, waits while paused (state `paused`), and
-    /// fails with `Stopped` on a stop.
-    pub async fn checkpoint(&mut self) -> Result<(), SourceError> {
+    /// Between reads: waits until `deadline` (the next read) while keeping to the user's
+    /// controls. Paused (state `paused`), it waits past the deadline until resumed; a flush
+    /// returns `Wake::Flushed` at once, even while paused, so the caller saves positions; a
+    /// stop is the `Stopped` error.
+    pub async fn idle_until(&mut self, deadline: Instant) -> Result<Wake, SourceError> {
         loop {
             let control = *self.control.borrow_and_update();
-            match control {
-                Control::Run => return Ok(()),
-                Control::Stop => return Err(SourceError::stopped()),
-                Control::Pause => {
-                    self.handle.set_state(ListenerState::Paused, None);
-                    self.control
-                        .changed()
-                        .await
-                        .map_err(|_| SourceError::stopped())?;
-                    if *self.control.borrow() == Control::Run {
-                        self.handle.set_state(ListenerState::Running, None);
-                    }
+            let sleep = async {
+                match control {
+                    Control::Run => tokio::time::sleep_until(deadline).await,
+                    Control::Pause | Control::Stop => std::future::pending().await,
                 }
+            };
+            match control {
+                Control::Stop => return Err(SourceError::stopped()),
+                Control::Pause => self.handle.set_state(ListenerState::Paused, None),
+                Control::Run if self.handle.state() == ListenerState::Paused => {
+                    self.handle.set_state(ListenerState::Running, None);
+                }
+                Control::Run => {}
+            }
+            tokio::select! {
+                () = sleep => return Ok(Wake::Deadline),
+                Ok(()) = self.flushed.changed() => return Ok(Wake::Flushed),
+                Ok(()) = self.control.changed() => {}
             }
         }
     }
@@ -289,10 +299,27 @@ pub async fn run_listener(mut ctx: SourceContext) {
     let mut backoff = Backoff::default();
     loop {
         ctx.connected = false;
-        let result = match ctx.handle.config().strategy {
-            Strategy::Polling => postgres::polling::run(&mut ctx).await,
-            Strategy::Logical => postgres::logical::run(&mut ctx).await,
-            Strategy::ChangeStream => mongo::run(&mut ctx).await,
+        let mut stop_requested = ctx.handle.subscribe_control();
+        let strategy = ctx.handle.config().strategy;
+        let result = {
+            let run = async {
+                match strategy {
+                    Strategy::Polling => postgres::polling::run(&mut ctx).await,
+                    Strategy::Logical => postgres::logical::run(&mut ctx).await,
+                    Strategy::ChangeStream => mongo::run(&mut ctx).await,
+                }
+            };
+            tokio::pin!(run);
+            // A source notices a stop itself, drains and saves its position; one stuck in a
+            // connect that never answers is given up on after a grace period.
+            tokio::select! {
+                result = &mut run => result,
+                () = wait_for_stop(&mut stop_requested) => {
+                    tokio::time::timeout(STOP_GRACE, &mut run)
+                        .await
+                        .unwrap_or_else(|_| Err(SourceError::stopped()))
+                }
+            }
         };
         let error = match result {
             Ok(()) => SourceError::stopped(),

@@ -67,12 +67,8 @@ pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
     })?;
     let mut previous: Option<RowState> = None;
     let mut pending = PendingPositions::default();
-    ctx.set_running();
 
     loop {
-        if let Err(error) = ctx.checkpoint().await {
-            return finish(ctx, &mut pending, error).await;
-        }
         let poll = poll_once(
             &mut client,
             &shape,
@@ -92,6 +88,10 @@ pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
                     changes.extend(changed_since(&client, &shape, &saved, &ctx.url).await?);
                 }
             }
+        }
+        if previous.is_none() {
+            // Running means capturing: announced once the first poll fixed the baseline.
+            ctx.set_running();
         }
         previous = Some(poll.state);
         for (op, key, after, position) in changes {
@@ -117,10 +117,14 @@ pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
         }
         save_flushed(ctx, &mut pending)?;
 
-        // Wait for the next poll, saving positions as their batches flush; react to controls.
+        // Wait for the next poll (or a resume), saving positions as their batches flush.
         let next_poll = tokio::time::Instant::now() + interval;
-        while ctx.wait_until(next_poll).await == Wake::Flushed {
-            save_flushed(ctx, &mut pending)?;
+        loop {
+            match ctx.idle_until(next_poll).await {
+                Ok(Wake::Flushed) => save_flushed(ctx, &mut pending)?,
+                Ok(_) => break,
+                Err(error) => return finish(ctx, &mut pending, error).await,
+            }
         }
     }
 }
