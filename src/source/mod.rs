@@ -75,7 +75,9 @@ pub struct SourceContext {
     changes: ChangeSender,
     control: watch::Receiver<Control>,
     flushed: watch::Receiver<u64>,
+    /// The last sequence number handed out, and the last one the handler received.
     last_seq: u64,
+    last_sent: u64,
     /// Set when the source reached `running` since the last error: the backoff starts over.
     connected: bool,
     /// How far this run's changes were sent, spelled as the source likes: kept across retries
@@ -99,6 +101,7 @@ impl SourceContext {
             positions,
             changes,
             last_seq: 0,
+            last_sent: 0,
             connected: false,
             sent_through: None,
         }
@@ -114,17 +117,20 @@ impl SourceContext {
         self.last_seq
     }
 
-    /// The last sequence number handed out.
+    /// The last sequence number sent to the handler (a send a stop cut short does not count).
     pub fn last_seq(&self) -> u64 {
-        self.last_seq
+        self.last_sent
     }
 
     /// Sends a change, waiting while the queue is full (backpressure). A stop ends the wait.
     pub async fn send(&mut self, change: Change) -> Result<(), SourceError> {
+        let seq = change.seq;
         tokio::select! {
             biased;
             sent = self.changes.send(change) => {
-                sent.map_err(|_| SourceError::stopped())
+                sent.map_err(|_| SourceError::stopped())?;
+                self.last_sent = seq;
+                Ok(())
             }
             () = wait_for_stop(&mut self.control) => Err(SourceError::stopped()),
         }
@@ -186,7 +192,7 @@ impl SourceContext {
 
     /// Waits until every change sent so far is flushed, or `timeout` passes. True when flushed.
     pub async fn drain(&mut self, timeout: Duration) -> bool {
-        let target = self.last_seq;
+        let target = self.last_sent;
         let deadline = Instant::now() + timeout;
         tokio::time::timeout_at(deadline, self.flushed.wait_for(|&seq| seq >= target))
             .await

@@ -1,0 +1,654 @@
+//! PostgreSQL logical replication listener: a replication slot, a publication for the watched
+//! table, and the `pgoutput` stream (protocol version 1) decoded by our own decoder
+//! ([`super::pgoutput`]).
+//!
+//! # The replication client
+//!
+//! tokio-postgres does not speak the replication protocol, so the stream runs on the
+//! `pgwire-replication` crate: it does START_REPLICATION, SCRAM and TLS itself, reports an
+//! acknowledged LSN that only moves when we say so, answers the server's keepalives, and keeps
+//! sending standby status updates while its bounded event buffer is full (paused or
+//! backpressured), so the server's `wal_sender_timeout` never ends a slow stream.
+//!
+//! A temporary slot belongs to the session that created it and only that session can stream
+//! it, so it must be created on the streaming connection itself. The crate allows this: a
+//! *gated* session (`connect_gated`) authenticates and then runs commands of ours, here
+//! `CREATE_REPLICATION_SLOT … TEMPORARY LOGICAL pgoutput`, before `start` sends
+//! START_REPLICATION on the same session. That settled the choice against writing our own
+//! replication connection on `postgres-protocol`. Ordinary SQL (checks, the publication, slot
+//! lookups, the retained-WAL figure) stays on tokio-postgres.
+//!
+//! The crate reports pgoutput's Begin and Commit as events of their own; every other message
+//! arrives as an XLogData payload for our decoder.
+//!
+//! # Slots and publications
+//!
+//! Without `slot`, each connection creates a temporary slot `cdc_tui_tmp_<pid>_<n>` that
+//! vanishes with the connection: changes made while the listener is disconnected are not
+//! captured, and the listener says so in its detail and in its retry reason. With `slot`, the
+//! slot is persistent: created when absent, reused when present, so a restart resumes from the
+//! slot's `confirmed_flush_lsn` and nothing is lost (changes may be delivered again after a
+//! crash, never skipped). The publication (`publication`, default `cdc_tui_<identifier>`) is
+//! created `FOR TABLE` the watched table when absent; one created for a temporary slot is
+//! dropped again when the listener ends. The detail shows the slot's retained WAL and
+//! `wal_status`, refreshed every few seconds.
+//!
+//! # Values
+//!
+//! Values are typed by the column types of the table's Relation message
+//! ([`super::value::text_to_json`]). `key` is the primary key (the replica identity columns
+//! when the table has none). `before` is the old row under `REPLICA IDENTITY FULL`, else null.
+//! A TOASTed column that an update did not change is never reported as null: it is taken from
+//! the old row when `REPLICA IDENTITY FULL` sent one, else reported as the marker
+//! `{"unchanged_toast": true}`. A TRUNCATE is a `truncate` change with null key, before and
+//! after.
+//!
+//! # Exactness
+//!
+//! pgoutput v1 sends only committed transactions, whole and in commit order. Each change is
+//! sent to the handler as it is decoded (never a whole transaction in memory), with the commit
+//! LSN as its `position`. At each commit the commit's end LSN is remembered with the sequence
+//! number of the transaction's last change; once the handler has flushed up to that number,
+//! that LSN is acknowledged to the server (the flush position of the status updates), and not
+//! before. While nothing is pending, the WAL end of the server's keepalives is acknowledged,
+//! so a slot on an idle table does not hold back WAL written for other tables. After a
+//! reconnect within one run, a transaction the server sends again is skipped as far as it was
+//! already sent, so each change reaches the handler once per run.
+
+mod rows;
+mod setup;
+mod stream;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
+use tokio::time::Instant;
+use tokio_postgres::Client;
+
+use crate::change::Change;
+use crate::registry::{Control, ListenerState};
+use crate::secret::DatabaseUrl;
+use crate::source::postgres::pgoutput::{self, PgOutputMessage, pg_timestamp_to_unix_micros};
+use crate::source::postgres::{TableName, connect};
+use crate::source::{DRAIN_TIMEOUT, ErrorKind, PendingPositions, SourceContext, SourceError, Wake};
+
+pub use rows::unchanged_toast;
+pub use setup::{format_lsn, parse_lsn};
+
+use rows::{RowChange, TableRows};
+use setup::{Server, TableInfo};
+
+/// How often the slot's retained WAL is read for the detail.
+const DETAIL_REFRESH: Duration = Duration::from_secs(3);
+
+/// Said wherever a temporary slot was lost with its connection.
+const TEMPORARY_GAP: &str = concat!(
+    "temporary slot: changes made while disconnected were not captured ",
+    "(configure `slot` for a persistent one)"
+);
+
+pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
+    let config = ctx.handle.config().clone();
+    let table = TableName::parse(&config.table).map_err(SourceError::permanent)?;
+    let client = connect(&ctx.url).await?;
+    let server = setup::check_server(&client, &ctx.url).await?;
+    let info = setup::describe_table(&client, &table, &ctx.url).await?;
+    let publication = config
+        .publication
+        .clone()
+        .unwrap_or_else(|| setup::default_publication(&config.identifier));
+    let created =
+        setup::ensure_publication(&client, &publication, &table, &info, &server, &ctx.url).await?;
+    let slot = match &config.slot {
+        Some(name) => Slot::Persistent(name.clone()),
+        None => Slot::Temporary(temporary_slot_name()),
+    };
+    let plan = Plan {
+        client: &client,
+        table: &table,
+        info: &info,
+        server: &server,
+        publication: &publication,
+        slot: &slot,
+    };
+    let result = stream_changes(ctx, plan).await;
+    if created && matches!(slot, Slot::Temporary(_)) {
+        setup::drop_publication(&client, &publication).await;
+    }
+    result
+}
+
+#[derive(Debug, Clone)]
+enum Slot {
+    Persistent(String),
+    Temporary(String),
+}
+
+impl Slot {
+    fn name(&self) -> &str {
+        match self {
+            Slot::Persistent(name) | Slot::Temporary(name) => name,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Slot::Persistent(_) => "persistent",
+            Slot::Temporary(_) => "temporary",
+        }
+    }
+}
+
+fn temporary_slot_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "cdc_tui_tmp_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// What one connection attempt works with.
+#[derive(Clone, Copy)]
+struct Plan<'a> {
+    client: &'a Client,
+    table: &'a TableName,
+    info: &'a TableInfo,
+    server: &'a Server,
+    publication: &'a str,
+    slot: &'a Slot,
+}
+
+/// Opens the replication session (creating the slot on it when needed), then streams until an
+/// error or a stop.
+async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), SourceError> {
+    let slot = plan.slot;
+    let status_interval = stream::status_interval(plan.server.wal_sender_timeout);
+    let config =
+        stream::replication_config(&ctx.url, slot.name(), plan.publication, status_interval)?;
+    let existing = match slot {
+        Slot::Persistent(name) => {
+            setup::find_slot(plan.client, name, plan.server, &ctx.url).await?
+        }
+        Slot::Temporary(_) => None,
+    };
+    let wire_error = |error: &pgwire_replication::PgWireError, url: &DatabaseUrl| {
+        stream::wire_error(error, slot.name(), &plan.server.user, url)
+    };
+    let mut repl = ReplicationClient::connect_gated(config)
+        .await
+        .map_err(|error| wire_error(&error, &ctx.url))?;
+    let start = match existing {
+        Some(existing) => existing.confirmed_flush,
+        None => {
+            ctx.handle.set_detail(Some(format!(
+                "creating {} slot {}: waiting for the transactions running now to end",
+                slot.kind(),
+                slot.name()
+            )));
+            let temporary = matches!(slot, Slot::Temporary(_));
+            let url = ctx.url.clone();
+            unless_stopped(
+                ctx,
+                stream::create_slot(&mut repl, slot.name(), temporary, &plan.server.user, &url),
+            )
+            .await??
+        }
+    };
+    // Until something is flushed, the slot's own position is what we acknowledge.
+    repl.update_applied_lsn(Lsn::from_u64(start));
+    repl.start()
+        .await
+        .map_err(|error| wire_error(&error, &ctx.url))?;
+    unless_stopped(ctx, repl.wait_started())
+        .await?
+        .map_err(|error| wire_error(&error, &ctx.url))?;
+
+    let reconnected = ctx.sent_through.is_some();
+    let sent_before = ctx.sent_through.as_deref().and_then(SentThrough::parse);
+    if ctx.sent_through.is_none() {
+        ctx.sent_through = Some(SentThrough::default().to_string());
+    }
+    let rows = TableRows::new(plan.info.primary_key.clone());
+    let mut session = Session {
+        client: plan.client,
+        repl,
+        slot,
+        user: plan.server.user.clone(),
+        table: plan.table,
+        table_oid: plan.info.oid,
+        label: ctx.handle.config().table.as_str().into(),
+        rows,
+        tx: None,
+        pending: PendingPositions::default(),
+        acked: start,
+        sent_seq: ctx.last_seq(),
+        sent_before,
+        identity_hint: setup::identity_hint(plan.info.identity, plan.table),
+        gap: reconnected && matches!(slot, Slot::Temporary(_)),
+        usage: String::new(),
+        next_refresh: Instant::now(),
+        status_interval,
+    };
+    ctx.set_running();
+    session.refresh_detail(ctx).await;
+    match session.stream(ctx).await {
+        Err(error) if error.kind == ErrorKind::Stopped => session.finish(ctx, error).await,
+        Err(mut error) => {
+            session.repl.stop();
+            if error.kind == ErrorKind::Transient && matches!(slot, Slot::Temporary(_)) {
+                error.message.push_str(&format!("; {TEMPORARY_GAP}"));
+            }
+            Err(error)
+        }
+        Ok(()) => session.finish(ctx, SourceError::stopped()).await,
+    }
+}
+
+/// Runs `future` unless the listener is stopped first.
+async fn unless_stopped<F: Future>(
+    ctx: &mut SourceContext,
+    future: F,
+) -> Result<F::Output, SourceError> {
+    tokio::pin!(future);
+    loop {
+        if ctx.control() == Control::Stop {
+            return Err(SourceError::stopped());
+        }
+        let far = Instant::now() + Duration::from_secs(3600);
+        tokio::select! {
+            output = &mut future => return Ok(output),
+            _ = ctx.wait_until(far) => {}
+        }
+    }
+}
+
+/// How far this run's changes were sent: the commit LSN of the last transaction with a
+/// change sent, and how many of its changes were. Kept in `SourceContext::sent_through` as
+/// `X/Y#N` across reconnects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct SentThrough {
+    commit_lsn: u64,
+    count: u64,
+}
+
+impl SentThrough {
+    fn parse(text: &str) -> Option<SentThrough> {
+        let (lsn, count) = text.split_once('#')?;
+        Some(SentThrough {
+            commit_lsn: parse_lsn(lsn)?,
+            count: count.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for SentThrough {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}#{}", format_lsn(self.commit_lsn), self.count)
+    }
+}
+
+/// The transaction being received.
+struct Transaction {
+    commit_lsn: u64,
+    position: String,
+    commit_time: Option<DateTime<Utc>>,
+    /// Changes of the watched table seen so far in it.
+    seen: u64,
+    /// How many of its changes were sent before a reconnect (they are skipped now).
+    skip: u64,
+}
+
+enum Next {
+    Event(Result<Option<ReplicationEvent>, pgwire_replication::PgWireError>),
+    Wake(Wake),
+}
+
+/// One streaming replication session.
+struct Session<'a> {
+    client: &'a Client,
+    repl: ReplicationClient,
+    slot: &'a Slot,
+    user: String,
+    table: &'a TableName,
+    table_oid: u32,
+    label: Arc<str>,
+    rows: TableRows,
+    tx: Option<Transaction>,
+    /// Commit end LSNs waiting for their changes to be flushed.
+    pending: PendingPositions<u64>,
+    /// The LSN acknowledged to the server.
+    acked: u64,
+    /// The sequence number of the last change sent to the handler.
+    sent_seq: u64,
+    /// What earlier sessions of this run sent.
+    sent_before: Option<SentThrough>,
+    identity_hint: Option<String>,
+    /// A temporary slot was lost with an earlier connection of this run.
+    gap: bool,
+    usage: String,
+    next_refresh: Instant,
+    status_interval: Duration,
+}
+
+impl Session<'_> {
+    async fn stream(&mut self, ctx: &mut SourceContext) -> Result<(), SourceError> {
+        loop {
+            if ctx.control() != Control::Run {
+                self.pause(ctx).await?;
+            }
+            if Instant::now() >= self.next_refresh {
+                self.refresh_detail(ctx).await;
+            }
+            let next = tokio::select! {
+                biased;
+                event = self.repl.recv() => Next::Event(event),
+                wake = ctx.wait_until(self.next_refresh) => Next::Wake(wake),
+            };
+            match next {
+                Next::Event(Ok(Some(event))) => self.event(ctx, event).await?,
+                Next::Event(Ok(None)) => {
+                    return Err(SourceError::transient(
+                        "the server ended the replication stream",
+                    ));
+                }
+                Next::Event(Err(error)) => {
+                    return Err(stream::wire_error(
+                        &error,
+                        self.slot.name(),
+                        &self.user,
+                        &ctx.url,
+                    ));
+                }
+                Next::Wake(Wake::Flushed) => self.acknowledge(ctx),
+                Next::Wake(Wake::Deadline | Wake::Control) => {}
+            }
+        }
+    }
+
+    /// While paused no change is taken (the client's buffer fills and the server waits), yet
+    /// the session stays alive: the client keeps sending status updates, and flushes of
+    /// changes taken before the pause are still acknowledged.
+    async fn pause(&mut self, ctx: &mut SourceContext) -> Result<(), SourceError> {
+        loop {
+            match ctx.control() {
+                Control::Run => {
+                    ctx.set_running();
+                    return Ok(());
+                }
+                Control::Stop => return Err(SourceError::stopped()),
+                Control::Pause => {
+                    ctx.handle.set_state(ListenerState::Paused, None);
+                    match ctx.wait_until(self.next_refresh).await {
+                        Wake::Flushed => self.acknowledge(ctx),
+                        Wake::Deadline => self.refresh_detail(ctx).await,
+                        Wake::Control => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn event(
+        &mut self,
+        ctx: &mut SourceContext,
+        event: ReplicationEvent,
+    ) -> Result<(), SourceError> {
+        match event {
+            ReplicationEvent::XLogData { data, .. } => {
+                let message = pgoutput::decode(&data)
+                    .map_err(|error| SourceError::permanent(error.to_string()))?;
+                self.message(ctx, message).await
+            }
+            ReplicationEvent::Begin {
+                final_lsn,
+                commit_time_micros,
+                ..
+            } => {
+                self.begin(final_lsn.as_u64(), commit_time_micros);
+                Ok(())
+            }
+            ReplicationEvent::Commit { end_lsn, .. } => {
+                self.commit(ctx, end_lsn.as_u64());
+                Ok(())
+            }
+            ReplicationEvent::KeepAlive { wal_end, .. } => {
+                self.acknowledge(ctx);
+                // Nothing open and everything flushed: no change of ours lies before the
+                // server's WAL end, so the slot need not keep it.
+                if self.tx.is_none()
+                    && self.pending.is_empty()
+                    && ctx.flushed_seq() >= self.sent_seq
+                {
+                    self.ack(ctx, wal_end.as_u64());
+                }
+                Ok(())
+            }
+            ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => Ok(()),
+        }
+    }
+
+    async fn message(
+        &mut self,
+        ctx: &mut SourceContext,
+        message: PgOutputMessage,
+    ) -> Result<(), SourceError> {
+        let oid = self.table_oid;
+        let change = match message {
+            PgOutputMessage::Relation(relation) if relation.oid == oid => {
+                self.identity_hint = setup::identity_hint(relation.replica_identity, self.table);
+                self.rows.set_relation(relation);
+                self.publish_detail(ctx);
+                return Ok(());
+            }
+            PgOutputMessage::Insert(insert) if insert.relation_oid == oid => {
+                self.rows.insert(&insert.new)
+            }
+            PgOutputMessage::Update(update) if update.relation_oid == oid => {
+                self.rows.update(update.old.as_ref(), &update.new)
+            }
+            PgOutputMessage::Delete(delete) if delete.relation_oid == oid => {
+                self.rows.delete(&delete.old)
+            }
+            PgOutputMessage::Truncate(truncate) if truncate.relation_oids.contains(&oid) => {
+                Ok(TableRows::truncate())
+            }
+            // The client reports these as events; handled here too should it ever pass them on.
+            PgOutputMessage::Begin(begin) => {
+                self.begin(begin.final_lsn, begin.commit_time);
+                return Ok(());
+            }
+            PgOutputMessage::Commit(commit) => {
+                self.commit(ctx, commit.end_lsn);
+                return Ok(());
+            }
+            // Other tables, types, origins, logical messages.
+            _ => return Ok(()),
+        };
+        let change = change.map_err(|error| {
+            SourceError::permanent(format!(
+                "pgoutput: a change of {} does not fit: {error}",
+                self.table.display_name()
+            ))
+        })?;
+        self.emit(ctx, change).await
+    }
+
+    fn begin(&mut self, commit_lsn: u64, commit_time: i64) {
+        let skip = match self.sent_before {
+            Some(sent) if commit_lsn < sent.commit_lsn => u64::MAX,
+            Some(sent) if commit_lsn == sent.commit_lsn => sent.count,
+            _ => 0,
+        };
+        self.tx = Some(Transaction {
+            commit_lsn,
+            position: format_lsn(commit_lsn),
+            commit_time: DateTime::from_timestamp_micros(pg_timestamp_to_unix_micros(commit_time)),
+            seen: 0,
+            skip,
+        });
+    }
+
+    fn commit(&mut self, ctx: &mut SourceContext, end_lsn: u64) {
+        self.tx = None;
+        self.pending.push(self.sent_seq, end_lsn);
+        self.acknowledge(ctx);
+    }
+
+    /// Sends one change to the handler, waiting while its queue is full.
+    async fn emit(&mut self, ctx: &mut SourceContext, row: RowChange) -> Result<(), SourceError> {
+        let Some(tx) = self.tx.as_mut() else {
+            return Err(SourceError::permanent(
+                "pgoutput: a change arrived outside a transaction",
+            ));
+        };
+        tx.seen += 1;
+        if tx.seen <= tx.skip {
+            return Ok(());
+        }
+        let change = Change {
+            listener: ctx.handle.clone(),
+            seq: ctx.next_seq(),
+            table: self.label.clone(),
+            op: row.op,
+            key: row.key,
+            before: row.before,
+            after: row.after,
+            update: None,
+            position: tx.position.clone(),
+            commit_time: tx.commit_time,
+            captured_at: Utc::now(),
+        };
+        ctx.send(change).await?;
+        self.sent_seq = ctx.last_seq();
+        let sent = SentThrough {
+            commit_lsn: tx.commit_lsn,
+            count: tx.seen,
+        };
+        ctx.sent_through = Some(sent.to_string());
+        Ok(())
+    }
+
+    /// Acknowledges the newest commit whose changes are all flushed.
+    fn acknowledge(&mut self, ctx: &SourceContext) {
+        if let Some(lsn) = self.pending.take_flushed(ctx.flushed_seq()) {
+            self.ack(ctx, lsn);
+        }
+    }
+
+    fn ack(&mut self, ctx: &SourceContext, lsn: u64) {
+        if lsn > self.acked {
+            self.acked = lsn;
+            self.repl.update_applied_lsn(Lsn::from_u64(lsn));
+            ctx.handle.set_position(format_lsn(lsn));
+        }
+    }
+
+    async fn refresh_detail(&mut self, ctx: &SourceContext) {
+        self.next_refresh = Instant::now() + DETAIL_REFRESH;
+        let (name, kind) = (self.slot.name(), self.slot.kind());
+        self.usage = match setup::slot_usage(self.client, name).await {
+            Ok(Some(usage)) => {
+                let retained = usage.retained_bytes.map_or_else(
+                    || "no WAL".to_string(),
+                    |bytes| format!("{bytes} bytes ({})", setup::human_bytes(bytes)),
+                );
+                format!(
+                    "{kind} slot {name} retains {retained} of WAL, wal_status {}",
+                    usage.wal_status.as_deref().unwrap_or("unknown")
+                )
+            }
+            Ok(None) => format!("{kind} slot {name} is gone"),
+            Err(error) => format!(
+                "{kind} slot {name}: cannot read its retained WAL: {}",
+                ctx.url.redact(&error)
+            ),
+        };
+        self.publish_detail(ctx);
+    }
+
+    fn publish_detail(&self, ctx: &SourceContext) {
+        let mut parts = vec![self.usage.clone()];
+        parts.extend(self.identity_hint.clone());
+        if self.gap {
+            parts.push(TEMPORARY_GAP.to_string());
+        }
+        parts.retain(|part| !part.is_empty());
+        ctx.handle.set_detail(Some(parts.join("; ")));
+    }
+
+    /// On a stop: waits (bounded) for the changes sent to be flushed, acknowledges them, lets
+    /// that acknowledgement reach the server, and ends the stream with CopyDone.
+    async fn finish(
+        mut self,
+        ctx: &mut SourceContext,
+        error: SourceError,
+    ) -> Result<(), SourceError> {
+        // Like `ctx.drain`, but up to the last change actually sent (a send cut short by the
+        // stop took a sequence number without sending). Everything here fits in about a
+        // second more than the drain, well inside the time a stopping source is given.
+        let drained_by = Instant::now() + DRAIN_TIMEOUT;
+        while ctx.flushed_seq() < self.sent_seq {
+            if ctx.wait_until(drained_by).await == Wake::Deadline {
+                tracing::warn!(
+                    listener = ctx.identity(),
+                    "stopping before every change was flushed: they are sent again next time \
+                     (persistent slot) or lost (temporary slot)"
+                );
+                break;
+            }
+        }
+        self.acknowledge(ctx);
+        // The client sends a raised position within one status interval: wait for it, so the
+        // server has it before the stream ends.
+        let metrics = self.repl.metrics();
+        let sent_by = (Instant::now() + self.status_interval * 2 + Duration::from_millis(250))
+            .min(drained_by + Duration::from_millis(500));
+        while metrics.last_applied_lsn().as_u64() < self.acked && Instant::now() < sent_by {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // CopyDone, then the connection closes (and a temporary slot with it).
+        self.repl.stop();
+        if tokio::time::timeout(Duration::from_millis(500), self.repl.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                listener = ctx.identity(),
+                "the replication stream did not close in time"
+            );
+        }
+        Err(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sent_through_round_trips() {
+        let sent = SentThrough {
+            commit_lsn: 0x16B_3748,
+            count: 12,
+        };
+        assert_eq!(sent.to_string(), "0/16B3748#12");
+        assert_eq!(SentThrough::parse("0/16B3748#12"), Some(sent));
+        assert_eq!(SentThrough::parse("junk"), None);
+    }
+
+    #[test]
+    fn temporary_slot_names_are_unique_and_plain() {
+        let (a, b) = (temporary_slot_name(), temporary_slot_name());
+        assert_ne!(a, b);
+        assert!(a.starts_with("cdc_tui_tmp_"));
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        );
+    }
+}

@@ -1,0 +1,374 @@
+//! The SQL side of logical replication, on an ordinary connection: checking the server and the
+//! table, creating (and dropping) the publication, looking up a persistent slot, and reading a
+//! slot's retained WAL for the listener's detail.
+
+use std::time::Duration;
+
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+use crate::secret::DatabaseUrl;
+use crate::source::SourceError;
+use crate::source::postgres::pgoutput::ReplicaIdentity;
+use crate::source::postgres::{TableName, classify, quote_ident};
+
+/// What the stream needs to know about the server.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub version_num: i32,
+    /// `wal_sender_timeout`; `None` when disabled.
+    pub wal_sender_timeout: Option<Duration>,
+    pub user: String,
+    pub database: String,
+}
+
+/// Checks that the server can do logical decoding, and reads what the stream needs.
+pub async fn check_server(client: &Client, url: &DatabaseUrl) -> Result<Server, SourceError> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('wal_level'), \
+                    current_setting('server_version_num')::int4, \
+                    (SELECT setting::int8 FROM pg_settings WHERE name = 'wal_sender_timeout'), \
+                    current_user::text, current_database()::text",
+            &[],
+        )
+        .await
+        .map_err(|error| classify(&error, url))?;
+    let wal_level: String = row.get(0);
+    if wal_level != "logical" {
+        return Err(SourceError::permanent(format!(
+            "the server runs with wal_level = {wal_level}, and logical replication needs \
+             wal_level = logical: run `ALTER SYSTEM SET wal_level = logical` as a superuser and \
+             restart the server (or use strategy = \"polling\")"
+        )));
+    }
+    let timeout_ms: Option<i64> = row.get(2);
+    Ok(Server {
+        version_num: row.get(1),
+        wal_sender_timeout: timeout_ms
+            .filter(|&ms| ms > 0)
+            .map(|ms| Duration::from_millis(ms.unsigned_abs())),
+        user: row.get(3),
+        database: row.get(4),
+    })
+}
+
+/// The watched table as the catalog describes it.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    pub oid: u32,
+    pub identity: ReplicaIdentity,
+    /// Primary key column names in key order; empty when there is none.
+    pub primary_key: Vec<String>,
+}
+
+pub async fn describe_table(
+    client: &Client,
+    table: &TableName,
+    url: &DatabaseUrl,
+) -> Result<TableInfo, SourceError> {
+    let row = client
+        .query_opt(
+            "SELECT c.oid, c.relreplident::text, c.relkind::text, \
+                    ARRAY(SELECT a.attname::text \
+                          FROM pg_index i \
+                          CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n) \
+                          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
+                          WHERE i.indrelid = c.oid AND i.indisprimary \
+                          ORDER BY k.n) \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2",
+            &[&table.schema, &table.name],
+        )
+        .await
+        .map_err(|error| classify(&error, url))?;
+    let Some(row) = row else {
+        return Err(SourceError::permanent(format!(
+            "table {} does not exist (or this user cannot see it)",
+            table.display_name()
+        )));
+    };
+    let kind: String = row.get(2);
+    if kind != "r" && kind != "p" {
+        return Err(SourceError::permanent(format!(
+            "{} is not a table (relkind {kind}): only tables can be captured",
+            table.display_name()
+        )));
+    }
+    let identity: String = row.get(1);
+    let identity = match identity.as_str() {
+        "f" => ReplicaIdentity::Full,
+        "n" => ReplicaIdentity::Nothing,
+        "i" => ReplicaIdentity::Index,
+        _ => ReplicaIdentity::Default,
+    };
+    Ok(TableInfo {
+        oid: row.get(0),
+        identity,
+        primary_key: row.get(3),
+    })
+}
+
+/// The hint shown in the listener's detail for a table whose changes lack before images.
+pub fn identity_hint(identity: ReplicaIdentity, table: &TableName) -> Option<String> {
+    let name = match identity {
+        ReplicaIdentity::Full => return None,
+        ReplicaIdentity::Default => "DEFAULT",
+        ReplicaIdentity::Index => "USING INDEX",
+        ReplicaIdentity::Nothing => "NOTHING",
+    };
+    Some(format!(
+        "REPLICA IDENTITY {name}: before images are null; ALTER TABLE {} REPLICA IDENTITY FULL \
+         to get them",
+        table.display_name()
+    ))
+}
+
+/// The publication used when none is configured: `cdc_tui_<identifier>`, folded into the
+/// characters PostgreSQL needs no quotes for, at most 63 bytes.
+pub fn default_publication(identifier: &str) -> String {
+    let mut name = String::from("cdc_tui_");
+    for c in identifier.chars() {
+        let c = c.to_ascii_lowercase();
+        name.push(if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            c
+        } else {
+            '_'
+        });
+    }
+    name.truncate(63);
+    name
+}
+
+/// Makes sure `publication` publishes the table; creates it when absent. True when this call
+/// created it.
+pub async fn ensure_publication(
+    client: &Client,
+    publication: &str,
+    table: &TableName,
+    info: &TableInfo,
+    server: &Server,
+    url: &DatabaseUrl,
+) -> Result<bool, SourceError> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1), \
+                    EXISTS (SELECT 1 FROM pg_publication_tables \
+                            WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)",
+            &[&publication, &table.schema, &table.name],
+        )
+        .await
+        .map_err(|error| classify(&error, url))?;
+    let (exists, publishes): (bool, bool) = (row.get(0), row.get(1));
+    let display = table.display_name();
+    if exists {
+        return if publishes {
+            Ok(false)
+        } else {
+            Err(SourceError::permanent(format!(
+                "publication {publication} exists but does not publish {display}: run \
+                 ALTER PUBLICATION {publication} ADD TABLE {display}, or configure another \
+                 publication"
+            )))
+        };
+    }
+    // Without a replica identity, a table in a publication refuses UPDATE and DELETE: never
+    // break the application's writes by publishing it.
+    let no_identity = match info.identity {
+        ReplicaIdentity::Nothing => true,
+        ReplicaIdentity::Default => info.primary_key.is_empty(),
+        _ => false,
+    };
+    if no_identity {
+        return Err(SourceError::permanent(format!(
+            "table {display} has no primary key or replica identity: once published, UPDATE \
+             and DELETE on it would fail; run ALTER TABLE {display} REPLICA IDENTITY FULL (or add \
+             a primary key) first"
+        )));
+    }
+    let mut sql = format!(
+        "CREATE PUBLICATION {} FOR TABLE {}",
+        quote_ident(publication),
+        table.quoted()
+    );
+    if server.version_num >= 130_000 {
+        // Changes of partitions are published as changes of the watched (root) table.
+        sql.push_str(" WITH (publish_via_partition_root = true)");
+    }
+    match client.batch_execute(&sql).await {
+        Ok(()) => Ok(true),
+        // Created by someone else in the meantime: use it.
+        Err(error) if error.code() == Some(&SqlState::DUPLICATE_OBJECT) => Ok(false),
+        Err(error) if error.as_db_error().is_some() => {
+            let reason = classify(&error, url).message;
+            Err(SourceError::permanent(format!(
+                "cannot create publication {publication} for {display} ({reason}): as the \
+                 table's owner run CREATE PUBLICATION {publication} FOR TABLE {display} and set \
+                 publication = \"{publication}\""
+            )))
+        }
+        Err(error) => Err(classify(&error, url)),
+    }
+}
+
+/// Drops a publication this listener created; failures are logged (it is then left behind).
+pub async fn drop_publication(client: &Client, publication: &str) {
+    let sql = format!("DROP PUBLICATION IF EXISTS {}", quote_ident(publication));
+    match tokio::time::timeout(Duration::from_secs(2), client.batch_execute(&sql)).await {
+        Ok(Ok(())) => tracing::debug!("dropped publication {publication}"),
+        Ok(Err(error)) => {
+            tracing::warn!("could not drop publication {publication}: {error}");
+        }
+        Err(_) => tracing::warn!("could not drop publication {publication}: timed out"),
+    }
+}
+
+/// A persistent slot that exists already.
+#[derive(Debug, Clone)]
+pub struct ExistingSlot {
+    pub confirmed_flush: u64,
+}
+
+/// Looks up a persistent slot: `None` when absent; an error when it cannot be used.
+pub async fn find_slot(
+    client: &Client,
+    slot: &str,
+    server: &Server,
+    url: &DatabaseUrl,
+) -> Result<Option<ExistingSlot>, SourceError> {
+    let row = client
+        .query_opt(
+            "SELECT slot_type::text, plugin::text, database::text, temporary, active, active_pid, \
+                    confirmed_flush_lsn::text, wal_status \
+             FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(|error| classify(&error, url))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let slot_type: String = row.get(0);
+    let plugin: Option<String> = row.get(1);
+    let database: Option<String> = row.get(2);
+    if slot_type != "logical" {
+        return Err(SourceError::permanent(format!(
+            "replication slot {slot} is a {slot_type} slot: configure another slot name"
+        )));
+    }
+    if plugin.as_deref() != Some("pgoutput") || database.as_deref() != Some(&server.database) {
+        return Err(SourceError::permanent(format!(
+            "replication slot {slot} belongs to plugin {} on database {}, not pgoutput on {}: \
+             configure another slot name",
+            plugin.as_deref().unwrap_or("?"),
+            database.as_deref().unwrap_or("?"),
+            server.database
+        )));
+    }
+    if row.get::<_, bool>(4) {
+        let pid: Option<i32> = row.get(5);
+        return Err(slot_in_use(slot, pid));
+    }
+    let wal_status: Option<String> = row.get(7);
+    if wal_status.as_deref() == Some("lost") {
+        return Err(SourceError::permanent(format!(
+            "replication slot {slot} is invalidated (wal_status lost: the WAL it needed was \
+             removed, see max_slot_wal_keep_size), so changes since it was last read are lost: \
+             drop it with SELECT pg_drop_replication_slot('{slot}') to start over"
+        )));
+    }
+    let confirmed: Option<String> = row.get(6);
+    Ok(Some(ExistingSlot {
+        confirmed_flush: confirmed.as_deref().and_then(parse_lsn).unwrap_or(0),
+    }))
+}
+
+pub fn slot_in_use(slot: &str, pid: Option<i32>) -> SourceError {
+    let holder = pid.map_or_else(String::new, |pid| format!(" (PID {pid})"));
+    SourceError::transient(format!(
+        "replication slot {slot} is in use by another process{holder}: waiting for it to be \
+         released; stop the other consumer or configure another slot"
+    ))
+}
+
+/// A slot's cost: the WAL it keeps from being removed.
+#[derive(Debug, Clone)]
+pub struct SlotUsage {
+    pub retained_bytes: Option<i64>,
+    pub wal_status: Option<String>,
+}
+
+pub async fn slot_usage(client: &Client, slot: &str) -> Result<Option<SlotUsage>, String> {
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&slot];
+    let query = client.query_opt(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8, wal_status \
+         FROM pg_replication_slots WHERE slot_name = $1",
+        &params,
+    );
+    match tokio::time::timeout(Duration::from_secs(5), query).await {
+        Ok(Ok(row)) => Ok(row.map(|row| SlotUsage {
+            retained_bytes: row.get(0),
+            wal_status: row.get(1),
+        })),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("timed out".to_string()),
+    }
+}
+
+/// `16/B374D848` → its 64-bit value.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (high, low) = text.split_once('/')?;
+    let high = u64::from_str_radix(high, 16).ok()?;
+    let low = u64::from_str_radix(low, 16).ok()?;
+    (high <= u64::from(u32::MAX) && low <= u64::from(u32::MAX)).then_some(high << 32 | low)
+}
+
+/// An LSN as PostgreSQL prints it: `0/16B3748`.
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+/// `1234567` → `1.2 MiB`.
+pub fn human_bytes(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value.abs() >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsns_round_trip_in_postgres_spelling() {
+        assert_eq!(parse_lsn("0/16B3748"), Some(0x16B_3748));
+        assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
+        assert_eq!(format_lsn(0x16_B374_D848), "16/B374D848");
+        assert_eq!(format_lsn(0), "0/0");
+        assert_eq!(parse_lsn("nope"), None);
+        assert_eq!(parse_lsn("1/100000000"), None);
+    }
+
+    #[test]
+    fn default_publication_names_need_no_quotes() {
+        assert_eq!(default_publication("orders"), "cdc_tui_orders");
+        assert_eq!(default_publication("My Orders-2"), "cdc_tui_my_orders_2");
+        assert_eq!(default_publication(&"x".repeat(100)).len(), 63);
+    }
+
+    #[test]
+    fn bytes_read_as_people_read_them() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
+    }
+}
