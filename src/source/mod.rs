@@ -76,7 +76,7 @@ pub struct SourceContext {
     control: watch::Receiver<Control>,
     flushed: watch::Receiver<u64>,
     /// The last sequence number handed out, and the last one the handler received.
-    last_seq: u64,
+    assigned_seq: u64,
     last_sent: u64,
     /// Set when the source reached `running` since the last error: the backoff starts over.
     connected: bool,
@@ -100,7 +100,7 @@ impl SourceContext {
             url,
             positions,
             changes,
-            last_seq: 0,
+            assigned_seq: 0,
             last_sent: 0,
             connected: false,
             sent_through: None,
@@ -113,12 +113,12 @@ impl SourceContext {
 
     /// The sequence number for the next change of this listener.
     pub fn next_seq(&mut self) -> u64 {
-        self.last_seq += 1;
-        self.last_seq
+        self.assigned_seq += 1;
+        self.assigned_seq
     }
 
     /// The last sequence number sent to the handler (a send a stop cut short does not count).
-    pub fn last_seq(&self) -> u64 {
+    pub fn last_sent_seq(&self) -> u64 {
         self.last_sent
     }
 

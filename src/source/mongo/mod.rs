@@ -275,7 +275,7 @@ impl Progress {
     /// Everything up to `position` was handed to the pipeline.
     fn passed(&mut self, ctx: &mut SourceContext, position: Position) {
         ctx.sent_through = Some(position.encode());
-        self.pending.push(ctx.last_seq(), position);
+        self.pending.push(ctx.last_sent_seq(), position);
     }
 
     /// The stream has nothing more up to `token` (a post-batch resume token).
@@ -292,7 +292,7 @@ impl Progress {
             .is_none_or(|at| at.elapsed() >= QUIET_SAVE_INTERVAL);
         if due {
             self.quiet_queued_at = Some(Instant::now());
-            self.pending.push(ctx.last_seq(), position);
+            self.pending.push(ctx.last_sent_seq(), position);
             self.save_flushed(ctx)?;
         }
         Ok(())

@@ -113,7 +113,7 @@ pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
             }
         }
         if let Some(max) = poll.max_cursor {
-            pending.push(ctx.last_seq(), max);
+            pending.push(ctx.last_sent_seq(), max);
         }
         save_flushed(ctx, &mut pending)?;
 

@@ -226,7 +226,7 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         tx: None,
         pending: PendingPositions::default(),
         acked: start,
-        sent_seq: ctx.last_seq(),
+        sent_seq: ctx.last_sent_seq(),
         sent_before,
         identity_hint: setup::identity_hint(plan.info.identity, plan.table),
         gap: reconnected && matches!(slot, Slot::Temporary(_)),
@@ -524,7 +524,7 @@ impl Session<'_> {
             captured_at: Utc::now(),
         };
         ctx.send(change).await?;
-        self.sent_seq = ctx.last_seq();
+        self.sent_seq = ctx.last_sent_seq();
         let sent = SentThrough {
             commit_lsn: tx.commit_lsn,
             count: tx.seen,
