@@ -1,7 +1,5 @@
 //! Screens drawn on a test backend from deterministic data, compared with insta snapshots.
 
-use std::time::{Duration, Instant};
-
 use ratatui::style::Color;
 use serde_json::json;
 
@@ -269,31 +267,4 @@ fn no_color_means_no_colour_at_all() {
             assert_eq!((cell.fg, cell.bg), (Color::Reset, Color::Reset), "{cell:?}");
         }
     }
-}
-
-#[test]
-fn a_frame_of_a_big_screen_is_quick() {
-    let mut shop = Shop::new(10_000);
-    for at in 0..45 {
-        shop.registry
-            .add(crate::tui::testing::listener_config(&format!("extra{at}")))
-            .unwrap();
-    }
-    shop.push_changes(12_000);
-    let mut state = UiState::default();
-    let mut terminal = shop.draw(&mut state, 200, 50);
-    const FRAMES: u32 = 200;
-    let started = Instant::now();
-    for _ in 0..FRAMES {
-        shop.draw_on(&mut terminal, &mut state);
-    }
-    let per_frame = started.elapsed() / FRAMES;
-    eprintln!("one 200x50 frame: {per_frame:?}");
-    // Debug builds are several times slower; the budget is for an optimized build.
-    let budget = if cfg!(debug_assertions) {
-        Duration::from_millis(20)
-    } else {
-        Duration::from_millis(2)
-    };
-    assert!(per_frame < budget, "{per_frame:?} per frame");
 }
