@@ -53,3 +53,11 @@ SELECT 'Customer ' || n, 'customer' || n || '@example.com',
        (ARRAY['standard', 'gold', 'platinum'])[1 + n % 3],
        jsonb_build_object('newsletter', n % 2 = 0, 'visits', n)
 FROM generate_series(1, 20) AS n;
+
+INSERT INTO orders (customer_id, status, total, notes)
+SELECT 1 + n % 20, 'paid', n * 10.5, 'seed order'
+FROM generate_series(1, 30) AS n;
+
+INSERT INTO order_items (order_id, line, sku, qty, price)
+SELECT o.id, l, 'SKU-' || (100 + o.id * 7 + l), 1 + l, 9.99
+FROM orders AS o, generate_series(1, 2) AS l;

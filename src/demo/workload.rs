@@ -99,12 +99,21 @@ async fn step(client: &Client, rng: &mut SmallRng) -> Result<u64, tokio_postgres
                 )
                 .await
         }
+        88..94 => {
+            client
+                .execute(
+                    "DELETE FROM order_items WHERE (order_id, line) = \
+                     (SELECT order_id, line FROM order_items ORDER BY random() LIMIT 1)",
+                    &[],
+                )
+                .await
+        }
         _ => {
             // Deleting an order cascades to its items; keep the shop from emptying.
             client
                 .execute(
                     "DELETE FROM orders WHERE id = (SELECT id FROM orders ORDER BY id LIMIT 1) \
-                     AND (SELECT count(*) FROM orders) > 50",
+                     AND (SELECT count(*) FROM orders) > 20",
                     &[],
                 )
                 .await
