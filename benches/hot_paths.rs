@@ -1,17 +1,25 @@
 //! Micro-benchmarks of the per-change hot paths: pgoutput decoding, value conversion, JSON
-//! encoding of a change, and chunk + collate + sink through the handler.
+//! encoding of a change, and chunk + collate + sink through the handler; and one TUI frame.
 //! Run: `cargo bench --bench hot_paths`.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cdc_tui::change::{Change, Op};
 use cdc_tui::config::{ListenerConfig, Strategy};
 use cdc_tui::pipeline::collate::collate;
-use cdc_tui::pipeline::{Batch, Handler, HandlerConfig, Sink, SinkError};
-use cdc_tui::registry::Registry;
+use cdc_tui::pipeline::timings::BatchTiming;
+use cdc_tui::pipeline::{Batch, FlushTimings, Handler, HandlerConfig, LogRing, Sink, SinkError};
+use cdc_tui::positions::PositionStore;
+use cdc_tui::registry::{ListenerState, Registry};
+use cdc_tui::runtime::Runtime;
 use cdc_tui::source::postgres::{pgoutput, value};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use cdc_tui::tui::{FrameRenderer, UiContext};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ratatui::backend::CrosstermBackend;
+use ratatui::layout::Rect;
+use ratatui::{Terminal, TerminalOptions, Viewport};
 use serde_json::json;
 
 /// An Insert message for a (bigint, int, text) row, as pgoutput v1 sends it.
@@ -140,5 +148,81 @@ fn chunking(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decoding, encoding, chunking);
+/// One frame at 200x50 while changes pour in: 50 listeners with counts, a full log of 10,000
+/// changes, flush timings; before each frame a batch of 100 changes is flushed (outside the
+/// measurement), so the log scrolls and every count moves, as during a drain. The frame is
+/// drawn into a crossterm backend writing to a sink: diffing and escape sequences included.
+fn frame(c: &mut Criterion) {
+    const LOG: usize = 10_000;
+    let registry = Arc::new(Registry::new());
+    let listeners: Vec<_> = (0..50)
+        .map(|at| {
+            let handle = registry
+                .add(ListenerConfig::new(
+                    &format!("listener{at:02}"),
+                    "shop",
+                    &format!("public.table{at:02}"),
+                    Strategy::Logical,
+                ))
+                .expect("add listener");
+            handle.set_state(ListenerState::Running, None);
+            handle.set_position("0/16B3748".into());
+            handle
+        })
+        .collect();
+    let timings = Arc::new(FlushTimings::new());
+    for number in 1..=500 {
+        timings.record(BatchTiming {
+            number,
+            changes: 100,
+            waited: Duration::from_micros(number * 97 % 20_000),
+            flush: Duration::from_micros(300 + number % 700),
+        });
+    }
+    let log = Arc::new(LogRing::new(LOG));
+    let changes = sample_changes(LOG as u64);
+    log.extend(changes.clone());
+    let runtime = Arc::new(Runtime::new(
+        registry,
+        Vec::new(),
+        PositionStore::new(std::env::temp_dir().join("cdc-tui-bench")),
+        tokio::sync::mpsc::channel(1).0,
+    ));
+    let mut renderer = FrameRenderer::new(UiContext {
+        runtime,
+        timings,
+        log: log.clone(),
+        log_file: None,
+        config_path: "cdc.toml".into(),
+    });
+    let viewport = Viewport::Fixed(Rect::new(0, 0, 200, 50));
+    let mut terminal = Terminal::with_options(
+        CrosstermBackend::new(std::io::sink()),
+        TerminalOptions { viewport },
+    )
+    .expect("terminal");
+    let mut next = 0;
+    let mut group = c.benchmark_group("tui");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("frame 200x50, 50 listeners, full 10k log", |b| {
+        b.iter_batched(
+            || {
+                // A flushed batch: 100 changes in the ring, counts up.
+                let batch: Vec<Change> = (0..100)
+                    .map(|i| changes[(next + i) % LOG].clone())
+                    .collect();
+                next += 100;
+                log.extend(batch);
+                for (at, listener) in listeners.iter().enumerate() {
+                    listener.count_flushed(Op::ALL[at % 3], 2);
+                }
+            },
+            |()| renderer.draw(&mut terminal).expect("draws"),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decoding, encoding, chunking, frame);
 criterion_main!(benches);

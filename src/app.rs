@@ -51,6 +51,7 @@ pub fn main(cli: Cli) -> ExitCode {
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
     {
@@ -103,7 +104,8 @@ fn load_config(cli: &Cli) -> Result<LoadedConfig, String> {
             // No config file: the demo runs with the listeners of the repo's own cdc.toml.
             let text = DEMO_CONFIG;
             let label = Path::new("(built-in demo) cdc.toml");
-            let config = config::parse(label, text).map_err(|error| error.to_string())?;
+            let config =
+                config::check_text(label, text, true).map_err(|error| error.to_string())?;
             return Ok(LoadedConfig {
                 config,
                 path: PathBuf::from("cdc.toml"),

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
@@ -80,7 +80,59 @@ impl Change {
 
 /// RFC 3339 in UTC with milliseconds, as SPEC shows: `2026-11-25T10:00:00.123Z`.
 pub fn format_time(time: &DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+    Millis(time).to_string()
+}
+
+/// A time as [`format_time`] prints it, without allocating: every change line has two.
+struct Millis<'a>(&'a DateTime<Utc>);
+
+impl Millis<'_> {
+    /// `2026-11-25T10:00:00.123Z`; `None` for a year chrono prints with a sign.
+    fn ascii(&self) -> Option<[u8; 24]> {
+        /// Writes `value` into `digits`, zero-padded.
+        fn put(digits: &mut [u8], mut value: u32) {
+            for digit in digits.iter_mut().rev() {
+                *digit = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        }
+        let time = self.0;
+        let year = u32::try_from(time.year())
+            .ok()
+            .filter(|year| *year <= 9999)?;
+        // chrono keeps a leap second as a nanosecond count past one second.
+        let (second, nanos) = match time.nanosecond() {
+            nanos if nanos >= 1_000_000_000 => (60, nanos - 1_000_000_000),
+            nanos => (time.second(), nanos),
+        };
+        let mut text = *b"0000-00-00T00:00:00.000Z";
+        put(&mut text[0..4], year);
+        put(&mut text[5..7], time.month());
+        put(&mut text[8..10], time.day());
+        put(&mut text[11..13], time.hour());
+        put(&mut text[14..16], time.minute());
+        put(&mut text[17..19], second);
+        put(&mut text[20..23], nanos / 1_000_000);
+        Some(text)
+    }
+}
+
+impl fmt::Display for Millis<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ascii() {
+            Some(text) => f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?),
+            None => f.write_str(&self.0.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        }
+    }
+}
+
+impl Serialize for Millis<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.ascii() {
+            Some(text) => serializer.serialize_str(std::str::from_utf8(&text).unwrap_or_default()),
+            None => serializer.collect_str(self),
+        }
+    }
 }
 
 impl Serialize for Change {
@@ -97,8 +149,43 @@ impl Serialize for Change {
             map.serialize_entry("update", update)?;
         }
         map.serialize_entry("position", &self.position)?;
-        map.serialize_entry("commit_time", &self.commit_time.as_ref().map(format_time))?;
-        map.serialize_entry("captured_at", &format_time(&self.captured_at))?;
+        map.serialize_entry("commit_time", &self.commit_time.as_ref().map(Millis))?;
+        map.serialize_entry("captured_at", &Millis(&self.captured_at))?;
         map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{NaiveDate, TimeZone};
+
+    use super::*;
+
+    #[test]
+    fn times_print_as_chrono_does_with_milliseconds() {
+        let times = [
+            Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 1).unwrap(),
+            Utc.timestamp_opt(1_764_064_801, 4_999_999).unwrap(),
+            Utc.timestamp_opt(0, 999_999_999).unwrap(),
+            NaiveDate::from_ymd_opt(2016, 12, 31)
+                .and_then(|d| d.and_hms_milli_opt(23, 59, 59, 1_500))
+                .unwrap()
+                .and_utc(),
+            NaiveDate::from_ymd_opt(12_345, 1, 2)
+                .and_then(|d| d.and_hms_opt(3, 4, 5))
+                .unwrap()
+                .and_utc(),
+        ];
+        for time in times {
+            assert_eq!(
+                format_time(&time),
+                time.to_rfc3339_opts(SecondsFormat::Millis, true)
+            );
+        }
+        assert_eq!(
+            format_time(&times[1]),
+            "2025-11-25T10:00:01.004Z",
+            "milliseconds are truncated"
+        );
     }
 }

@@ -127,6 +127,10 @@ pub struct DatabaseConfig {
     /// The name of an environment variable holding the URL, to keep secrets out of files.
     #[serde(default)]
     pub url_env: Option<String>,
+    /// PostgreSQL: the CA file (PEM) to check the server's certificate with, relative to the
+    /// config file; the same as `sslrootcert=PATH` in the URL.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl DatabaseConfig {
@@ -141,6 +145,22 @@ impl DatabaseConfig {
             (Some(_), Some(_)) => Err("give either url or url_env, not both".into()),
             (None, None) => Err("a database needs url or url_env".into()),
         }
+    }
+
+    /// The URL to connect with: [`DatabaseConfig::resolve_url`], with `ca_file` (relative to
+    /// `config_dir`) added as libpq's `sslrootcert` parameter.
+    pub fn connection_url(&self, config_dir: &Path) -> Result<DatabaseUrl, String> {
+        let url = self.resolve_url()?;
+        let Some(ca_file) = &self.ca_file else {
+            return Ok(url);
+        };
+        let path = config_dir.join(ca_file);
+        let text = url.expose();
+        let separator = if text.contains('?') { '&' } else { '?' };
+        Ok(DatabaseUrl::new(format!(
+            "{text}{separator}sslrootcert={}",
+            crate::source::postgres::tls::percent_encode_path(&path)
+        )))
     }
 }
 
@@ -325,7 +345,8 @@ pub fn load(path: &Path, demo_flag: bool) -> Result<LoadedConfig, ConfigError> {
 pub fn check_text(path: &Path, text: &str, demo: bool) -> Result<Config, ConfigError> {
     let mut config = parse(path, text)?;
     config.demo.enabled |= demo;
-    validate(&config).map_err(|rejected| rejected.locate(path, text))?;
+    let config_dir = path.parent().unwrap_or(Path::new(""));
+    validate(&config, config_dir).map_err(|rejected| rejected.locate(path, text))?;
     Ok(config)
 }
 
@@ -421,7 +442,7 @@ fn find_line(text: &str, path: &[PathStep]) -> usize {
     line_of(text, offset)
 }
 
-fn validate(config: &Config) -> Result<(), Rejected> {
+fn validate(config: &Config, config_dir: &Path) -> Result<(), Rejected> {
     use PathStep::{Index, Key};
     let pipeline = &config.pipeline;
     if pipeline.chunk_size == 0 || pipeline.chunk_size > MAX_CHUNK_SIZE {
@@ -493,6 +514,9 @@ fn validate(config: &Config) -> Result<(), Rejected> {
                 ),
             ));
         }
+        check_tls(database, config_dir, &url).map_err(|(key, message)| {
+            Rejected::new(at(if key == "url" { url_key } else { key }), message)
+        })?;
     }
 
     let mut identities = HashSet::new();
@@ -531,6 +555,45 @@ fn validate(config: &Config) -> Result<(), Rejected> {
                 format!("the listener {} is defined twice", listener.identity()),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Checks a database's `ca_file` and, for PostgreSQL, that the URL can be connected with
+/// (its `sslmode`, `sslrootcert`, port, options); on error, the key at fault and why.
+fn check_tls(
+    database: &DatabaseConfig,
+    config_dir: &Path,
+    url: &DatabaseUrl,
+) -> Result<(), (&'static str, String)> {
+    if let Some(ca_file) = &database.ca_file {
+        if database.kind == DatabaseKind::Mongodb {
+            return Err((
+                "ca_file",
+                "applies to postgres; for MongoDB add tls=true&tlsCAFile=/path/to/ca.pem to \
+                 the URL"
+                    .into(),
+            ));
+        }
+        if url.expose().contains("sslrootcert=") {
+            return Err((
+                "ca_file",
+                "the URL names a CA file too (sslrootcert): give one of them".into(),
+            ));
+        }
+        let path = config_dir.join(ca_file);
+        if let Err(error) = std::fs::File::open(&path) {
+            return Err((
+                "ca_file",
+                format!("cannot read {}: {error}", path.display()),
+            ));
+        }
+    }
+    if database.kind == DatabaseKind::Postgres {
+        let url = database
+            .connection_url(config_dir)
+            .map_err(|e| ("url", e))?;
+        crate::source::postgres::tls::Target::parse(&url).map_err(|e| ("url", e))?;
     }
     Ok(())
 }
@@ -785,6 +848,11 @@ jsonl = "events.jsonl"
             (listener("strategy = \"logical\"").replace("public.orders", "Order Items"), 10, "listener[0].table", "quote a name"),
             (format!("{}[[listener]]\nidentifier = \"orders\"\ndatabase = \"shop\"\ntable = \"public.orders\"\nstrategy = \"polling\"\ncursor_column = \"u\"\n", listener("strategy = \"logical\"")), 13, "listener[1].identifier", "defined twice"),
             ("[state]\ndir = \"\"\n".into(), 2, "state.dir", "must not be empty"),
+            ("[[database]]\nname = \"x\"\nkind = \"postgres\"\nurl = \"postgres://h/d?sslmode=always\"\n".into(), 4, "database[0].url", "sslmode=always is not a mode"),
+            ("[[database]]\nname = \"x\"\nkind = \"postgres\"\nurl = \"postgres://h:port/d\"\n".into(), 4, "database[0].url", "not usable"),
+            ("[[database]]\nname = \"x\"\nkind = \"postgres\"\nurl = \"postgres://h/d?sslmode=verify-full\"\nca_file = \"/nonexistent/ca.pem\"\n".into(), 5, "database[0].ca_file", "cannot read /nonexistent/ca.pem"),
+            ("[[database]]\nname = \"x\"\nkind = \"postgres\"\nurl = \"postgres://h/d?sslrootcert=/a.pem\"\nca_file = \"/b.pem\"\n".into(), 5, "database[0].ca_file", "give one of them"),
+            ("[[database]]\nname = \"x\"\nkind = \"mongodb\"\nurl = \"mongodb://h/\"\nca_file = \"/b.pem\"\n".into(), 5, "database[0].ca_file", "tlsCAFile"),
             ("[pipeline\n".into(), 1, "", "unclosed table"),
         ];
         for (text, line, key, message) in cases {
@@ -809,7 +877,25 @@ jsonl = "events.jsonl"
         assert_eq!(error.key, "listener[0].database");
         let mut config = parse(Path::new("cdc.toml"), text).unwrap();
         config.demo.enabled = true;
-        assert!(validate(&config).is_ok());
+        assert!(validate(&config, Path::new("")).is_ok());
+    }
+
+    #[test]
+    fn ca_file_becomes_sslrootcert_relative_to_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("my certs")).unwrap();
+        std::fs::write(dir.path().join("my certs/ca.pem"), b"pem").unwrap();
+        let path = dir.path().join("cdc.toml");
+        let text = "[[database]]\nname = \"x\"\nkind = \"postgres\"\n\
+                    url = \"postgres://app:pw@h/d?sslmode=verify-full\"\n\
+                    ca_file = \"my certs/ca.pem\"\n";
+        let config = check_text(&path, text, false).unwrap();
+        let url = config.databases[0].connection_url(dir.path()).unwrap();
+        let target = crate::source::postgres::tls::Target::parse(&url).unwrap();
+        assert_eq!(
+            target.roots,
+            crate::source::postgres::tls::RootCerts::File(dir.path().join("my certs/ca.pem"))
+        );
     }
 
     #[test]

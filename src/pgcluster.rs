@@ -197,6 +197,9 @@ pub struct ClusterOptions {
     /// (paths relative to the data directory, existing folders only), owned by the
     /// server user with mode 0600, e.g. `server.crt` and `server.key` for `ssl=on`.
     pub extra_files: Vec<(PathBuf, Vec<u8>)>,
+    /// Extra `pg_hba.conf` lines, placed before the built-in trust lines (so they win), e.g.
+    /// `host all app 127.0.0.1/32 scram-sha-256` or `hostnossl all app 127.0.0.1/32 reject`.
+    pub extra_hba: Vec<String>,
     /// Directory with `initdb`, `pg_ctl` and `postgres`; `None` uses
     /// [`find_server_bindir`].
     pub bindir: Option<PathBuf>,
@@ -209,6 +212,7 @@ impl Default for ClusterOptions {
         ClusterOptions {
             extra_settings: Vec::new(),
             extra_files: Vec::new(),
+            extra_hba: Vec::new(),
             bindir: None,
             start_timeout: Duration::from_secs(30),
         }
@@ -239,6 +243,15 @@ impl ClusterOptions {
                     "the value of setting {name} contains a line break or NUL"
                 )));
             }
+        }
+        if let Some(line) = self
+            .extra_hba
+            .iter()
+            .find(|line| line.contains(['\n', '\r', '\0']))
+        {
+            return Err(ClusterError::InvalidOption(format!(
+                "the pg_hba line {line:?} contains a line break or NUL"
+            )));
         }
         for (path, _) in &self.extra_files {
             let plain = path.components().count() > 0
@@ -449,6 +462,21 @@ impl PgCluster {
         self.launch(self.port).await
     }
 
+    /// Stops the server ("fast" mode) and keeps its data directory and port, for a test of
+    /// a database that is down; [`PgCluster::start_server`] brings it back.
+    pub async fn stop_server(&mut self) -> Result<(), ClusterError> {
+        self.shutdown().await
+    }
+
+    /// Starts the server stopped by [`PgCluster::stop_server`] again, on the same port,
+    /// returning once it accepts connections.
+    pub async fn start_server(&mut self) -> Result<(), ClusterError> {
+        if self.postmaster.is_some() {
+            return Ok(());
+        }
+        self.launch(self.port).await
+    }
+
     /// Process id of the running postmaster.
     pub fn pid(&self) -> Option<u32> {
         self.postmaster.as_ref().map(Child::id)
@@ -582,11 +610,17 @@ impl PgCluster {
             .and_then(|mut file| file.write_all(conf.as_bytes()))
             .map_err(io_error(format!("writing {}", conf_path.display())))?;
 
-        let hba = "# written by cdc-tui pgcluster\n\
-                   local all all trust\n\
-                   local replication all trust\n\
-                   host all all 127.0.0.1/32 trust\n\
-                   host replication all 127.0.0.1/32 trust\n";
+        let mut hba = String::from("# written by cdc-tui pgcluster\n");
+        for line in &options.extra_hba {
+            hba.push_str(line);
+            hba.push('\n');
+        }
+        hba.push_str(
+            "local all all trust\n\
+             local replication all trust\n\
+             host all all 127.0.0.1/32 trust\n\
+             host replication all 127.0.0.1/32 trust\n",
+        );
         let hba_path = self.data_dir.join("pg_hba.conf");
         fs::write(&hba_path, hba).map_err(io_error(format!("writing {}", hba_path.display())))?;
 

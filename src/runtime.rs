@@ -124,6 +124,7 @@ impl Runtime {
 
     /// The databases of a loaded config (their URLs resolved; validation checked they resolve).
     pub fn databases_of(loaded: &LoadedConfig) -> Vec<Database> {
+        let config_dir = loaded.path.parent().unwrap_or(std::path::Path::new(""));
         loaded
             .config
             .databases
@@ -132,7 +133,7 @@ impl Runtime {
                 Some(Database {
                     name: database.name.clone(),
                     kind: database.kind,
-                    url: database.resolve_url().ok()?,
+                    url: database.connection_url(config_dir).ok()?,
                     state_dir: None,
                 })
             })

@@ -199,6 +199,17 @@ impl SourceContext {
             .is_ok_and(|waited| waited.is_ok())
     }
 
+    /// The saved position of this listener, if any; a state dir that cannot be read fails
+    /// the listener, naming the dir.
+    pub fn load_position(&self) -> Result<Option<String>, SourceError> {
+        self.positions.load(self.identity()).map_err(|error| {
+            SourceError::permanent(format!(
+                "cannot read the saved position under {}: {error}",
+                self.positions.dir().display()
+            ))
+        })
+    }
+
     /// Saves a position after its changes were flushed; a failure to save fails the listener
     /// loudly rather than acknowledging something that is not stored.
     pub fn save_position(&self, position: &str) -> Result<(), SourceError> {

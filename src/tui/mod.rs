@@ -70,17 +70,8 @@ const LIST_TABLES_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Runs the UI until `q`, Ctrl-C, SIGINT or SIGTERM. The terminal is restored however it ends.
 pub async fn run(ui: UiContext) -> anyhow::Result<()> {
-    let mut databases: Vec<DatabaseChoice> = ui
-        .runtime
-        .databases()
-        .map(|d| DatabaseChoice {
-            name: d.name.clone(),
-            kind: d.kind,
-        })
-        .collect();
-    databases.sort_by(|a, b| a.name.cmp(&b.name));
     let info = Info {
-        databases,
+        databases: database_choices(&ui.runtime),
         // Absolute, so the help screen says where they are whatever the working directory.
         log_file: ui.log_file.map(absolute),
         config_path: absolute(ui.config_path),
@@ -92,6 +83,58 @@ pub async fn run(ui: UiContext) -> anyhow::Result<()> {
     let _guard = TerminalGuard::enter().context("cannot set the terminal up")?;
     let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
     UiScope(Box::pin(event_loop(&mut terminal, info, feed))).await
+}
+
+/// The databases the add dialog offers, by name.
+fn database_choices(runtime: &Runtime) -> Vec<DatabaseChoice> {
+    let mut databases: Vec<DatabaseChoice> = runtime
+        .databases()
+        .map(|d| DatabaseChoice {
+            name: d.name.clone(),
+            kind: d.kind,
+        })
+        .collect();
+    databases.sort_by(|a, b| a.name.cmp(&b.name));
+    databases
+}
+
+/// The main screen drawn on any ratatui backend, as the UI draws it each tick: for
+/// benchmarks and previews. Colours on, times in UTC, no log file.
+pub struct FrameRenderer {
+    info: Info,
+    feed: Feed,
+    state: UiState,
+}
+
+impl FrameRenderer {
+    pub fn new(ui: UiContext) -> FrameRenderer {
+        FrameRenderer {
+            info: Info {
+                databases: database_choices(&ui.runtime),
+                log_file: ui.log_file,
+                config_path: ui.config_path,
+                log_capacity: ui.log.capacity(),
+                theme: Theme::COLOR,
+                zone: chrono::Utc.fix(),
+            },
+            feed: Feed::new(ui.runtime, ui.timings, ui.log),
+            state: UiState::default(),
+        }
+    }
+
+    /// Takes in the runtime's news (listeners, counters, new log entries, flush timings) and
+    /// draws one frame.
+    pub fn draw<B: ratatui::backend::Backend>(
+        &mut self,
+        terminal: &mut Terminal<B>,
+    ) -> Result<(), B::Error> {
+        self.feed.refresh(Instant::now(), &self.state.filter);
+        terminal.draw(|frame| {
+            let timings = self.feed.timings();
+            draw_frame(frame, &mut self.state, &self.feed, &self.info, timings);
+        })?;
+        Ok(())
+    }
 }
 
 fn absolute(path: PathBuf) -> PathBuf {

@@ -3,6 +3,8 @@
 //! driver for the real `cdc-tui` binary in headless mode.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod proxy;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,20 +23,57 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 static CLUSTER: OnceCell<PgCluster> = OnceCell::const_new();
 static DATABASES: AtomicUsize = AtomicUsize::new(0);
 
+/// Members of this role log in with a password (SCRAM) on the shared cluster; every other
+/// role is trusted. Grant it to a role made with `PASSWORD '…'` to test passwords.
+pub const PASSWORD_GROUP: &str = "password_users";
+
 /// The cluster shared by every test of this binary.
 pub async fn cluster() -> &'static PgCluster {
     CLUSTER
         .get_or_init(|| async {
-            PgCluster::start(
-                ClusterOptions::default()
-                    .setting("max_replication_slots", "50")
-                    .setting("max_wal_senders", "50")
-                    .setting("wal_sender_timeout", "2s"),
-            )
-            .await
-            .expect("start a throwaway PostgreSQL cluster")
+            let mut options = ClusterOptions::default()
+                .setting("max_replication_slots", "50")
+                .setting("max_wal_senders", "50")
+                .setting("wal_sender_timeout", "2s");
+            options.extra_hba = vec![
+                format!("host all +{PASSWORD_GROUP} 127.0.0.1/32 scram-sha-256"),
+                format!("host replication +{PASSWORD_GROUP} 127.0.0.1/32 scram-sha-256"),
+            ];
+            let cluster = PgCluster::start(options)
+                .await
+                .expect("start a throwaway PostgreSQL cluster");
+            cluster
+                .connect("postgres")
+                .await
+                .expect("connect")
+                .batch_execute(&format!("CREATE ROLE {PASSWORD_GROUP} NOLOGIN"))
+                .await
+                .expect("the password group");
+            cluster
         })
         .await
+}
+
+/// A URL of the shared cluster for `user` with `password` (percent-encoded here).
+pub async fn url_as(user: &str, password: &str, database: &str) -> String {
+    format!(
+        "postgres://{user}:{}@127.0.0.1:{}/{database}",
+        percent_encode(password),
+        cluster().await.port()
+    )
+}
+
+/// Everything but unreserved characters as `%XX`.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| {
+            if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+                (byte as char).to_string()
+            } else {
+                format!("%{byte:02X}")
+            }
+        })
+        .collect()
 }
 
 /// A fresh database on the shared cluster.
@@ -95,6 +134,11 @@ impl Headless {
 
     /// Starts the binary in an existing dir (a restart keeps the state dir).
     pub async fn start_in(dir: tempfile::TempDir) -> Headless {
+        Self::start_in_with_env(dir, &[]).await
+    }
+
+    /// As [`Headless::start_in`], with environment variables set for the binary.
+    pub async fn start_in_with_env(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Headless {
         let config = dir.path().join("cdc.toml");
         Self::spawn(
             dir,
@@ -103,16 +147,22 @@ impl Headless {
                 "--config",
                 config.to_str().expect("utf-8 path"),
             ],
+            env,
         )
         .await
     }
 
     /// Starts the binary in a fresh empty dir with these arguments.
     pub async fn start_with_args(args: &[&str]) -> Headless {
-        Self::spawn(tempfile::tempdir().expect("temp dir"), args).await
+        Self::spawn(tempfile::tempdir().expect("temp dir"), args, &[]).await
     }
 
-    async fn spawn(dir: tempfile::TempDir, args: &[&str]) -> Headless {
+    /// The binary's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("cdc-tui runs")
+    }
+
+    async fn spawn(dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Headless {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -120,6 +170,7 @@ impl Headless {
             .expect("stderr log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_cdc-tui"))
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -227,6 +278,28 @@ impl Headless {
     pub fn flushes(&self) -> Vec<&Value> {
         self.seen.iter().filter(|l| l["type"] == "flush").collect()
     }
+}
+
+/// The status lines of `listener`, as (state, reason or "").
+pub fn statuses(seen: &[Value], listener: &str) -> Vec<(String, String)> {
+    seen.iter()
+        .filter(|line| line["type"] == "status" && line["listener"] == listener)
+        .map(|line| {
+            (
+                line["state"].as_str().unwrap_or_default().to_string(),
+                line["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The reason of the first status line of `listener` in `state`.
+pub fn reason_of(seen: &[Value], listener: &str, state: &str) -> String {
+    statuses(seen, listener)
+        .into_iter()
+        .find(|(s, _)| s == state)
+        .map(|(_, reason)| reason)
+        .unwrap_or_else(|| panic!("no {state} line of {listener}"))
 }
 
 /// Checks the headless stream's framing: every flush line counts exactly the change lines

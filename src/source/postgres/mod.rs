@@ -4,6 +4,7 @@
 pub mod logical;
 pub mod pgoutput;
 pub mod polling;
+pub mod tls;
 pub mod value;
 
 use std::fmt;
@@ -108,11 +109,19 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Opens an ordinary SQL connection; its connection task ends with the client.
+/// Opens an ordinary SQL connection, with the TLS the URL asks for (see [`tls`]); its
+/// connection task ends with the client.
 pub async fn connect(url: &DatabaseUrl) -> Result<tokio_postgres::Client, SourceError> {
-    let (client, connection) = tokio_postgres::connect(url.expose(), tokio_postgres::NoTls)
-        .await
-        .map_err(|error| classify(&error, url))?;
+    let target = tls::Target::parse(url).map_err(SourceError::permanent)?;
+    let connector = target.connector().map_err(SourceError::permanent)?;
+    let (client, connection) = target.config.connect(connector).await.map_err(|error| {
+        let mut sorted = classify(&error, url);
+        if error.as_db_error().is_none() && !sorted.message.starts_with("TLS") {
+            // Say where: "Connection refused" or a failed name lookup alone do not.
+            sorted.message = format!("connecting to {}: {}", target.address(), sorted.message);
+        }
+        sorted
+    })?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::debug!("postgres connection ended: {error}");
@@ -124,6 +133,14 @@ pub async fn connect(url: &DatabaseUrl) -> Result<tokio_postgres::Client, Source
 /// Sorts a PostgreSQL error into waiting-may-help or not, with the server's own text and
 /// never the password.
 pub fn classify(error: &tokio_postgres::Error, url: &DatabaseUrl) -> SourceError {
+    if let Some(text) = tls::describe_handshake_error(error) {
+        let text = url.redact(&text);
+        return if tls::is_certificate_error(error) {
+            SourceError::permanent(text)
+        } else {
+            SourceError::transient(text)
+        };
+    }
     let text = match error.as_db_error() {
         Some(db) => {
             let mut text = format!("{}: {}", db.severity(), db.message());
@@ -146,6 +163,12 @@ pub fn classify(error: &tokio_postgres::Error, url: &DatabaseUrl) -> SourceError
         }
     };
     let text = url.redact(&text);
+    if text.contains("server does not support TLS") {
+        return SourceError::permanent(format!(
+            "{text}: the URL's sslmode asks for TLS and the server has ssl = off; turn ssl on \
+             in postgresql.conf, or use sslmode=prefer"
+        ));
+    }
     let permanent = error.code().is_some_and(|code| {
         [
             SqlState::UNDEFINED_TABLE,

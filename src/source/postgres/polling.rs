@@ -62,9 +62,7 @@ pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
     let interval = Duration::from_millis(config.interval_ms);
 
     // After a restart, rows whose cursor passed the saved one changed while we were away.
-    let mut resume_after = ctx.positions.load(ctx.identity()).map_err(|error| {
-        SourceError::permanent(format!("cannot read the saved position: {error}"))
-    })?;
+    let mut resume_after = ctx.load_position()?;
     let mut previous: Option<RowState> = None;
     let mut pending = PendingPositions::default();
 

@@ -43,10 +43,22 @@ pub mod oid {
 /// JSON string, so a surprising server setting degrades to strings rather
 /// than dropping data.
 pub fn text_to_json(type_oid: u32, text: &str) -> Value {
+    typed(type_oid, text).unwrap_or_else(|| Value::String(text.to_owned()))
+}
+
+/// Like [`text_to_json`], for text the caller owns: a value that stays a string keeps its
+/// allocation (the replication stream's values are decoded into owned strings already).
+pub fn text_into_json(type_oid: u32, text: String) -> Value {
+    typed(type_oid, &text).unwrap_or(Value::String(text))
+}
+
+/// The JSON of a value whose type maps onto JSON, `None` where the contract is the text
+/// itself (or the text does not parse as its type).
+fn typed(type_oid: u32, text: &str) -> Option<Value> {
     match type_oid {
-        oid::INT2 | oid::INT4 | oid::INT8 | oid::OID => text
-            .parse::<i64>()
-            .map_or_else(|_| string(text), |n| Value::Number(n.into())),
+        oid::INT2 | oid::INT4 | oid::INT8 | oid::OID => {
+            text.parse::<i64>().ok().map(|n| Value::Number(n.into()))
+        }
         // Parse float4 as f64 too: going through f32 would turn "0.1" into
         // 0.10000000149011612. Non-finite values (NaN, Infinity, -Infinity)
         // have no JSON number form, and `from_f64` rejects them, so they
@@ -55,14 +67,14 @@ pub fn text_to_json(type_oid: u32, text: &str) -> Value {
             .parse::<f64>()
             .ok()
             .and_then(Number::from_f64)
-            .map_or_else(|| string(text), Value::Number),
+            .map(Value::Number),
         // `t`/`f` from pgoutput, `true`/`false` from `::text` casts.
         oid::BOOL => match text {
-            "t" | "true" => Value::Bool(true),
-            "f" | "false" => Value::Bool(false),
-            _ => string(text),
+            "t" | "true" => Some(Value::Bool(true)),
+            "f" | "false" => Some(Value::Bool(false)),
+            _ => None,
         },
-        oid::JSON | oid::JSONB => serde_json::from_str(text).unwrap_or_else(|_| string(text)),
+        oid::JSON | oid::JSONB => serde_json::from_str(text).ok(),
         // Listed explicitly (although the fallback arm does the same) to
         // document that these are strings on purpose: numeric and money
         // would lose precision or formatting as JSON numbers, bytea stays
@@ -80,14 +92,10 @@ pub fn text_to_json(type_oid: u32, text: &str) -> Value {
         | oid::TEXT
         | oid::VARCHAR
         | oid::BPCHAR
-        | oid::NAME => string(text),
+        | oid::NAME => None,
         // Arrays, enums, domains, extension types, ...
-        _ => string(text),
+        _ => None,
     }
-}
-
-fn string(text: &str) -> Value {
-    Value::String(text.to_owned())
 }
 
 #[cfg(test)]
@@ -101,6 +109,11 @@ mod tests {
                 &text_to_json(*type_oid, text),
                 want,
                 "type {type_oid}, text {text:?}"
+            );
+            assert_eq!(
+                &text_into_json(*type_oid, (*text).to_owned()),
+                want,
+                "owned: type {type_oid}, text {text:?}"
             );
         }
     }

@@ -169,7 +169,8 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
     let slot = plan.slot;
     let status_interval = stream::status_interval(plan.server.wal_sender_timeout);
     let config =
-        stream::replication_config(&ctx.url, slot.name(), plan.publication, status_interval)?;
+        stream::replication_config(&ctx.url, slot.name(), plan.publication, status_interval)
+            .await?;
     let existing = match slot {
         Slot::Persistent(name) => {
             setup::find_slot(plan.client, name, plan.server, &ctx.url).await?
@@ -446,13 +447,13 @@ impl Session<'_> {
                 return Ok(());
             }
             PgOutputMessage::Insert(insert) if insert.relation_oid == oid => {
-                self.rows.insert(&insert.new)
+                self.rows.insert(insert.new)
             }
             PgOutputMessage::Update(update) if update.relation_oid == oid => {
-                self.rows.update(update.old.as_ref(), &update.new)
+                self.rows.update(update.old, update.new)
             }
             PgOutputMessage::Delete(delete) if delete.relation_oid == oid => {
-                self.rows.delete(&delete.old)
+                self.rows.delete(delete.old)
             }
             PgOutputMessage::Truncate(truncate) if truncate.relation_oids.contains(&oid) => {
                 Ok(TableRows::truncate())

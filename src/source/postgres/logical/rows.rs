@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::change::Op;
 use crate::source::postgres::pgoutput::{OldTuple, Relation, ReplicaIdentity, Tuple, TupleValue};
-use crate::source::postgres::value::text_to_json;
+use crate::source::postgres::value::text_into_json;
 
 /// The value reported for a TOASTed column that an update did not change and whose old value
 /// the server did not send (no `REPLICA IDENTITY FULL`).
@@ -40,16 +40,23 @@ pub struct TableRows {
     /// The primary key's column names from the catalog, in key order (empty: none).
     primary_key: Vec<String>,
     relation: Option<Relation>,
-    /// Indexes into the relation's columns.
+    /// Indexes into the relation's columns, in key order.
     key_columns: Vec<usize>,
+    /// Per column of the relation: its place in the key, if it is part of it.
+    key_slot: Vec<Option<usize>>,
+}
+
+/// A row as JSON, with its key.
+struct Row {
+    fields: Map<String, Value>,
+    key: Value,
 }
 
 impl TableRows {
     pub fn new(primary_key: Vec<String>) -> Self {
         TableRows {
             primary_key,
-            relation: None,
-            key_columns: Vec::new(),
+            ..TableRows::default()
         }
     }
 
@@ -76,48 +83,53 @@ impl TableRows {
                 .map(|(index, _)| index)
                 .collect()
         });
+        self.key_slot = vec![None; relation.columns.len()];
+        for (slot, &column) in self.key_columns.iter().enumerate() {
+            self.key_slot[column] = Some(slot);
+        }
         self.relation = Some(relation);
     }
 
-    pub fn insert(&self, new: &Tuple) -> Result<RowChange, RowError> {
+    /// The decoded tuples are consumed: their text moves into the JSON values.
+    pub fn insert(&self, new: Tuple) -> Result<RowChange, RowError> {
         let after = self.row(new, None)?;
         Ok(RowChange {
             op: Op::Insert,
-            key: self.key_of(&after),
+            key: after.key,
             before: Value::Null,
-            after: Value::Object(after),
+            after: Value::Object(after.fields),
         })
     }
 
-    pub fn update(&self, old: Option<&OldTuple>, new: &Tuple) -> Result<RowChange, RowError> {
+    pub fn update(&self, old: Option<OldTuple>, new: Tuple) -> Result<RowChange, RowError> {
         let full_old = match old {
             Some(OldTuple::Full(tuple)) => Some(tuple),
             _ => None,
         };
-        let after = self.row(new, full_old)?;
+        let after = self.row(new, full_old.as_ref())?;
         let before = match full_old {
-            Some(tuple) => Value::Object(self.row(tuple, None)?),
+            Some(tuple) => Value::Object(self.row(tuple, None)?.fields),
             None => Value::Null,
         };
         Ok(RowChange {
             op: Op::Update,
-            key: self.key_of(&after),
+            key: after.key,
             before,
-            after: Value::Object(after),
+            after: Value::Object(after.fields),
         })
     }
 
-    pub fn delete(&self, old: &OldTuple) -> Result<RowChange, RowError> {
-        let old_row = self.row(old.tuple(), None)?;
-        let key = self.key_of(&old_row);
-        let before = match old {
-            OldTuple::Full(_) => Value::Object(old_row),
-            OldTuple::Key(_) => Value::Null,
-        };
+    pub fn delete(&self, old: OldTuple) -> Result<RowChange, RowError> {
+        let full = matches!(old, OldTuple::Full(_));
+        let old_row = self.row(old.into_tuple(), None)?;
         Ok(RowChange {
             op: Op::Delete,
-            key,
-            before,
+            key: old_row.key,
+            before: if full {
+                Value::Object(old_row.fields)
+            } else {
+                Value::Null
+            },
             after: Value::Null,
         })
     }
@@ -131,9 +143,9 @@ impl TableRows {
         }
     }
 
-    /// A row as a JSON object in column order. An unchanged TOASTed value is taken from
-    /// `old` (a full old row) when it has it, else reported with the marker.
-    fn row(&self, tuple: &Tuple, old: Option<&Tuple>) -> Result<Map<String, Value>, RowError> {
+    /// A row as a JSON object in column order, and its key. An unchanged TOASTed value is
+    /// taken from `old` (a full old row) when it has it, else reported with the marker.
+    fn row(&self, tuple: Tuple, old: Option<&Tuple>) -> Result<Row, RowError> {
         let relation = self.relation.as_ref().ok_or(RowError::NoRelation)?;
         if tuple.0.len() != relation.columns.len() {
             return Err(RowError::ColumnCount {
@@ -141,43 +153,41 @@ impl TableRows {
                 expected: relation.columns.len(),
             });
         }
-        let mut row = Map::with_capacity(relation.columns.len());
-        for (index, (column, value)) in relation.columns.iter().zip(&tuple.0).enumerate() {
+        let mut fields = Map::with_capacity(relation.columns.len());
+        let mut key = vec![Value::Null; self.key_columns.len()];
+        let columns = relation.columns.iter().zip(&self.key_slot);
+        for (index, ((column, slot), value)) in columns.zip(tuple.0).enumerate() {
             let json = match value {
                 TupleValue::UnchangedToast => match old.and_then(|old| old.0.get(index)) {
                     Some(
                         old @ (TupleValue::Text(_) | TupleValue::Binary(_) | TupleValue::Null),
-                    ) => value_json(column.type_oid, old),
+                    ) => value_json(column.type_oid, old.clone()),
                     _ => unchanged_toast(),
                 },
                 value => value_json(column.type_oid, value),
             };
-            row.insert(column.name.clone(), json);
+            if let Some(slot) = slot {
+                key[*slot] = json.clone();
+            }
+            fields.insert(column.name.clone(), json);
         }
-        Ok(row)
-    }
-
-    fn key_of(&self, row: &Map<String, Value>) -> Value {
-        let Some(relation) = &self.relation else {
-            return Value::Null;
-        };
         let key = self
             .key_columns
             .iter()
-            .filter_map(|&index| relation.columns.get(index))
-            .map(|column| {
-                let value = row.get(&column.name).cloned().unwrap_or(Value::Null);
-                (column.name.clone(), value)
-            })
+            .map(|&index| relation.columns[index].name.clone())
+            .zip(key)
             .collect();
-        Value::Object(key)
+        Ok(Row {
+            fields,
+            key: Value::Object(key),
+        })
     }
 }
 
-fn value_json(type_oid: u32, value: &TupleValue) -> Value {
+fn value_json(type_oid: u32, value: TupleValue) -> Value {
     match value {
         TupleValue::Null => Value::Null,
-        TupleValue::Text(text) => text_to_json(type_oid, text),
+        TupleValue::Text(text) => text_into_json(type_oid, text),
         // Not requested (the stream asks for text), but never dropped: bytea-like hex.
         TupleValue::Binary(bytes) => {
             let mut hex = String::with_capacity(2 + bytes.len() * 2);
@@ -238,7 +248,7 @@ mod tests {
     fn insert_types_values_and_keys_by_primary_key_order() {
         let rows = rows(ReplicaIdentity::Default);
         let change = rows
-            .insert(&Tuple(vec![
+            .insert(Tuple(vec![
                 text("2"),
                 TupleValue::Null,
                 text("7"),
@@ -265,7 +275,9 @@ mod tests {
             text("9"),
             text("f"),
         ]);
-        let default = rows(ReplicaIdentity::Default).update(None, &new).unwrap();
+        let default = rows(ReplicaIdentity::Default)
+            .update(None, new.clone())
+            .unwrap();
         assert_eq!(default.after["note"], json!({"unchanged_toast": true}));
         assert_eq!(default.before, Value::Null);
 
@@ -275,9 +287,7 @@ mod tests {
             text("9"),
             text("t"),
         ]));
-        let full = rows(ReplicaIdentity::Full)
-            .update(Some(&old), &new)
-            .unwrap();
+        let full = rows(ReplicaIdentity::Full).update(Some(old), new).unwrap();
         assert_eq!(full.after["note"], json!("long text"));
         assert_eq!(
             full.before,
@@ -295,13 +305,13 @@ mod tests {
             text("4"),
             TupleValue::Null,
         ]));
-        let change = rows(ReplicaIdentity::Default).delete(&key_only).unwrap();
+        let change = rows(ReplicaIdentity::Default).delete(key_only).unwrap();
         assert_eq!(change.key, json!({"order_id": 4, "line": 3}));
         assert_eq!(change.before, Value::Null);
         assert_eq!(change.after, Value::Null);
 
         let full = OldTuple::Full(Tuple(vec![text("3"), text("x"), text("4"), text("t")]));
-        let change = rows(ReplicaIdentity::Full).delete(&full).unwrap();
+        let change = rows(ReplicaIdentity::Full).delete(full).unwrap();
         assert_eq!(
             change.before,
             json!({"line": 3, "note": "x", "order_id": 4, "paid": true})
@@ -313,7 +323,7 @@ mod tests {
         let mut rows = TableRows::new(Vec::new());
         rows.set_relation(relation(ReplicaIdentity::Index));
         let change = rows
-            .insert(&Tuple(vec![text("1"), text("n"), text("2"), text("t")]))
+            .insert(Tuple(vec![text("1"), text("n"), text("2"), text("t")]))
             .unwrap();
         assert_eq!(change.key, json!({"line": 1, "order_id": 2}));
     }
@@ -322,13 +332,13 @@ mod tests {
     fn mismatched_tuples_are_errors() {
         assert_eq!(
             TableRows::new(Vec::new())
-                .insert(&Tuple(vec![text("1")]))
+                .insert(Tuple(vec![text("1")]))
                 .unwrap_err(),
             RowError::NoRelation
         );
         assert_eq!(
             rows(ReplicaIdentity::Default)
-                .insert(&Tuple(vec![text("1")]))
+                .insert(Tuple(vec![text("1")]))
                 .unwrap_err(),
             RowError::ColumnCount {
                 found: 1,

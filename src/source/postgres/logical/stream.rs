@@ -4,17 +4,23 @@
 
 use std::time::Duration;
 
-use pgwire_replication::{Lsn, PgWireError, ReplicationClient, ReplicationConfig, TlsConfig};
-use tokio_postgres::config::{Host, SslMode};
+use pgwire_replication::{Lsn, PgWireError, ReplicationClient, ReplicationConfig};
+use tokio_postgres::config::Host;
 
 use crate::secret::DatabaseUrl;
 use crate::source::SourceError;
 use crate::source::postgres::logical::setup::{parse_lsn, slot_in_use};
+use crate::source::postgres::tls::Target;
 
 /// Replication events buffered between the connection's worker and the listener. Small: the
 /// handler's queue is the real buffer, and a full buffer here is what slows the server down
 /// (while the worker keeps sending status updates).
 const EVENT_BUFFER: usize = 256;
+
+/// A flushed position is acknowledged at most this long after the last status update, so a
+/// slot's `confirmed_flush_lsn` follows the flushes closely; also the pace of status updates
+/// while changes stream in (a small message each, cheap for the server).
+const ACK_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Status updates go out at least this often, and at most this seldom.
 const STATUS_MIN: Duration = Duration::from_millis(100);
@@ -29,15 +35,14 @@ pub fn status_interval(wal_sender_timeout: Option<Duration>) -> Duration {
 }
 
 /// The replication connection's settings, from the same URL the SQL connection uses.
-pub fn replication_config(
+pub async fn replication_config(
     url: &DatabaseUrl,
     slot: &str,
     publication: &str,
     status_interval: Duration,
 ) -> Result<ReplicationConfig, SourceError> {
-    let parsed: tokio_postgres::Config = url.expose().parse().map_err(|error| {
-        SourceError::permanent(url.redact(&format!("the database url is not usable: {error}")))
-    })?;
+    let target = Target::parse(url).map_err(SourceError::permanent)?;
+    let parsed = &target.config;
     let host = match (parsed.get_hosts().first(), parsed.get_hostaddrs().first()) {
         (_, Some(address)) => address.to_string(),
         (Some(Host::Tcp(host)), None) => host.clone(),
@@ -56,16 +61,15 @@ pub fn replication_config(
         .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
         .unwrap_or_default();
     let database = parsed.get_dbname().unwrap_or(user);
-    let tls = match parsed.get_ssl_mode() {
-        SslMode::Require => TlsConfig::require(),
-        // The SQL connection runs without TLS, so `prefer` settles on none here too.
-        _ => TlsConfig::disabled(),
-    };
+    // The same sslmode and CA file as the SQL connection.
+    let port = parsed.get_ports().first().copied().unwrap_or(5432);
+    let certificate_name = target.certificate_name(&host, port).await;
+    let tls = target.replication_tls(&host, certificate_name.as_deref());
     let mut config = ReplicationConfig::new(host, user, password, database, slot, publication)
-        .with_port(parsed.get_ports().first().copied().unwrap_or(5432))
+        .with_port(port)
         .with_tls(tls)
         .with_start_lsn(Lsn::ZERO)
-        .with_status_interval(status_interval)
+        .with_status_interval(ACK_INTERVAL.min(status_interval))
         .with_wakeup_interval(status_interval)
         .with_buffer_size(EVENT_BUFFER)
         .with_application_name(format!("cdc-tui {slot}"));
@@ -168,9 +172,8 @@ pub fn wire_error(error: &PgWireError, slot: &str, user: &str, url: &DatabaseUrl
             }
             _ => SourceError::transient(message),
         },
-        PgWireError::Auth(_) | PgWireError::Tls(_) | PgWireError::MessageTooLarge { .. } => {
-            SourceError::permanent(text)
-        }
+        PgWireError::Tls(_) => SourceError::permanent(format!("replication connection: {text}")),
+        PgWireError::Auth(_) | PgWireError::MessageTooLarge { .. } => SourceError::permanent(text),
         _ => SourceError::transient(format!("replication connection: {text}")),
     }
 }
@@ -193,10 +196,12 @@ mod tests {
         assert_eq!(status_interval(None), Duration::from_secs(5));
     }
 
-    #[test]
-    fn config_comes_from_the_url() {
+    #[tokio::test]
+    async fn config_comes_from_the_url() {
         let url = DatabaseUrl::new("postgres://app:s3cret@db.example:6543/shop?sslmode=disable");
-        let config = replication_config(&url, "s", "p", Duration::from_secs(1)).unwrap();
+        let config = replication_config(&url, "s", "p", Duration::from_secs(1))
+            .await
+            .unwrap();
         assert_eq!(
             (config.host.as_str(), config.port, config.user.as_str()),
             ("db.example", 6543, "app")

@@ -1,0 +1,318 @@
+//! Passwords are never shown: not in status reasons, logs (at debug level, every crate's),
+//! JSON output, the TUI's screen or its log file. The real binary runs with URLs holding a
+//! distinctive password: against a role with that password, a role with another one, a closed
+//! port (PostgreSQL and MongoDB), and as a `password=` query parameter; everything it wrote is
+//! searched for the password, plain and percent-encoded.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use support::{Headless, PASSWORD_GROUP, TestDb, percent_encode, url_as};
+use tokio::time::Instant;
+
+/// Distinctive, with characters a URL must encode.
+const PASSWORD: &str = "Zq7!sw@rd/f1sh%k9#xy";
+
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+        .port()
+}
+
+fn assert_no_password(what: &str, text: &str) {
+    for form in [PASSWORD.to_string(), percent_encode(PASSWORD)] {
+        assert!(
+            !text.contains(&form),
+            "{what} shows the password ({form}):\n{text}"
+        );
+    }
+    // Long enough pieces of it, however it was cut up.
+    for piece in ["Zq7!sw", "rd/f1sh", "f1sh%k9", "Zq7%21sw"] {
+        assert!(
+            !text.contains(piece),
+            "{what} shows part of the password ({piece})"
+        );
+    }
+}
+
+/// Roles with the password and with another one, a table, and the config using them.
+async fn setup(test: &str) -> (TestDb, String) {
+    let db = TestDb::new(test).await;
+    let pid = std::process::id();
+    let (right, wrong) = (format!("sec_{test}_{pid}"), format!("other_{test}_{pid}"));
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "CREATE ROLE {right} LOGIN SUPERUSER PASSWORD '{PASSWORD}' IN ROLE {PASSWORD_GROUP};
+             CREATE ROLE {wrong} LOGIN SUPERUSER PASSWORD 'something-else' \
+                 IN ROLE {PASSWORD_GROUP};
+             CREATE TABLE s_t (id int PRIMARY KEY,
+                               updated_at timestamptz NOT NULL DEFAULT clock_timestamp());"
+        ))
+        .await
+        .expect("roles and table");
+    let closed = closed_port();
+    let encoded = percent_encode(PASSWORD);
+    let config = format!(
+        r#"
+[[database]]
+name = "right"
+kind = "postgres"
+url = "{right_url}"
+
+[[database]]
+name = "wrong"
+kind = "postgres"
+url = "{wrong_url}"
+
+[[database]]
+name = "closed"
+kind = "postgres"
+url = "postgres://{right}:{encoded}@127.0.0.1:{closed}/{name}"
+
+[[database]]
+name = "param"
+kind = "postgres"
+url = "postgres://{right}@127.0.0.1:{closed}/{name}?password={encoded}"
+
+[[database]]
+name = "mongo"
+kind = "mongodb"
+url = "mongodb://{right}:{encoded}@127.0.0.1:{closed}/?serverSelectionTimeoutMS=300"
+
+[[listener]]
+identifier = "logical"
+database = "right"
+table = "s_t"
+strategy = "logical"
+
+[[listener]]
+identifier = "polling"
+database = "right"
+table = "s_t"
+strategy = "polling"
+cursor_column = "updated_at"
+interval_ms = 100
+
+[[listener]]
+identifier = "wrong"
+database = "wrong"
+table = "s_t"
+strategy = "logical"
+
+[[listener]]
+identifier = "closed"
+database = "closed"
+table = "s_t"
+strategy = "logical"
+
+[[listener]]
+identifier = "param"
+database = "param"
+table = "s_t"
+strategy = "polling"
+cursor_column = "updated_at"
+
+[[listener]]
+identifier = "mongo"
+database = "mongo"
+table = "shop.orders"
+strategy = "change_stream"
+"#,
+        right_url = url_as(&right, PASSWORD, &db.name).await,
+        wrong_url = url_as(&wrong, PASSWORD, &db.name).await,
+        name = db.name,
+    );
+    (db, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_password_in_json_output_or_debug_logs() {
+    let (db, config) = setup("headless").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("cdc.toml"), &config).expect("config");
+    let mut cdc = Headless::start_in_with_env(dir, &[("CDC_TUI_LOG", "debug")]).await;
+    for listener in ["logical/s_t", "polling/s_t"] {
+        cdc.wait_for_state(listener, "running").await;
+    }
+    cdc.wait_for_state("wrong/s_t", "failed").await;
+    db.client()
+        .await
+        .batch_execute("INSERT INTO s_t (id) SELECT generate_series(1, 5)")
+        .await
+        .expect("insert");
+    cdc.wait_for("the inserts, and every failure retried twice", |seen| {
+        let changes = seen.iter().filter(|l| l["type"] == "change").count();
+        let retried = |listener: &str| {
+            seen.iter()
+                .filter(|l| l["listener"] == listener && l["state"] == "retrying")
+                .count()
+                >= 2
+        };
+        changes == 10
+            && retried("closed/s_t")
+            && retried("param/s_t")
+            && retried("mongo/shop.orders")
+    })
+    .await;
+    // Commands echo nothing secret either.
+    cdc.send_command(&format!("pause {PASSWORD}")).await;
+    cdc.wait_for("the answer", |seen| {
+        seen.iter().any(|line| line["type"] == "error")
+    })
+    .await;
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+    let reasons: Vec<String> = cdc
+        .seen
+        .iter()
+        .filter_map(|line| line["reason"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|reason| reason.contains("password authentication failed")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|reason| reason.contains("refused")),
+        "{reasons:?}"
+    );
+    let stdout: String = cdc
+        .seen
+        .iter()
+        .filter(|line| line["type"] != "error")
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert_no_password("stdout", &stdout);
+    let stderr = cdc.stderr();
+    assert!(
+        stderr.contains("DEBUG"),
+        "the logs ran at debug level: {stderr}"
+    );
+    assert_no_password("the logs (stderr)", &stderr);
+}
+
+/// A tmux server of its own, killed when the test ends however it ends.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let output = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs (apt-get install tmux)");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "cdc"])
+    }
+
+    async fn wait_for(&self, what: &str, condition: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + support::DEADLINE;
+        loop {
+            let screen = self.screen();
+            if condition(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the screen:\n{screen}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+async fn wait_for_file(path: &Path) {
+    support::wait_until(&format!("{}", path.display()), || path.exists()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_password_on_the_tui_screen_or_in_its_log_file() {
+    let (_db, config) = setup("tui").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("cdc.toml"), &config).expect("config");
+    let tmux = Tmux {
+        socket: format!("cdc-tui-secrets-{}", std::process::id()),
+    };
+    let exit_file = dir.path().join("exit-status");
+    let command = format!(
+        "cd {dir} && CDC_TUI_LOG=debug {binary}; echo $? > {exit}; cat",
+        dir = dir.path().display(),
+        binary = env!("CARGO_BIN_EXE_cdc-tui"),
+        exit = exit_file.display(),
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "cdc",
+        "-x",
+        "160",
+        "-y",
+        "45",
+        &command,
+    ]);
+    let mut screens = vec![
+        tmux.wait_for("the failures on screen", |screen| {
+            screen.contains("failed") && screen.contains("retrying")
+        })
+        .await,
+    ];
+    // The add dialog reads tables from each database, and shows why it cannot.
+    tmux.run(&["send-keys", "-t", "cdc", "a"]);
+    screens.push(tmux.wait_for("the add dialog", |s| s.contains("Add")).await);
+    for _ in 0..5 {
+        tmux.run(&["send-keys", "-t", "cdc", "Enter"]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        screens.push(tmux.screen());
+        tmux.run(&["send-keys", "-t", "cdc", "Escape"]);
+        tmux.run(&["send-keys", "-t", "cdc", "a"]);
+        tmux.run(&["send-keys", "-t", "cdc", "Down"]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tmux.run(&["send-keys", "-t", "cdc", "Escape"]);
+    // The detail of each listener, and the help.
+    for _ in 0..6 {
+        tmux.run(&["send-keys", "-t", "cdc", "Down"]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        screens.push(tmux.screen());
+    }
+    tmux.run(&["send-keys", "-t", "cdc", "?"]);
+    screens.push(tmux.wait_for("help", |s| s.contains("cdc-tui.log")).await);
+    tmux.run(&["send-keys", "-t", "cdc", "Escape"]);
+    tmux.run(&["send-keys", "-t", "cdc", "q"]);
+    wait_for_file(&exit_file).await;
+    if std::env::var_os("SHOW_SCREENS").is_some() {
+        for screen in &screens {
+            eprintln!("{screen}");
+        }
+    }
+    for screen in &screens {
+        assert_no_password("the TUI", screen);
+    }
+    let log = std::fs::read_to_string(dir.path().join(".cdc-tui/cdc-tui.log")).expect("log file");
+    assert!(
+        log.contains("password authentication failed"),
+        "the log file has the failure: {log}"
+    );
+    assert_no_password("the TUI's log file", &log);
+}
