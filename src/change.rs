@@ -149,8 +149,8 @@ impl Serialize for Change {
             map.serialize_entry("update", update)?;
         }
         map.serialize_entry("position", &self.position)?;
-        map.serialize_entry("commit_time", &self.commit_time.as_ref().map(format_time))?;
-        map.serialize_entry("captured_at", &format_time(&self.captured_at))?;
+        map.serialize_entry("commit_time", &self.commit_time.as_ref().map(Millis))?;
+        map.serialize_entry("captured_at", &Millis(&self.captured_at))?;
         map.end()
     }
 }

@@ -1,6 +1,11 @@
 //! The chunking handler: one task receives every change from every listener through a bounded
 //! channel, closes batches (`chunker`), collates them, hands them to the sinks in order, records
 //! flush timings, and only then tells each listener how far its changes were flushed.
+//!
+//! Sinks write with blocking I/O (a pipe on stdout may stall for as long as its reader wants),
+//! so a batch is flushed on tokio's blocking pool while the runtime keeps streaming: the
+//! replication connections go on answering the server, and changes queue up (bounded) for the
+//! next batch. Batches are flushed one at a time, in order.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +48,11 @@ impl HandlerConfig {
 
 pub struct Handler {
     chunker: Chunker,
+    flusher: Flusher,
+}
+
+/// Everything a flush touches, moved to the blocking pool and back for each batch.
+struct Flusher {
     sinks: Vec<Box<dyn Sink>>,
     timings: Arc<FlushTimings>,
     log: Arc<LogRing>,
@@ -53,26 +63,49 @@ impl Handler {
         let (sender, receiver) = mpsc::channel(config.queue_capacity());
         let handler = Handler {
             chunker: Chunker::new(receiver, config.chunk_size, config.timeout),
-            sinks,
-            timings: Arc::new(FlushTimings::new()),
-            log: Arc::new(LogRing::new(config.log_capacity)),
+            flusher: Flusher {
+                sinks,
+                timings: Arc::new(FlushTimings::new()),
+                log: Arc::new(LogRing::new(config.log_capacity)),
+            },
         };
         (handler, sender)
     }
 
     pub fn timings(&self) -> Arc<FlushTimings> {
-        self.timings.clone()
+        self.flusher.timings.clone()
     }
 
     pub fn log(&self) -> Arc<LogRing> {
-        self.log.clone()
+        self.flusher.log.clone()
     }
 
     /// Runs until every sender is dropped and the last batch is flushed. A sink error ends the
-    /// run and acknowledges nothing of that batch. Returns the number of batches.
-    pub async fn run(mut self) -> Result<u64, SinkError> {
+    /// run at once and acknowledges nothing of that batch. Returns the number of batches.
+    ///
+    /// While a batch is flushed the next one is gathered; it is handed over once the flush
+    /// before it is done.
+    pub async fn run(self) -> Result<u64, SinkError> {
+        let Handler {
+            mut chunker,
+            flusher,
+        } = self;
+        // `None` while its flush is in flight.
+        let mut flusher = Some(flusher);
+        let mut in_flight: Option<Flush> = None;
         let mut number = 0;
-        while let Some(chunk) = self.chunker.next_chunk().await {
+        loop {
+            let chunk = {
+                let next = chunker.next_chunk();
+                tokio::pin!(next);
+                loop {
+                    tokio::select! {
+                        chunk = &mut next => break chunk,
+                        done = finished(&mut in_flight) => flusher = Some(done?),
+                    }
+                }
+            };
+            let Some(chunk) = chunk else { break };
             number += 1;
             let batch = Batch {
                 number,
@@ -80,11 +113,40 @@ impl Handler {
                 changes: chunk.changes,
                 waited: chunk.waited,
             };
-            self.flush(batch)?;
+            // Exactly one of the two holds the flusher.
+            let mut idle = match flusher.take() {
+                Some(idle) => idle,
+                None => finished(&mut in_flight).await?,
+            };
+            in_flight = Some(tokio::task::spawn_blocking(move || {
+                let result = idle.flush(batch);
+                (idle, result)
+            }));
+        }
+        if in_flight.is_some() {
+            finished(&mut in_flight).await?;
         }
         Ok(number)
     }
+}
 
+/// A batch being flushed on the blocking pool.
+type Flush = tokio::task::JoinHandle<(Flusher, Result<(), SinkError>)>;
+
+/// Waits for the flush in flight (forever when there is none) and takes it. A sink that
+/// panicked takes the handler with it: nothing of its batch is acknowledged.
+async fn finished(in_flight: &mut Option<Flush>) -> Result<Flusher, SinkError> {
+    let Some(flush) = in_flight else {
+        return std::future::pending().await;
+    };
+    let (flusher, result) = flush
+        .await
+        .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
+    *in_flight = None;
+    result.map(|()| flusher)
+}
+
+impl Flusher {
     fn flush(&mut self, batch: Batch) -> Result<(), SinkError> {
         let started = Instant::now();
         for sink in &mut self.sinks {
@@ -210,6 +272,23 @@ mod tests {
         }
     }
 
+    /// Waits until a listener learns that its changes up to `seq` were flushed: a batch is
+    /// flushed on the blocking pool, a moment after the handler closed it, and acknowledged
+    /// last (paused time stays put meanwhile: a blocking task holds it still).
+    async fn flushed(listener: &ListenerHandle, seq: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let flushed = listener.subscribe_flushed();
+        while *flushed.borrow() < seq {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "changes up to {seq} were not flushed"
+            );
+            tokio::task::yield_now().await;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        settle().await;
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_partial_batch_flushes_timeout_after_its_first_change() {
         let registry = Registry::new();
@@ -229,7 +308,7 @@ mod tests {
         );
 
         tokio::time::advance(Duration::from_millis(1)).await;
-        settle().await;
+        flushed(&orders, 2).await;
         let batches = sink.batches();
         assert_eq!(batches.len(), 1, "200 ms after the first change: flushed");
         assert_eq!(batches[0].changes.len(), 2);
@@ -246,7 +325,7 @@ mod tests {
         for seq in 1..=7 {
             sender.send(change(&orders, seq, Op::Insert)).await.unwrap();
         }
-        settle().await;
+        flushed(&orders, 6).await;
         let sizes: Vec<usize> = sink.batches().iter().map(|b| b.changes.len()).collect();
         assert_eq!(
             sizes,
@@ -254,7 +333,7 @@ mod tests {
             "two full batches without any time passing"
         );
         tokio::time::advance(Duration::from_millis(200)).await;
-        settle().await;
+        flushed(&orders, 7).await;
         let batches = sink.batches();
         let sizes: Vec<usize> = batches.iter().map(|b| b.changes.len()).collect();
         assert_eq!(sizes, vec![3, 3, 1]);
@@ -282,7 +361,8 @@ mod tests {
             sender.send(change(listener, seq, op)).await.unwrap();
         }
         drop(sender);
-        settle().await;
+        flushed(&orders, 4).await;
+        flushed(&items, 2).await;
         let batches = sink.batches();
         assert_eq!(
             batches.len(),
