@@ -14,6 +14,19 @@
 //! # Ok(()) }
 //! ```
 //!
+//! TLS (every connection, like mongod's `requireTLS`) takes a certificate
+//! chain and key as PEM; the client needs the CA that signed them:
+//!
+//! ```no_run
+//! # async fn demo(cert_pem: &[u8], key_pem: &[u8]) -> std::io::Result<()> {
+//! let server = mongo_test_server::TestServer::builder()
+//!     .tls_pem(cert_pem, key_pem)?
+//!     .start()
+//!     .await?;
+//! let uri = format!("{}&tlsCAFile=/path/ca.pem", server.uri()); // has tls=true
+//! # Ok(()) }
+//! ```
+//!
 //! Supported: OP_MSG (body and document sequences, checksum, moreToCome),
 //! OP_QUERY for the `hello`/`isMaster` handshake; commands `hello`,
 //! `isMaster`, `ping`, `buildInfo`, `getParameter`, `getLastError`,
@@ -24,10 +37,10 @@
 //! `createIndexes` (accepted, ignored), `drop`, `dropDatabase` and a few
 //! informational ones (`serverStatus`, `hostInfo`, `whatsmyuri`, ...).
 //!
-//! Not supported: authentication, transactions, compression, TLS, pipeline
-//! updates, `$regex` and other query operators beyond comparison/`$in`/
-//! `$exists`/`$size`/`$not`/`$and`/`$or`/`$nor`, secondary indexes, and
-//! rename events. Pre- and post-images are always available to change
+//! Not supported: authentication (x.509 included), transactions,
+//! compression, pipeline updates, `$regex` and other query operators beyond
+//! comparison/`$in`/`$exists`/`$size`/`$not`/`$and`/`$or`/`$nor`, secondary
+//! indexes, and rename events. Pre- and post-images are always available to change
 //! streams (no `changeStreamPreAndPostImages` needed).
 
 mod commands;
@@ -40,12 +53,18 @@ pub mod wire;
 use std::io::{self, Write};
 use std::sync::Arc;
 
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 use server::Shared;
 
 pub use commands::{MAX_WIRE_VERSION, SERVER_VERSION};
+/// The rustls of [`Builder::tls_config`], for building a configuration of its own.
+pub use rustls;
 
 /// The replica set name reported by `hello`.
 pub const REPLICA_SET_NAME: &str = "rs0";
@@ -55,24 +74,94 @@ pub const REPLICA_SET_NAME: &str = "rs0";
 pub struct TestServer {
     shared: Arc<Shared>,
     accept: Option<JoinHandle<()>>,
+    tls: bool,
+}
+
+/// Options for [`TestServer`]: `TestServer::builder().port(p).tls_pem(..)?.start()`.
+#[derive(Default)]
+pub struct Builder {
+    port: u16,
+    tls: Option<Arc<ServerConfig>>,
+}
+
+impl Builder {
+    /// Listens on 127.0.0.1:`port` (0, the default, picks a free one).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Serves TLS only, with this certificate chain (leaf first) and private
+    /// key, both PEM. Fails on PEM that holds no certificate or no usable key.
+    pub fn tls_pem(self, cert_chain_pem: &[u8], key_pem: &[u8]) -> io::Result<Self> {
+        Ok(self.tls_config(tls_server_config(cert_chain_pem, key_pem)?))
+    }
+
+    /// Serves TLS only, with a ready configuration (e.g. one asking for
+    /// client certificates).
+    pub fn tls_config(mut self, config: Arc<ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    pub async fn start(self) -> io::Result<TestServer> {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).await?;
+        let port = listener.local_addr()?.port();
+        let shared = Shared::new(port);
+        let tls = self.tls.is_some();
+        let acceptor = self.tls.map(TlsAcceptor::from);
+        let accept = tokio::spawn(server::accept_loop(listener, shared.clone(), acceptor));
+        Ok(TestServer {
+            shared,
+            accept: Some(accept),
+            tls,
+        })
+    }
+}
+
+/// A rustls server configuration from PEM. The provider is named rather than
+/// taken from the process default: the driver's dependencies can enable both
+/// ring and aws-lc-rs, and rustls then refuses to guess.
+fn tls_server_config(cert_chain_pem: &[u8], key_pem: &[u8]) -> io::Result<Arc<ServerConfig>> {
+    let invalid = |what: &str, e: &dyn std::fmt::Display| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("{what}: {e}"))
+    };
+    let certs = CertificateDer::pem_slice_iter(cert_chain_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid("TLS certificate chain PEM", &e))?;
+    if certs.is_empty() {
+        return Err(invalid("TLS certificate chain PEM", &"no certificate"));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| invalid("TLS key PEM", &e))?;
+    let config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(io::Error::other)?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| invalid("TLS certificate and key", &e))?;
+    Ok(Arc::new(config))
 }
 
 impl TestServer {
-    /// Starts on a free port.
+    /// A server with options: a port, TLS.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Starts on a free port, without TLS.
     pub async fn start() -> io::Result<TestServer> {
         Self::start_on(0).await
     }
 
-    /// Starts on `port` (0 picks a free one).
+    /// Starts on `port` (0 picks a free one), without TLS.
     pub async fn start_on(port: u16) -> io::Result<TestServer> {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
-        let port = listener.local_addr()?.port();
-        let shared = Shared::new(port);
-        let accept = tokio::spawn(server::accept_loop(listener, shared.clone()));
-        Ok(TestServer {
-            shared,
-            accept: Some(accept),
-        })
+        Self::builder().port(port).start().await
+    }
+
+    /// Whether every connection must speak TLS.
+    pub fn tls(&self) -> bool {
+        self.tls
     }
 
     pub fn port(&self) -> u16 {
@@ -88,14 +177,27 @@ impl TestServer {
     /// connection and no `replicaSet`, so that it keeps working after
     /// `set_standalone(true)` (a replicaSet name would make the driver refuse
     /// the server instead of letting the change stream fail with 40573).
+    /// Under TLS it has `&tls=true`; append `&tlsCAFile=…` for the CA.
     pub fn uri(&self) -> String {
-        format!("mongodb://{}/?directConnection=true", self.host())
+        format!(
+            "mongodb://{}/?directConnection=true{}",
+            self.host(),
+            self.tls_option()
+        )
     }
 
     /// Connection string that makes the driver discover the replica set
     /// (`replicaSet=rs0`, no direct connection), as against a real cluster.
     pub fn replica_set_uri(&self) -> String {
-        format!("mongodb://{}/?replicaSet={REPLICA_SET_NAME}", self.host())
+        format!(
+            "mongodb://{}/?replicaSet={REPLICA_SET_NAME}{}",
+            self.host(),
+            self.tls_option()
+        )
+    }
+
+    fn tls_option(&self) -> &'static str {
+        if self.tls { "&tls=true" } else { "" }
     }
 
     /// Fault: close every open client connection now (including ones in
@@ -167,11 +269,11 @@ impl Drop for TestServer {
 /// Serves on 127.0.0.1:`port` (0: a free port) until the process is killed,
 /// after printing `listening on 127.0.0.1:PORT` to stdout.
 pub async fn serve_forever(port: u16) -> io::Result<()> {
-    serve(port, false).await
+    serve(TestServer::builder().port(port), false).await
 }
 
-async fn serve(port: u16, standalone: bool) -> io::Result<()> {
-    let mut server = TestServer::start_on(port).await?;
+async fn serve(builder: Builder, standalone: bool) -> io::Result<()> {
+    let mut server = builder.start().await?;
     server.set_standalone(standalone);
     let mut out = io::stdout().lock();
     writeln!(out, "listening on {}", server.host())?;
@@ -183,11 +285,14 @@ async fn serve(port: u16, standalone: bool) -> io::Result<()> {
     Ok(())
 }
 
-const USAGE: &str = "usage: mongo_test_server [--port PORT] [--standalone]
+const USAGE: &str = "usage: mongo_test_server [--port PORT] [--standalone] \
+[--tls-cert PEM --tls-key PEM]
 
 A MongoDB wire-protocol test server (in memory, replica set \"rs0\" primary).
-  --port PORT    listen on 127.0.0.1:PORT (default 27017; 0 picks a free port)
-  --standalone   present as a standalone server (change streams fail with 40573)
+  --port PORT       listen on 127.0.0.1:PORT (default 27017; 0 picks a free port)
+  --standalone      present as a standalone server (change streams fail with 40573)
+  --tls-cert PEM    serve TLS only, with this certificate chain (needs --tls-key)
+  --tls-key PEM     the certificate's private key
 Prints `listening on 127.0.0.1:PORT` and serves until killed.";
 
 /// Command-line entry point for an example or binary: `args` excludes the
@@ -200,33 +305,52 @@ where
 {
     let mut port: u16 = 27017;
     let mut standalone = false;
+    let (mut tls_cert, mut tls_key) = (None, None);
     let mut args = args.into_iter().map(Into::into);
     let bad = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, format!("{msg}\n{USAGE}"));
     while let Some(arg) = args.next() {
-        let value = match arg.as_str() {
-            "-h" | "--help" => {
+        // `--port=P` as well as `--port P`.
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => (name, Some(value.to_owned())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| bad(format!("{name} needs a value")))
+        };
+        match name {
+            "-h" | "--help" if inline.is_none() => {
                 println!("{USAGE}");
                 return Ok(());
             }
-            "--standalone" => {
-                standalone = true;
-                continue;
+            "--standalone" if inline.is_none() => standalone = true,
+            "--port" | "-p" => {
+                let text = value("--port")?;
+                port = text
+                    .parse()
+                    .map_err(|_| bad(format!("invalid port '{text}'")))?;
             }
-            "--port" | "-p" => args
-                .next()
-                .ok_or_else(|| bad("--port needs a value".into()))?,
-            other => match other.strip_prefix("--port=") {
-                Some(v) => v.to_owned(),
-                None => return Err(bad(format!("unknown argument '{other}'"))),
-            },
-        };
-        port = value
-            .parse()
-            .map_err(|_| bad(format!("invalid port '{value}'")))?;
+            "--tls-cert" => tls_cert = Some(value("--tls-cert")?),
+            "--tls-key" => tls_key = Some(value("--tls-key")?),
+            _ => return Err(bad(format!("unknown argument '{arg}'"))),
+        }
+    }
+    let mut builder = TestServer::builder().port(port);
+    match (tls_cert, tls_key) {
+        (None, None) => {}
+        (Some(cert), Some(key)) => {
+            let read = |path: &str| {
+                std::fs::read(path).map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))
+            };
+            builder = builder.tls_pem(&read(&cert)?, &read(&key)?)?;
+        }
+        _ => return Err(bad("--tls-cert and --tls-key go together".into())),
     }
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?
-        .block_on(serve(port, standalone))
+        .block_on(serve(builder, standalone))
 }

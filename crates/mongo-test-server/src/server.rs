@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use bson::Document;
 use bson::oid::ObjectId;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
+use tokio_rustls::TlsAcceptor;
 
 use crate::commands::{self, Outcome};
 use crate::store::Store;
@@ -149,8 +150,9 @@ impl Shared {
     }
 }
 
-/// Accepts connections until shutdown, one task per connection.
-pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+/// Accepts connections until shutdown, one task per connection. With `tls`,
+/// every connection must begin with a TLS handshake.
+pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAcceptor>) {
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         let accepted = tokio::select! {
@@ -161,7 +163,13 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 let id = shared.next_connection_id.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(handle_connection(stream, peer, shared.clone(), id));
+                tokio::spawn(handle_connection(
+                    stream,
+                    peer,
+                    shared.clone(),
+                    id,
+                    tls.clone(),
+                ));
             }
             // Typically out of file descriptors: back off instead of spinning.
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -191,7 +199,13 @@ impl Drop for GaugeGuard<'_> {
     }
 }
 
-async fn handle_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, id: i64) {
+async fn handle_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    id: i64,
+    tls: Option<TlsAcceptor>,
+) {
     // Subscribing marks the current generation as seen: only later kills apply.
     let mut kill = shared.kill.subscribe();
     if *shared.shutdown.borrow() {
@@ -199,24 +213,43 @@ async fn handle_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
     }
     let _open = GaugeGuard::new(&shared.open_connections);
     let ctx = ConnCtx { id, peer };
-    let (mut reader, mut writer) = stream.into_split();
+    // The handshake runs under the kill switch too, so a client stuck in it
+    // is dropped like any other. A failed handshake (a plaintext client, an
+    // unknown CA on the client side) just closes the connection, as mongod does.
     let serve = async {
-        loop {
-            let frame = read_frame(&mut reader).await?;
-            let message = wire::parse_message(&frame)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            match commands::handle_message(&shared, &ctx, message).await {
-                Outcome::Reply(bytes) => writer.write_all(&bytes).await?,
-                Outcome::NoReply => {}
-                Outcome::Close => return Ok::<(), io::Error>(()),
-            }
+        match tls {
+            None => serve(stream, &shared, &ctx).await,
+            Some(acceptor) => serve(acceptor.accept(stream).await?, &shared, &ctx).await,
         }
     };
-    // Dropping the streams closes the socket, which is exactly the fault the
+    // Dropping the stream closes the socket, which is exactly the fault the
     // kill switch is meant to inject, even in the middle of a waiting getMore.
     tokio::select! {
         _ = kill.changed() => {}
         _ = serve => {}
+    }
+}
+
+/// Runs the wire protocol on one connection, plain or TLS, until the client
+/// leaves or a frame cannot be read.
+async fn serve(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    shared: &Shared,
+    ctx: &ConnCtx,
+) -> io::Result<()> {
+    loop {
+        let frame = read_frame(&mut stream).await?;
+        let message = wire::parse_message(&frame)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        match commands::handle_message(shared, ctx, message).await {
+            Outcome::Reply(bytes) => {
+                stream.write_all(&bytes).await?;
+                // A TLS stream may hold the last record back until flushed.
+                stream.flush().await?;
+            }
+            Outcome::NoReply => {}
+            Outcome::Close => return Ok(()),
+        }
     }
 }
 

@@ -487,8 +487,72 @@ fn classify(error: &DriverError, url: &DatabaseUrl) -> SourceError {
         | DriverErrorKind::InvalidArgument { .. }
         | DriverErrorKind::InvalidTlsConfig { .. }
         | DriverErrorKind::IncompatibleServer { .. } => SourceError::permanent(text),
+        DriverErrorKind::ServerSelection { .. } => connection_error(text, url, true),
+        DriverErrorKind::Io(_) => connection_error(text, url, false),
         _ => SourceError::transient(text),
     }
+}
+
+/// A connection error (a TLS handshake's among them), found while selecting a server (so
+/// before any connection got going) or on a connection in use.
+fn connection_error(text: String, url: &DatabaseUrl, at_selection: bool) -> SourceError {
+    match refused_certificate(&text) {
+        // A certificate that does not check out will not on the next try either (as for
+        // PostgreSQL).
+        Some(reason) => SourceError::permanent(reason),
+        None if at_selection => SourceError::transient(with_plaintext_hint(text, url)),
+        None => SourceError::transient(text),
+    }
+}
+
+/// What rustls says about a server certificate it refused. The driver keeps only the text of
+/// connection errors inside a server selection error, so the text is all there is to go on.
+const REFUSED_CERTIFICATE: &str = "invalid peer certificate: ";
+
+/// A refused server certificate in words the user can act on (with the driver's text, which
+/// names the server), or None when `text` is about something else.
+fn refused_certificate(text: &str) -> Option<String> {
+    let start = text.find(REFUSED_CERTIFICATE)? + REFUSED_CERTIFICATE.len();
+    let rest = &text[start..];
+    // The detail ends where the driver's topology furniture resumes.
+    let detail = rest[..rest.find(" }").unwrap_or(rest.len())].trim_end();
+    let what = if detail.contains("NotValidForName") || detail.contains("not valid for name") {
+        "is not issued for the host in the URL ({detail}): connect with a host name the \
+         certificate names"
+    } else if detail.contains("xpired") {
+        "has expired ({detail})"
+    } else {
+        "is not trusted ({detail}): tlsCAFile=/path/ca.pem in the URL must name the CA (PEM) \
+         that signed it"
+    };
+    Some(format!(
+        "TLS: the server's certificate {}; the driver said: {text}",
+        what.replace("{detail}", detail)
+    ))
+}
+
+/// A server that requires TLS closes a plaintext connection during the handshake, which the
+/// driver reports as a bare end of file (or reset): when the URL does not ask for TLS, says
+/// that this may be why.
+fn with_plaintext_hint(text: String, url: &DatabaseUrl) -> String {
+    let closed = text.contains("unexpected end of file") || text.contains("Connection reset");
+    if !closed || url_asks_for_tls(url.expose()) {
+        return text;
+    }
+    format!(
+        "{text}; the server closed the connection during the handshake: if it requires TLS, \
+         add tls=true to the URL (with tlsCAFile=/path/ca.pem for a private CA)"
+    )
+}
+
+/// `tls=true` or `ssl=true` (the driver's two names, any case) in the URL's options.
+fn url_asks_for_tls(url: &str) -> bool {
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    query.split('&').any(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key.eq_ignore_ascii_case("tls") || key.eq_ignore_ascii_case("ssl"))
+            && value.eq_ignore_ascii_case("true")
+    })
 }
 
 #[cfg(test)]
@@ -501,6 +565,102 @@ mod tests {
         assert_eq!(
             redact(&url, "auth failed for app:p@ss via mongodb://app:p%40ss@db"),
             "auth failed for app:*** via mongodb://app:***@db"
+        );
+    }
+
+    fn transient(error: &SourceError) -> bool {
+        matches!(error.kind, crate::source::ErrorKind::Transient)
+    }
+
+    /// A server selection error's text as `describe` leaves it, around one server's error.
+    fn selection_text(server_error: &str) -> String {
+        format!(
+            "Server selection timeout: No available servers. Topology: {{ Type: Single, Servers: \
+             [ {{ Address: 127.0.0.1:27017, Type: Unknown, Error: {server_error} }} ] }}"
+        )
+    }
+
+    #[test]
+    fn refused_certificates_fail_saying_what_to_do() {
+        let url = DatabaseUrl::new("mongodb://127.0.0.1:27017/?tls=true&tlsCAFile=/ca.pem");
+        let error = connection_error(
+            selection_text("I/O error: invalid peer certificate: UnknownIssuer"),
+            &url,
+            true,
+        );
+        assert!(!transient(&error));
+        assert!(
+            error.message.starts_with(
+                "TLS: the server's certificate is not trusted (UnknownIssuer): \
+                 tlsCAFile=/path/ca.pem in the URL must name the CA (PEM) that signed it; the \
+                 driver said: Server selection timeout"
+            ) && error.message.contains("127.0.0.1:27017"),
+            "{}",
+            error.message
+        );
+        let error = connection_error(
+            selection_text(
+                "I/O error: invalid peer certificate: certificate not valid for name \
+                 \"127.0.0.1\"; certificate is only valid for DnsName(\"db.example\")",
+            ),
+            &url,
+            true,
+        );
+        assert!(!transient(&error));
+        assert!(
+            error.message.starts_with(
+                "TLS: the server's certificate is not issued for the host in the URL \
+                 (certificate not valid for name \"127.0.0.1\"; certificate is only valid for \
+                 DnsName(\"db.example\")): connect with a host name the certificate names;"
+            ),
+            "{}",
+            error.message
+        );
+        // The driver's own I/O error (not nested in a server selection) is read the same way.
+        let io = DriverError::from(std::io::Error::other(
+            "invalid peer certificate: UnknownIssuer",
+        ));
+        assert!(!transient(&classify(&io, &url)));
+        // Other connection errors under TLS keep waiting, without a hint.
+        let error = connection_error(
+            selection_text("I/O error: unexpected end of file"),
+            &url,
+            true,
+        );
+        assert!(transient(&error));
+        assert!(!error.message.contains("tls=true"), "{}", error.message);
+    }
+
+    #[test]
+    fn a_plaintext_connection_closed_at_once_suggests_tls() {
+        let eof = selection_text("I/O error: unexpected end of file");
+        for plain in [
+            "mongodb://127.0.0.1:27017/?directConnection=true",
+            "mongodb://127.0.0.1:27017/?tls=false",
+        ] {
+            let error = connection_error(eof.clone(), &DatabaseUrl::new(plain), true);
+            assert!(transient(&error));
+            assert!(
+                error.message.ends_with(
+                    "the server closed the connection during the handshake: if it requires \
+                     TLS, add tls=true to the URL (with tlsCAFile=/path/ca.pem for a private CA)"
+                ),
+                "{}",
+                error.message
+            );
+        }
+        for tls in ["mongodb://h/?TLS=true", "mongodb://h/?a=1&ssl=TRUE"] {
+            assert!(url_asks_for_tls(tls), "{tls}");
+        }
+        let plain = DatabaseUrl::new("mongodb://127.0.0.1:27017/");
+        // A connection in use that drops is not a refused plaintext one.
+        let dropped = connection_error("I/O error: unexpected end of file".into(), &plain, false);
+        assert_eq!(dropped.message, "I/O error: unexpected end of file");
+        let refused = selection_text("I/O error: Connection refused (os error 111)");
+        assert!(
+            !connection_error(refused, &plain, true)
+                .message
+                .contains("tls=true")
         );
     }
 
