@@ -4,12 +4,14 @@
 //! privilege, a missing table and a slot in use in `tests/logical.rs`, a standalone MongoDB, a
 //! lost resume token and a dropped collection in `tests/mongo.rs`, a database that is down in
 //! `tests/polling.rs` and `tests/faults.rs`, no SELECT right and an unwritable state dir in
-//! `tests/faults.rs`, TLS mistakes in `tests/tls.rs`.
+//! `tests/faults.rs`, TLS mistakes in `tests/tls.rs`. Server limits (replication slots, WAL
+//! senders) are tested here on throwaway clusters of their own, since the shared one has room.
 
 mod support;
 
 use std::process::Command;
 
+use cdc_tui::pgcluster::{ClusterOptions, PgCluster};
 use support::{Headless, PASSWORD_GROUP, TestDb, reason_of, statuses, url_as};
 
 fn database(name: &str, kind: &str, url: &str) -> String {
@@ -203,6 +205,174 @@ async fn each_connection_and_table_mistake_is_answered_with_what_to_do() {
         !format!("{:?}{}", cdc.seen, cdc.stderr()).contains("not-the-right-one"),
         "the password is never shown"
     );
+}
+
+/// A throwaway cluster of its own with `settings`, a database `limits` on it and a table
+/// `public.t` there.
+async fn limited_cluster(settings: &[(&str, &str)]) -> (PgCluster, tokio_postgres::Client) {
+    let options = settings
+        .iter()
+        .fold(ClusterOptions::default(), |options, (name, value)| {
+            options.setting(*name, *value)
+        });
+    let cluster = PgCluster::start(options)
+        .await
+        .expect("start a throwaway PostgreSQL cluster with its own limits");
+    cluster.create_database("limits").await.expect("database");
+    let client = cluster.connect("limits").await.expect("connect");
+    client
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .expect("table");
+    (cluster, client)
+}
+
+/// Waits for `listener` in `state` and checks that its reason holds every one of `words`.
+async fn assert_reason(cdc: &mut Headless, listener: &str, state: &str, words: &[&str]) {
+    cdc.wait_for_state(listener, state).await;
+    let reason = reason_of(&cdc.seen, listener, state);
+    eprintln!("{listener} {state}: {reason}");
+    for word in words {
+        assert!(reason.contains(word), "{listener}: {word:?} in {reason:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_replication_slots_fails_saying_to_drop_one_or_raise_the_limit() {
+    let (mut cluster, client) = limited_cluster(&[("max_replication_slots", "1")]).await;
+    // A slot nobody reads takes the only one.
+    client
+        .batch_execute("SELECT pg_create_logical_replication_slot('abandoned', 'pgoutput')")
+        .await
+        .expect("the abandoned slot");
+    let url = cluster.url("limits");
+    let config = [
+        database("limited", "postgres", &url),
+        listener("full", "limited", "t", "strategy = \"logical\""),
+    ]
+    .concat();
+    let mut cdc = Headless::start(&config).await;
+    let drop_unused =
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active";
+    assert_reason(
+        &mut cdc,
+        "full/t",
+        "failed",
+        &[
+            "all replication slots are in use",
+            "every replication slot is taken",
+            drop_unused,
+            "raise max_replication_slots and restart the server",
+        ],
+    )
+    .await;
+    assert!(
+        statuses(&cdc.seen, "full/t")
+            .iter()
+            .all(|(state, _)| state != "retrying"),
+        "fails at once: waiting would not help"
+    );
+    // What it says to do works: with the unused slot dropped, the same table is captured.
+    client.batch_execute(drop_unused).await.expect("drop it");
+    cdc.send_command("add limited public.t logical").await;
+    cdc.wait_for_state("limited/public.t", "running").await;
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+
+    // With max_replication_slots = 0 there is no slot to free: the limit must be raised.
+    client
+        .batch_execute("ALTER SYSTEM SET max_replication_slots = 0")
+        .await
+        .expect("no slots at all");
+    cluster.restart().await.expect("restart with no slots");
+    let mut cdc = Headless::start(&config).await;
+    assert_reason(
+        &mut cdc,
+        "full/t",
+        "failed",
+        &[
+            "replication slots can only be used if max_replication_slots > 0",
+            "set max_replication_slots",
+            "restart the server",
+        ],
+    )
+    .await;
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+    cluster.stop().await.expect("stop the cluster");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_free_wal_sender_is_waited_for_and_none_at_all_fails_saying_to_raise_the_limit() {
+    let (mut cluster, client) = limited_cluster(&[("max_wal_senders", "1")]).await;
+    let url = cluster.url("limits");
+    let config = |identifier: &str| {
+        [
+            database("limited", "postgres", &url),
+            listener(identifier, "limited", "t", "strategy = \"logical\""),
+        ]
+        .concat()
+    };
+    // The first consumer takes the only WAL sender ...
+    let mut holder = Headless::start(&config("holder")).await;
+    holder.wait_for_state("holder/t", "running").await;
+    // ... so the second waits for it, saying why and what would help.
+    let mut waiter = Headless::start(&config("waiter")).await;
+    assert_reason(
+        &mut waiter,
+        "waiter/t",
+        "retrying",
+        &[
+            "number of requested standby connections exceeds max_wal_senders (currently 1)",
+            "every WAL sender is taken",
+            "raise max_wal_senders",
+            "next try in",
+        ],
+    )
+    .await;
+    // Waiting helps: once the first lets go, the second runs and captures.
+    assert_eq!(holder.signal_and_wait("TERM").await, Some(0));
+    waiter.wait_for_state("waiter/t", "running").await;
+    client
+        .batch_execute("INSERT INTO t VALUES (1)")
+        .await
+        .expect("insert");
+    waiter
+        .wait_for("the row", |seen| {
+            seen.iter()
+                .any(|line| line["type"] == "change" && line["listener"] == "waiter/t")
+        })
+        .await;
+    assert_eq!(waiter.signal_and_wait("TERM").await, Some(0));
+
+    // With max_wal_senders = 0 waiting never helps: it fails, saying to raise the limit.
+    client
+        .batch_execute("ALTER SYSTEM SET max_wal_senders = 0")
+        .await
+        .expect("no WAL senders at all");
+    cluster
+        .restart()
+        .await
+        .expect("restart with no WAL senders");
+    let mut cdc = Headless::start(&config("none")).await;
+    assert_reason(
+        &mut cdc,
+        "none/t",
+        "failed",
+        &[
+            "exceeds max_wal_senders (currently 0)",
+            "the server allows no replication connections",
+            "set max_wal_senders",
+            "restart the server",
+        ],
+    )
+    .await;
+    assert!(
+        statuses(&cdc.seen, "none/t")
+            .iter()
+            .all(|(state, _)| state != "retrying"),
+        "fails at once: waiting would not help"
+    );
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+    cluster.stop().await.expect("stop the cluster");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

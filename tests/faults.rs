@@ -13,8 +13,7 @@ use mongo_test_server::TestServer;
 use rand::Rng;
 use serde_json::Value;
 use support::proxy::Proxy;
-use support::{DEADLINE, Headless, TestDb, reason_of, statuses};
-use tokio::time::Instant;
+use support::{Headless, TestDb, eventually, reason_of, statuses};
 
 fn lsn(text: &str) -> u64 {
     let (high, low) = text.split_once('/').expect("an LSN");
@@ -94,6 +93,7 @@ async fn insert_rows(
         client.execute(&sql, &[&at, &last]).await.expect("insert");
         at = last + 1;
         if !pause.is_zero() {
+            // The workload's pace, not a wait for anything.
             tokio::time::sleep(pause).await;
         }
     }
@@ -199,6 +199,7 @@ async fn connections_cut_mid_stream_ten_times_lose_and_repeat_nothing() {
             ids.running(seen) >= cut && ids.scan(seen) >= threshold
         })
         .await;
+        // The fault injector's random timing: the cut lands anywhere in the stream.
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..200))).await;
         let delivered = ids.borrow_mut().scan(&cdc.seen);
         let connections = proxy.cut_all();
@@ -262,8 +263,7 @@ async fn drop_slot(client: &tokio_postgres::Client, slot: &str) {
 
 /// Waits until no walsender holds the slot; returns its confirmed_flush_lsn.
 async fn wait_for_inactive(client: &tokio_postgres::Client, slot: &str) -> u64 {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
+    eventually(&format!("slot {slot} inactive"), async || {
         let row = client
             .query_one(
                 "SELECT active, confirmed_flush_lsn::text FROM pg_replication_slots \
@@ -272,12 +272,13 @@ async fn wait_for_inactive(client: &tokio_postgres::Client, slot: &str) -> u64 {
             )
             .await
             .expect("the slot");
-        if !row.get::<_, bool>(0) {
-            return lsn(row.get(1));
+        if row.get::<_, bool>(0) {
+            Err("active")
+        } else {
+            Ok(lsn(row.get(1)))
         }
-        assert!(Instant::now() < deadline, "slot {slot} stays active");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

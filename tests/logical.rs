@@ -16,7 +16,9 @@ use cdc_tui::registry::{ListenerState, Registry};
 use cdc_tui::secret::DatabaseUrl;
 use cdc_tui::source::{SourceContext, run_listener};
 use serde_json::{Value, json};
-use support::{DEADLINE, Headless, TestDb, assert_batches_account_for_changes, wait_until};
+use support::{
+    DEADLINE, Headless, TestDb, assert_batches_account_for_changes, eventually, wait_until,
+};
 use tokio::time::Instant;
 
 const CHUNK_SIZE: u64 = 500;
@@ -137,8 +139,7 @@ async fn publications(client: &tokio_postgres::Client) -> Vec<String> {
 
 /// Drops a persistent slot once its last walsender has let go of it.
 async fn drop_slot(client: &tokio_postgres::Client, slot: &str) {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
+    eventually(&format!("slot {slot} inactive"), async || {
         let active: bool = client
             .query_one(
                 "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
@@ -147,12 +148,9 @@ async fn drop_slot(client: &tokio_postgres::Client, slot: &str) {
             .await
             .expect("the slot")
             .get(0);
-        if !active {
-            break;
-        }
-        assert!(Instant::now() < deadline, "slot {slot} stays active");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if active { Err("active") } else { Ok(()) }
+    })
+    .await;
     client
         .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
         .await
@@ -172,15 +170,13 @@ async fn walsender_alive(client: &tokio_postgres::Client, pid: i32) -> bool {
 
 /// The pid of the one walsender streaming a slot of this database, once there is one.
 async fn walsender_pid(client: &tokio_postgres::Client) -> i32 {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let slots = slots_of(client).await;
-        if let [(_, Some(pid), _)] = slots.as_slice() {
-            return *pid;
+    eventually("one active slot", async || {
+        match slots_of(client).await.as_slice() {
+            [(_, Some(pid), _)] => Ok(*pid),
+            slots => Err(format!("{slots:?}")),
         }
-        assert!(Instant::now() < deadline, "no active slot: {slots:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -466,15 +462,32 @@ async fn pause_outlasts_the_wal_sender_timeout_without_losing_anything() {
             .await
             .expect("insert while paused");
     }
-    // Stay paused past the 2 s wal_sender_timeout, watching the same walsender stay alive.
-    let paused_at = Instant::now();
-    while paused_at.elapsed() < Duration::from_millis(3_500) {
-        assert!(
-            walsender_alive(&client, pid).await,
-            "the walsender was dropped while paused"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    // Stay paused past the 2 s wal_sender_timeout: until the same walsender, alive all along,
+    // has heard a status update sent 3.5 s from now (a silent client is dropped after 2 s).
+    let until: String = client
+        .query_one("SELECT (clock_timestamp() + interval '3.5 s')::text", &[])
+        .await
+        .expect("the server's clock")
+        .get(0);
+    eventually("a status update 3.5 s into the pause", async || {
+        let row = client
+            .query_opt(
+                "SELECT reply_time::text, reply_time >= $1::text::timestamptz \
+                 FROM pg_stat_replication WHERE pid = $2",
+                &[&until, &pid],
+            )
+            .await
+            .expect("pg_stat_replication")
+            .expect("the walsender stays while paused");
+        match row.get::<_, Option<bool>>(1) {
+            Some(true) => Ok(()),
+            _ => Err(format!(
+                "the last status update was sent at {:?}",
+                row.get::<_, Option<String>>(0)
+            )),
+        }
+    })
+    .await;
     assert_eq!(
         count_changes(&headless.seen, identity),
         10,
@@ -537,11 +550,13 @@ async fn a_temporary_slot_reports_its_gap_and_a_clean_exit_leaves_nothing_behind
     assert_ne!(walsender_pid(&client).await, pid, "a new slot");
 
     assert_eq!(headless.signal_and_wait("TERM").await, Some(0));
-    let deadline = Instant::now() + DEADLINE;
-    while !slots_of(&client).await.is_empty() {
-        assert!(Instant::now() < deadline, "the temporary slot remained");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the temporary slot gone", async || {
+        match slots_of(&client).await.as_slice() {
+            [] => Ok(()),
+            slots => Err(format!("{slots:?}")),
+        }
+    })
+    .await;
     assert!(
         publications(&client).await.is_empty(),
         "the publication created for a temporary slot is dropped"
@@ -864,8 +879,7 @@ async fn confirmed_flush_never_passes_an_unflushed_commit() {
     // past its first change: that loses nothing, and PostgreSQL's own subscriber does the
     // same.)
     let mut replies = HashSet::new();
-    let deadline = Instant::now() + DEADLINE;
-    while replies.len() < 4 {
+    eventually("4 status updates while the batch is held", async || {
         client
             .batch_execute("INSERT INTO elsewhere DEFAULT VALUES")
             .await
@@ -877,9 +891,13 @@ async fn confirmed_flush_never_passes_an_unflushed_commit() {
              the flush"
         );
         replies.extend(reply_time);
-        assert!(Instant::now() < deadline, "no status updates arrive");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if replies.len() >= 4 {
+            Ok(())
+        } else {
+            Err(format!("{} distinct reply times", replies.len()))
+        }
+    })
+    .await;
     let detail = handle.snapshot().detail.unwrap_or_default();
     assert!(
         detail.contains("retains") && detail.contains("wal_status"),
@@ -891,15 +909,15 @@ async fn confirmed_flush_never_passes_an_unflushed_commit() {
     for _ in 0..100 {
         release.send(()).expect("release");
     }
-    let deadline = Instant::now() + DEADLINE;
-    loop {
+    eventually("the flush acknowledged", async || {
         let (confirmed, _, _) = slot_flush(&client).await;
         if confirmed > commit {
-            break;
+            Ok(())
+        } else {
+            Err(format!("confirmed_flush_lsn {confirmed:X}"))
         }
-        assert!(Instant::now() < deadline, "the flush is never acknowledged");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     assert_eq!(
         handle
             .snapshot()

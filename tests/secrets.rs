@@ -8,10 +8,8 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use support::{Headless, PASSWORD_GROUP, TestDb, percent_encode, url_as};
-use tokio::time::Instant;
 
 /// Distinctive, with characters a URL must encode.
 const PASSWORD: &str = "Zq7!sw@rd/f1sh%k9#xy";
@@ -218,18 +216,15 @@ impl Tmux {
     }
 
     async fn wait_for(&self, what: &str, condition: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + support::DEADLINE;
-        loop {
+        support::eventually(what, async || {
             let screen = self.screen();
             if condition(&screen) {
-                return screen;
+                Ok(screen)
+            } else {
+                Err(format!("the screen:\n{screen}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; the screen:\n{screen}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -278,24 +273,65 @@ async fn no_password_on_the_tui_screen_or_in_its_log_file() {
         .await,
     ];
     // The add dialog reads tables from each database, and shows why it cannot.
-    tmux.run(&["send-keys", "-t", "cdc", "a"]);
-    screens.push(tmux.wait_for("the add dialog", |s| s.contains("Add")).await);
-    for _ in 0..5 {
-        tmux.run(&["send-keys", "-t", "cdc", "Enter"]);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        screens.push(tmux.screen());
-        tmux.run(&["send-keys", "-t", "cdc", "Escape"]);
+    // Every database, as the dialog lists them (by name).
+    let databases = [
+        ("closed", "postgres"),
+        ("mongo", "mongodb"),
+        ("param", "postgres"),
+        ("right", "postgres"),
+        ("wrong", "postgres"),
+    ];
+    for (at, (name, kind)) in databases.into_iter().enumerate() {
         tmux.run(&["send-keys", "-t", "cdc", "a"]);
-        tmux.run(&["send-keys", "-t", "cdc", "Down"]);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        for _ in 0..at {
+            tmux.run(&["send-keys", "-t", "cdc", "Down"]);
+        }
+        // The list as the dialog draws it: `{name:<24} {kind}`, the chosen one marked.
+        let choice = format!("▶ {name:<24} {kind}");
+        screens.push(
+            tmux.wait_for(&format!("{name} chosen in the add dialog"), |screen| {
+                screen.contains("database  ◀ choose") && screen.contains(&choice)
+            })
+            .await,
+        );
+        tmux.run(&["send-keys", "-t", "cdc", "Enter"]);
+        let chosen = format!("database  {name} ({kind})");
+        screens.push(
+            tmux.wait_for(&format!("the tables of {name}, or why not"), |screen| {
+                screen.contains(&chosen)
+                    && (screen.contains("▶ public.s_t")
+                        || screen.contains("cannot list the tables"))
+            })
+            .await,
+        );
+        tmux.run(&["send-keys", "-t", "cdc", "Escape"]);
     }
-    tmux.run(&["send-keys", "-t", "cdc", "Escape"]);
-    // The detail of each listener, and the help.
-    for _ in 0..6 {
+    // The state line of each listener (the selected one's, on the table's bottom border,
+    // thick while the table has the focus).
+    let listeners = [
+        "logical/s_t",
+        "polling/s_t",
+        "wrong/s_t",
+        "closed/s_t",
+        "param/s_t",
+        "mongo/shop.orders",
+    ];
+    for at in 1..=listeners.len() {
         tmux.run(&["send-keys", "-t", "cdc", "Down"]);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        screens.push(tmux.screen());
+        let listener = listeners[at % listeners.len()];
+        let selected = format!("▶ {listener}");
+        let state_line = format!(" {listener} ");
+        screens.push(
+            tmux.wait_for(&format!("{listener} selected"), |screen| {
+                screen.contains(&selected)
+                    && screen
+                        .lines()
+                        .any(|line| line.starts_with(['╰', '┗']) && line.contains(&state_line))
+            })
+            .await,
+        );
     }
+    // And the help.
     tmux.run(&["send-keys", "-t", "cdc", "?"]);
     screens.push(tmux.wait_for("help", |s| s.contains("cdc-tui.log")).await);
     tmux.run(&["send-keys", "-t", "cdc", "Escape"]);

@@ -5,10 +5,8 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use support::TestDb;
-use tokio::time::Instant;
 
 /// A tmux server of its own (its own socket), killed when the test ends however it ends.
 struct Tmux {
@@ -42,18 +40,15 @@ impl Tmux {
 
     /// Waits until the screen satisfies `condition`, or fails with the screen shown.
     async fn wait_for(&self, what: &str, condition: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + support::DEADLINE;
-        loop {
+        support::eventually(what, async || {
             let screen = self.screen();
             if condition(&screen) {
-                return screen;
+                Ok(screen)
+            } else {
+                Err(format!("the screen:\n{screen}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; the screen:\n{screen}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 }
 

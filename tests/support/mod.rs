@@ -5,6 +5,7 @@
 
 pub mod proxy;
 
+use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -105,13 +106,42 @@ impl TestDb {
     }
 }
 
-/// Waits for `condition` with a deadline instead of sleeping for a guess.
-pub async fn wait_until<F: FnMut() -> bool>(what: &str, mut condition: F) {
-    let deadline = Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// How often [`eventually`] checks its condition again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Waits for a condition with a deadline instead of sleeping for a guess: runs `probe` until it
+/// answers `Ok`, and returns that. `Err` says what it found instead; the last one is shown if
+/// the deadline ([`DEADLINE`]) passes. Every test that polls for something polls through here.
+pub async fn eventually<T, E: Display>(what: &str, probe: impl AsyncFnMut() -> Result<T, E>) -> T {
+    eventually_within(DEADLINE, what, probe).await
+}
+
+/// [`eventually`] with a deadline of `limit` from now.
+pub async fn eventually_within<T, E: Display>(
+    limit: Duration,
+    what: &str,
+    mut probe: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(instead) => assert!(
+                Instant::now() < deadline,
+                "timed out after {limit:?} waiting for {what}; instead: {instead}"
+            ),
+        }
+        tokio::time::sleep(POLL).await;
     }
+}
+
+/// [`eventually`] for a plain true-or-false condition.
+pub async fn wait_until<F: FnMut() -> bool>(what: &str, mut condition: F) {
+    eventually(
+        what,
+        async || if condition() { Ok(()) } else { Err("false") },
+    )
+    .await;
 }
 
 /// The real binary running headless, its stdout parsed line by line.

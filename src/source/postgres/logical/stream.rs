@@ -135,14 +135,37 @@ pub fn wire_error(error: &PgWireError, slot: &str, user: &str, url: &DatabaseUrl
                     .and_then(|pid| pid.parse().ok());
                 slot_in_use(slot, pid)
             }
-            Some("53400") => SourceError::permanent(format!(
-                "{message}: every replication slot is taken; drop an unused one (SELECT \
-                 pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active) \
-                 or raise max_replication_slots and restart the server"
-            )),
-            Some("53300") => SourceError::transient(format!(
-                "{message}: no WAL sender is free (max_wal_senders); waiting for one"
-            )),
+            // All `max_replication_slots` hold a slot: one must go, or the limit go up.
+            Some("53400") if message.contains("replication slots") => {
+                SourceError::permanent(format!(
+                    "{message}: every replication slot is taken; drop an unused one (SELECT \
+                     pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT \
+                     active) or raise max_replication_slots and restart the server"
+                ))
+            }
+            Some("55000") if message.contains("max_replication_slots > 0") => {
+                SourceError::permanent(format!(
+                    "{message}: the server allows no replication slots; set \
+                     max_replication_slots (to at least the number of listeners) and restart \
+                     the server"
+                ))
+            }
+            // Too many connections; the walsender's own limit is `max_wal_senders`.
+            Some("53300") if message.contains("max_wal_senders") => {
+                if message.contains("(currently 0)") {
+                    SourceError::permanent(format!(
+                        "{message}: the server allows no replication connections; set \
+                         max_wal_senders (to at least the number of listeners plus standbys) \
+                         and restart the server"
+                    ))
+                } else {
+                    SourceError::transient(format!(
+                        "{message}: every WAL sender is taken (by standbys and other \
+                         consumers); waiting for one to be free; stop a consumer or raise \
+                         max_wal_senders and restart the server"
+                    ))
+                }
+            }
             Some("42501") => SourceError::permanent(format!(
                 "{message}: user {user} needs the REPLICATION privilege for logical replication; \
                  a superuser can grant it with ALTER ROLE {} WITH REPLICATION (or use \
@@ -224,6 +247,30 @@ mod tests {
         let full = error("all replication slots are in use (SQLSTATE 53400)");
         assert_eq!(full.kind, ErrorKind::Permanent);
         assert!(full.message.contains("max_replication_slots"));
+        let no_slots = error(
+            "replication slots can only be used if max_replication_slots > 0 (SQLSTATE 55000)",
+        );
+        assert_eq!(no_slots.kind, ErrorKind::Permanent);
+        assert!(no_slots.message.contains("set max_replication_slots"));
+        let senders_taken = error(
+            "number of requested standby connections exceeds max_wal_senders (currently 2) \
+             (SQLSTATE 53300)",
+        );
+        assert_eq!(senders_taken.kind, ErrorKind::Transient);
+        assert!(senders_taken.message.contains("raise max_wal_senders"));
+        let no_senders = error(
+            "number of requested standby connections exceeds max_wal_senders (currently 0) \
+             (SQLSTATE 53300)",
+        );
+        assert_eq!(no_senders.kind, ErrorKind::Permanent);
+        assert!(no_senders.message.contains("set max_wal_senders"));
+        let clients = error("sorry, too many clients already (SQLSTATE 53300)");
+        assert_eq!(clients.kind, ErrorKind::Transient);
+        assert!(
+            !clients.message.contains("max_wal_senders"),
+            "{}",
+            clients.message
+        );
         let denied =
             error("must be superuser or replication role to start walsender (SQLSTATE 42501)");
         assert_eq!(denied.kind, ErrorKind::Permanent);
