@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cdc_tui::change::{Change, Op};
+use cdc_tui::change::{Change, Op, Row};
 use cdc_tui::config::{ListenerConfig, Strategy};
 use cdc_tui::pipeline::collate::collate;
 use cdc_tui::pipeline::timings::BatchTiming;
@@ -57,9 +57,9 @@ fn sample_changes(count: u64) -> Vec<Change> {
             seq,
             table: "public.t".into(),
             op: Op::ALL[(seq % 3) as usize],
-            key: json!({"id": seq}),
-            before: json!({"id": seq, "qty": 1, "note": "before"}),
-            after: json!({"id": seq, "qty": 2, "note": "a row of text"}),
+            key: Row::from_json(json!({"id": seq})),
+            before: Row::from_json(json!({"id": seq, "qty": 1, "note": "before"})),
+            after: Row::from_json(json!({"id": seq, "qty": 2, "note": "a row of text"})),
             update: None,
             position: "0/16B3748".into(),
             commit_time: Some(chrono::Utc::now()),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::registry::ListenerHandle;
 
@@ -51,18 +51,99 @@ pub struct Change {
     pub seq: u64,
     pub table: Arc<str>,
     pub op: Op,
-    /// The primary key (PostgreSQL) or `documentKey` (MongoDB).
-    pub key: Value,
-    /// The row before the change; `Null` where the source cannot give it.
-    pub before: Value,
-    /// The row after the change; `Null` for deletes and truncates.
-    pub after: Value,
+    /// The primary key (PostgreSQL) or `documentKey` (MongoDB); `None` for a truncate.
+    pub key: Option<Row>,
+    /// The row before the change; `None` where the source cannot give it.
+    pub before: Option<Row>,
+    /// The row after the change; `None` for deletes and truncates.
+    pub after: Option<Row>,
     /// MongoDB updates: `{"updated": {…}, "removed": […]}`.
-    pub update: Option<Value>,
-    /// The source's position: an LSN, a resume token or a cursor value.
-    pub position: String,
+    pub update: Option<Box<Value>>,
+    /// The source's position: an LSN, a resume token or a cursor value (shared by the changes
+    /// of one transaction).
+    pub position: Arc<str>,
     pub commit_time: Option<DateTime<Utc>>,
     pub captured_at: DateTime<Utc>,
+}
+
+/// Column names, shared by every row of one table shape.
+pub type Columns = Arc<[Box<str>]>;
+
+/// A row image or a key: values in column order, with names shared across rows, so a change
+/// costs one allocation per row (and its text values) instead of a map with its own names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    columns: Columns,
+    values: Vec<Value>,
+}
+
+impl Row {
+    /// A row of `values`, one per column of `columns`.
+    pub fn new(columns: Columns, values: Vec<Value>) -> Row {
+        debug_assert_eq!(columns.len(), values.len(), "one value per column");
+        Row { columns, values }
+    }
+
+    /// A row from a JSON object: its fields in order.
+    pub fn from_object(object: Map<String, Value>) -> Row {
+        let (columns, values): (Vec<Box<str>>, Vec<Value>) = object
+            .into_iter()
+            .map(|(name, value)| (name.into_boxed_str(), value))
+            .unzip();
+        Row::new(columns.into(), values)
+    }
+
+    /// A row from JSON: `null` is no row; a value other than an object (which no source
+    /// sends as a document) is kept as the one field `value`.
+    pub fn from_json(value: Value) -> Option<Row> {
+        match value {
+            Value::Null => None,
+            Value::Object(object) => Some(Row::from_object(object)),
+            other => Some(Row::new(Arc::new(["value".into()]), vec![other])),
+        }
+    }
+
+    /// The fields in column order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &Value)> {
+        self.columns.iter().map(|name| &**name).zip(&self.values)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        let at = self.columns.iter().position(|column| &**column == name)?;
+        self.values.get(at)
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The row as a JSON object, as the JSON lines show it.
+    pub fn to_json(&self) -> Value {
+        Value::Object(
+            self.iter()
+                .map(|(name, value)| (name.to_string(), value.clone()))
+                .collect(),
+        )
+    }
+}
+
+/// A row as the JSON lines show it: `null` for none.
+pub fn row_json(row: Option<&Row>) -> Value {
+    row.map_or(Value::Null, Row::to_json)
+}
+
+impl Serialize for Row {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.len()))?;
+        for (name, value) in self.iter() {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
 }
 
 impl Change {
@@ -146,9 +227,9 @@ impl Serialize for Change {
         map.serialize_entry("before", &self.before)?;
         map.serialize_entry("after", &self.after)?;
         if let Some(update) = &self.update {
-            map.serialize_entry("update", update)?;
+            map.serialize_entry("update", &**update)?;
         }
-        map.serialize_entry("position", &self.position)?;
+        map.serialize_entry("position", &*self.position)?;
         map.serialize_entry("commit_time", &self.commit_time.as_ref().map(Millis))?;
         map.serialize_entry("captured_at", &Millis(&self.captured_at))?;
         map.end()
@@ -158,8 +239,59 @@ impl Serialize for Change {
 #[cfg(test)]
 mod tests {
     use chrono::{NaiveDate, TimeZone};
+    use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_change_line_keeps_column_order_and_prints_absent_rows_as_null() {
+        let registry = crate::registry::Registry::new();
+        let config = crate::config::ListenerConfig::new(
+            "orders",
+            "shop",
+            "public.orders",
+            crate::config::Strategy::Logical,
+        );
+        let columns: Columns = ["zeta".into(), "alpha".into(), "mid".into()].into();
+        let change = Change {
+            listener: registry.add(config).unwrap(),
+            seq: 1,
+            table: "public.orders".into(),
+            op: Op::Delete,
+            key: Some(Row::new(["zeta".into()].into(), vec![json!(7)])),
+            before: Some(Row::new(
+                columns,
+                vec![json!(7), json!("a\"b"), Value::Null],
+            )),
+            after: None,
+            update: None,
+            position: "0/16B3748".into(),
+            commit_time: None,
+            captured_at: Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 1).unwrap(),
+        };
+        let mut line = Vec::new();
+        change.write_json_line(&mut line);
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            concat!(
+                r#"{"type":"change","listener":"orders/public.orders","table":"public.orders","#,
+                r#""op":"delete","key":{"zeta":7},"before":{"zeta":7,"alpha":"a\"b","mid":null},"#,
+                r#""after":null,"position":"0/16B3748","commit_time":null,"#,
+                r#""captured_at":"2026-11-25T10:00:01.000Z"}"#,
+                "\n"
+            )
+        );
+        let before = change.before.as_ref().unwrap();
+        assert_eq!(before.get("alpha"), Some(&json!("a\"b")));
+        assert_eq!(before.get("nope"), None);
+        assert_eq!(
+            Row::from_json(before.to_json()).as_ref(),
+            Some(before),
+            "to_json and from_json are inverses"
+        );
+        assert_eq!(row_json(None), Value::Null);
+        assert_eq!(Row::from_json(Value::Null), None);
+    }
 
     #[test]
     fn times_print_as_chrono_does_with_milliseconds() {

@@ -774,7 +774,11 @@ struct GatedSink {
 
 impl Sink for GatedSink {
     fn write_batch(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        let positions = batch.changes.iter().map(|c| c.position.clone()).collect();
+        let positions = batch
+            .changes
+            .iter()
+            .map(|c| c.position.to_string())
+            .collect();
         let _ = self.batches.send(positions);
         // A closed gate (the test ended) lets everything through.
         let _ = self.release.recv();

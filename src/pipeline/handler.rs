@@ -178,10 +178,10 @@ mod tests {
     use std::sync::Mutex;
 
     use chrono::Utc;
-    use serde_json::{Value, json};
+    use serde_json::json;
 
     use super::*;
-    use crate::change::Op;
+    use crate::change::{Op, Row};
     use crate::config::{ListenerConfig, Strategy};
     use crate::registry::{ListenerHandle, Registry};
 
@@ -239,11 +239,11 @@ mod tests {
             seq,
             table: "public.t".into(),
             op,
-            key: json!({"id": seq}),
-            before: Value::Null,
-            after: json!({"id": seq}),
+            key: Row::from_json(json!({"id": seq})),
+            before: None,
+            after: Row::from_json(json!({"id": seq})),
             update: None,
-            position: seq.to_string(),
+            position: seq.to_string().into(),
             commit_time: None,
             captured_at: Utc::now(),
         }

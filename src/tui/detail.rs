@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::change::{Change, Op};
+use crate::change::{Change, Op, row_json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mark {
@@ -34,8 +34,16 @@ pub struct DetailView {
 impl DetailView {
     pub fn new(number: u64, change: Change) -> Self {
         let changed = changed_fields(&change);
-        let before = json_lines(&change.before, &changed, absent_before(change.op));
-        let after = json_lines(&change.after, &changed, absent_after(change.op));
+        let before = json_lines(
+            &row_json(change.before.as_ref()),
+            &changed,
+            absent_before(change.op),
+        );
+        let after = json_lines(
+            &row_json(change.after.as_ref()),
+            &changed,
+            absent_after(change.op),
+        );
         let changed = changed.into_iter().map(str::to_string).collect();
         DetailView {
             number,
@@ -70,17 +78,17 @@ pub fn changed_fields(change: &Change) -> Vec<&str> {
     if change.op != Op::Update {
         return Vec::new();
     }
-    if let (Value::Object(before), Value::Object(after)) = (&change.before, &change.after) {
+    if let (Some(before), Some(after)) = (&change.before, &change.after) {
         let mut fields: Vec<&str> = after
             .iter()
-            .filter(|(name, value)| before.get(name.as_str()) != Some(value))
-            .map(|(name, _)| name.as_str())
+            .filter(|(name, value)| before.get(name) != Some(value))
+            .map(|(name, _)| name)
             .collect();
         fields.extend(
             before
-                .keys()
-                .filter(|name| !after.contains_key(name.as_str()))
-                .map(String::as_str),
+                .iter()
+                .map(|(name, _)| name)
+                .filter(|name| after.get(name).is_none()),
         );
         return fields;
     }
@@ -156,6 +164,7 @@ fn pretty(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::change::Row;
     use crate::tui::testing::change;
     use serde_json::json;
 
@@ -167,7 +176,7 @@ mod tests {
             json!({"id": 1}),
             json!({"id": 1, "qty": 2, "tags": ["a", "b"]}),
         );
-        update.before = json!({"id": 1, "qty": 1, "note": "x", "tags": ["a", "b"]});
+        update.before = Row::from_json(json!({"id": 1, "qty": 1, "note": "x", "tags": ["a", "b"]}));
         assert_eq!(changed_fields(&update), ["qty", "note"]);
         let view = DetailView::new(7, update);
         let after: Vec<(&str, Mark)> = view
@@ -198,7 +207,9 @@ mod tests {
             json!({"_id": 1}),
             json!({"_id": 1, "address": {"city": "Oslo"}, "total": 3}),
         );
-        update.update = Some(json!({"updated": {"address.city": "Oslo"}, "removed": ["coupon"]}));
+        update.update = Some(Box::new(
+            json!({"updated": {"address.city": "Oslo"}, "removed": ["coupon"]}),
+        ));
         assert_eq!(changed_fields(&update), ["address", "coupon"]);
         let view = DetailView::new(1, update);
         assert_eq!(view.before[0].mark, Mark::Absent);

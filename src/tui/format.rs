@@ -5,6 +5,8 @@ use std::fmt::Write;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::Value;
+
+use crate::change::Row;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 /// `1234567` → `1,234,567`.
@@ -76,22 +78,32 @@ pub fn compact(value: &Value) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-/// An object's fields as `name=value` pairs (`id=42 sku="A-1"`) but those also in `skip`
-/// (the key, already shown); other values as compact JSON, `null` as nothing. Writes about
-/// `width` columns at most, so a wide row costs no more than what shows.
-pub fn fields(value: &Value, skip: &Value, width: usize) -> String {
-    let fields = match value {
-        Value::Null => return String::new(),
-        Value::Object(fields) => fields,
-        other => return compact(other),
+/// A row's fields as `name=value` pairs (`id=42 sku="A-1"`) but those also in `skip` (the
+/// key, already shown); values as compact JSON. Writes about `width` columns at most, so a
+/// wide row costs no more than what shows.
+pub fn fields(row: Option<&Row>, skip: Option<&Row>, width: usize) -> String {
+    let Some(row) = row else {
+        return String::new();
     };
+    let skipped = |name: &str| skip.is_some_and(|skip| skip.get(name).is_some());
+    pairs(row.iter().filter(|(name, _)| !skipped(name)), width)
+}
+
+/// A JSON object's fields as [`fields`] shows a row's (a MongoDB update description); other
+/// values as compact JSON, `null` as nothing.
+pub fn value_fields(value: &Value, width: usize) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::Object(object) => pairs(object.iter().map(|(k, v)| (k.as_str(), v)), width),
+        other => compact(other),
+    }
+}
+
+fn pairs<'a>(fields: impl Iterator<Item = (&'a str, &'a Value)>, width: usize) -> String {
     let mut out = String::new();
     for (name, field) in fields {
         if out.len() > width {
             break;
-        }
-        if skip.get(name).is_some() {
-            continue;
         }
         if !out.is_empty() {
             out.push(' ');
@@ -174,11 +186,15 @@ mod tests {
 
     #[test]
     fn values_and_sparklines() {
-        let row = json!({"id": 42, "sku": "A-1"});
-        assert_eq!(fields(&row, &Value::Null, 80), "id=42 sku=\"A-1\"");
-        assert_eq!(fields(&row, &json!({"id": 42}), 80), "sku=\"A-1\"");
-        assert_eq!(fields(&json!([1, 2]), &Value::Null, 80), "[1,2]");
-        assert_eq!(fields(&Value::Null, &Value::Null, 80), "");
+        let value = json!({"id": 42, "sku": "A-1"});
+        let row = Row::from_json(value.clone());
+        let key = Row::from_json(json!({"id": 42}));
+        assert_eq!(fields(row.as_ref(), None, 80), "id=42 sku=\"A-1\"");
+        assert_eq!(fields(row.as_ref(), key.as_ref(), 80), "sku=\"A-1\"");
+        assert_eq!(fields(None, None, 80), "");
+        assert_eq!(value_fields(&value, 80), "id=42 sku=\"A-1\"");
+        assert_eq!(value_fields(&json!([1, 2]), 80), "[1,2]");
+        assert_eq!(value_fields(&Value::Null, 80), "");
         assert_eq!(sparkline([0, 1, 4, 8].into_iter(), 6), "   ▁▄█");
         assert_eq!(sparkline([5, 5, 5].into_iter(), 2), "██");
         assert_eq!(sparkline(std::iter::empty(), 3), "   ");

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 
 use serde_json::Value;
 
-use crate::change::Change;
+use crate::change::{Change, Row};
 
 /// Positions (0 = the oldest in view) to entry numbers and back.
 pub trait LogIndex {
@@ -177,18 +177,23 @@ impl Term {
             Field::Table => contains_ignore_case(&change.table, needle),
             Field::Op => change.op.as_str().contains(needle),
             Field::Any => {
-                let row = if change.after.is_null() {
-                    &change.before
-                } else {
-                    &change.after
-                };
+                let row = change.after.as_ref().or(change.before.as_ref());
                 contains_ignore_case(&change.table, needle)
                     || change.op.as_str().contains(needle)
-                    || value_contains(&change.key, needle)
-                    || value_contains(row, needle)
+                    || row_contains(change.key.as_ref(), needle)
+                    || row_contains(row, needle)
             }
         }
     }
+}
+
+/// Whether a column name or a value of `row` contains `needle` (lower case).
+fn row_contains(row: Option<&Row>, needle: &str) -> bool {
+    row.is_some_and(|row| {
+        row.iter().any(|(name, value)| {
+            contains_ignore_case(name, needle) || value_contains(value, needle)
+        })
+    })
 }
 
 /// Whether a key, a string or a scalar anywhere in `value` contains `needle` (lower case).

@@ -9,7 +9,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use serde_json::{Value, json};
 
-use crate::change::{Change, Op};
+use crate::change::{Change, Op, Row};
 use crate::config::{DatabaseKind, ListenerConfig, Strategy};
 use crate::pipeline::timings::{BatchTiming, Percentiles};
 use crate::pipeline::{LogRing, TimingsSnapshot};
@@ -69,11 +69,11 @@ pub fn change_of(
         seq: millis as u64,
         table: table.into(),
         op,
-        key,
-        before,
-        after,
+        key: Row::from_json(key),
+        before: Row::from_json(before),
+        after: Row::from_json(after),
         update: None,
-        position: format!("0/16B{:04X}", millis),
+        position: format!("0/16B{:04X}", millis).into(),
         commit_time: Some(at(millis - 4)),
         captured_at: at(millis),
     }

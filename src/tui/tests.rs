@@ -139,7 +139,9 @@ fn detail_of_a_mongodb_update_stacked_at_80x24() {
         json!({"_id": {"$oid": "65f1c0ffee0000000000002a"}, "items": 3, "total": 59.9}),
         5_000,
     );
-    update.update = Some(json!({"updated": {"items": 3, "total": 59.9}, "removed": ["coupon"]}));
+    update.update = Some(Box::new(
+        json!({"updated": {"items": 3, "total": 59.9}, "removed": ["coupon"]}),
+    ));
     update.position = "{\"_data\":\"8265F1C0FF000000012B0229296E04\"}".into();
     let mut state = UiState::default();
     state.show_detail(41, update);

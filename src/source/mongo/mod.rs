@@ -131,8 +131,8 @@ pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
                     key: change.key,
                     before: change.before,
                     after: change.after,
-                    update: change.update,
-                    position: position.token_text(),
+                    update: change.update.map(Box::new),
+                    position: position.token_text().into(),
                     commit_time: position.time,
                     captured_at: Utc::now(),
                 };

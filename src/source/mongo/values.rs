@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use mongodb::bson::{Bson, Document};
 use serde_json::{Map, Value};
 
-use crate::change::Op;
+use crate::change::{Op, Row};
 
 /// The watched collection: `db.collection` (a database name has no dot; a collection may).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,9 +54,9 @@ pub enum Decoded {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DocumentChange {
     pub op: Op,
-    pub key: Value,
-    pub before: Value,
-    pub after: Value,
+    pub key: Option<Row>,
+    pub before: Option<Row>,
+    pub after: Option<Row>,
     pub update: Option<Value>,
 }
 
@@ -103,18 +103,16 @@ pub fn decode(event: &Document, namespace: &Namespace) -> Decoded {
         }
         other => return Decoded::Skip(other.to_string()),
     };
-    let document = |field: &str| {
-        event
-            .get(field)
-            .cloned()
-            .map_or(Value::Null, Bson::into_relaxed_extjson)
+    let document = |field: &str| match event.get(field)? {
+        Bson::Document(document) => Some(document_row(document)),
+        other => Row::from_json(other.clone().into_relaxed_extjson()),
     };
     let after = match op {
-        Op::Delete => Value::Null,
+        Op::Delete => None,
         _ => document("fullDocument"),
     };
     let before = match op {
-        Op::Insert => Value::Null,
+        Op::Insert => None,
         _ => document("fullDocumentBeforeChange"),
     };
     let update = (operation == "update").then(|| update_description(event));
@@ -125,6 +123,15 @@ pub fn decode(event: &Document, namespace: &Namespace) -> Decoded {
         after,
         update,
     })
+}
+
+/// A document's top-level fields as a row, each value relaxed Extended JSON.
+fn document_row(document: &Document) -> Row {
+    let (columns, values): (Vec<Box<str>>, Vec<Value>) = document
+        .iter()
+        .map(|(name, value)| (name.as_str().into(), value.clone().into_relaxed_extjson()))
+        .unzip();
+    Row::new(columns.into(), values)
 }
 
 /// `{"updated": {…}, "removed": […]}` from the event's update description, plus
@@ -169,6 +176,7 @@ pub fn commit_time(event: &Document) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::change::row_json;
     use mongodb::bson::{DateTime as BsonDateTime, Timestamp, doc, oid::ObjectId};
     use serde_json::json;
 
@@ -213,15 +221,15 @@ mod tests {
         };
         assert_eq!(change.op, Op::Update);
         assert_eq!(
-            change.key,
+            row_json(change.key.as_ref()),
             json!({"_id": {"$oid": "65f0a1b2c3d4e5f601234567"}})
         );
         assert_eq!(
-            change.after["qty"],
+            row_json(change.after.as_ref())["qty"],
             json!(2),
             "int64 is a plain number in relaxed JSON"
         );
-        assert_eq!(change.before["note"], json!("x"));
+        assert_eq!(row_json(change.before.as_ref())["note"], json!("x"));
         assert_eq!(
             change.update,
             Some(json!({
@@ -250,9 +258,9 @@ mod tests {
         assert_eq!(
             (
                 change.op,
-                change.key,
-                change.before,
-                change.after,
+                row_json(change.key.as_ref()),
+                row_json(change.before.as_ref()),
+                row_json(change.after.as_ref()),
                 change.update
             ),
             (
@@ -274,7 +282,7 @@ mod tests {
             panic!()
         };
         assert_eq!((change.op, change.update), (Op::Update, None));
-        assert_eq!(change.before, Value::Null, "no pre-image, no before");
+        assert_eq!(change.before, None, "no pre-image, no before");
 
         let delete = doc! {
             "operationType": "delete",
@@ -285,8 +293,11 @@ mod tests {
             panic!()
         };
         assert_eq!(change.op, Op::Delete);
-        assert_eq!(change.after, Value::Null);
-        assert_eq!(change.before, json!({"_id": 1, "n": "b"}));
+        assert_eq!(change.after, None);
+        assert_eq!(
+            row_json(change.before.as_ref()),
+            json!({"_id": 1, "n": "b"})
+        );
         assert_eq!(commit_time(&delete), None);
     }
 
@@ -334,10 +345,6 @@ mod tests {
                 json!({"updated": {}, "removed": [], "truncated": [{"field": "tags", "newSize": 1}]})
             )
         );
-        assert_eq!(
-            change.after,
-            Value::Null,
-            "fullDocument absent: after is null"
-        );
+        assert_eq!(change.after, None, "fullDocument absent: after is null");
     }
 }

@@ -10,14 +10,15 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::{StreamExt, pin_mut};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio_postgres::{Client, IsolationLevel};
 
-use crate::change::{Change, Op};
+use crate::change::{Change, Columns, Op, Row};
 use crate::source::postgres::value::text_to_json;
 use crate::source::postgres::{TableName, classify, connect, quote_ident};
 use crate::source::{DRAIN_TIMEOUT, PendingPositions, SourceContext, SourceError, Wake};
@@ -34,6 +35,9 @@ struct TableShape {
     columns: Vec<ColumnInfo>,
     /// Indexes into `columns`, in primary-key order.
     key_columns: Vec<usize>,
+    /// The names of `columns`, and of the key's, shared by every row.
+    names: Columns,
+    key_names: Columns,
     cursor_column: usize,
     /// `SELECT key::text…, cursor::text FROM t ORDER BY cursor`
     state_sql: String,
@@ -98,11 +102,11 @@ pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
                 seq: ctx.next_seq(),
                 table: table_label.clone(),
                 op,
-                key,
-                before: Value::Null,
+                key: Some(key),
+                before: None,
                 after,
                 update: None,
-                position,
+                position: position.into(),
                 commit_time: None,
                 captured_at: Utc::now(),
             };
@@ -161,7 +165,8 @@ impl From<tokio_postgres::Error> for PollError {
     }
 }
 
-type FoundChange = (Op, Value, Value, String);
+/// A change found by comparing polls: op, key, row after (none for a delete), cursor.
+type FoundChange = (Op, Row, Option<Row>, String);
 
 struct Poll {
     state: RowState,
@@ -234,7 +239,7 @@ async fn poll_once(
                 } else {
                     Op::Insert
                 };
-                changes.push((op, key, after, cursor.unwrap_or_default()));
+                changes.push((op, key, Some(after), cursor.unwrap_or_default()));
             }
         }
         let mut deleted: Vec<&RowKey> = previous
@@ -243,11 +248,11 @@ async fn poll_once(
             .collect();
         deleted.sort();
         for key_text in deleted {
-            let key = key_json(shape, key_text);
+            let key = key_row(shape, key_text);
             changes.push((
                 Op::Delete,
                 key,
-                Value::Null,
+                None,
                 max_cursor.clone().unwrap_or_default(),
             ));
         }
@@ -276,51 +281,41 @@ async fn changed_since(
     Ok(rows
         .iter()
         .map(|row| row_values(shape, row))
-        .map(|(_, key, after, cursor)| (Op::Update, key, after, cursor.unwrap_or_default()))
+        .map(|(_, key, after, cursor)| {
+            let cursor = cursor.unwrap_or_default();
+            (Op::Update, key, Some(after), cursor)
+        })
         .collect())
 }
 
-/// (key text, key JSON, row JSON, cursor text) of one full row.
-fn row_values(
-    shape: &TableShape,
-    row: &tokio_postgres::Row,
-) -> (RowKey, Value, Value, Option<String>) {
-    let mut after = Map::with_capacity(shape.columns.len());
-    for (index, column) in shape.columns.iter().enumerate() {
-        let value = row
-            .get::<_, Option<&str>>(index)
-            .map_or(Value::Null, |text| text_to_json(column.type_oid, text));
-        after.insert(column.name.clone(), value);
-    }
+/// (key text, key, row, cursor text) of one full row.
+fn row_values(shape: &TableShape, row: &tokio_postgres::Row) -> (RowKey, Row, Row, Option<String>) {
+    let values: Vec<Value> = (shape.columns.iter().enumerate())
+        .map(|(index, column)| {
+            row.get::<_, Option<&str>>(index)
+                .map_or(Value::Null, |text| text_to_json(column.type_oid, text))
+        })
+        .collect();
     let mut key_text = String::new();
-    let mut key = Map::with_capacity(shape.key_columns.len());
     for (position, &index) in shape.key_columns.iter().enumerate() {
         if position > 0 {
             key_text.push('\0');
         }
         key_text.push_str(row.get::<_, Option<&str>>(index).unwrap_or(""));
-        let name = &shape.columns[index].name;
-        key.insert(
-            name.clone(),
-            after.get(name).cloned().unwrap_or(Value::Null),
-        );
     }
+    let key = shape.key_columns.iter().map(|&index| values[index].clone());
+    let key = Row::new(Arc::clone(&shape.key_names), key.collect());
     let cursor = row.get::<_, Option<String>>(shape.cursor_column);
-    (key_text, Value::Object(key), Value::Object(after), cursor)
+    let after = Row::new(Arc::clone(&shape.names), values);
+    (key_text, key, after, cursor)
 }
 
-/// The key JSON of a deleted row, from its key text.
-fn key_json(shape: &TableShape, key_text: &str) -> Value {
-    let key = shape
-        .key_columns
-        .iter()
-        .zip(key_text.split('\0'))
-        .map(|(&index, text)| {
-            let column = &shape.columns[index];
-            (column.name.clone(), text_to_json(column.type_oid, text))
-        })
+/// The key of a deleted row, from its key text.
+fn key_row(shape: &TableShape, key_text: &str) -> Row {
+    let values = (shape.key_columns.iter().zip(key_text.split('\0')))
+        .map(|(&index, text)| text_to_json(shape.columns[index].type_oid, text))
         .collect();
-    Value::Object(key)
+    Row::new(Arc::clone(&shape.key_names), values)
 }
 
 /// Reads the table's columns and primary key from the catalog and prepares the SQL.
@@ -406,9 +401,16 @@ async fn describe(
         text_list(&mut (0..columns.len()))
     );
     let max_sql = format!("SELECT max({cursor_sql})::text FROM {quoted}");
+    let names = columns.iter().map(|c| c.name.as_str().into()).collect();
+    let key_names = key_columns
+        .iter()
+        .map(|&index| columns[index].name.as_str().into())
+        .collect();
     Ok(TableShape {
         columns,
         key_columns,
+        names,
+        key_names,
         cursor_column: cursor_index,
         state_sql,
         rows_sql,

@@ -7,6 +7,7 @@ use ratatui::layout::{Constraint, Layout, Margin, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph};
 
+use crate::change::row_json;
 use crate::tui::detail::{DetailView, JsonLine, Mark};
 use crate::tui::format;
 use crate::tui::frame::FrameData;
@@ -146,8 +147,8 @@ fn facts<'a>(view: &'a DetailView, data: &FrameData, width: usize) -> Vec<Line<'
     };
     let mut lines = vec![
         fact("listener", change.identity().to_string()),
-        fact("key", format::compact(&change.key)),
-        fact("position", change.position.clone()),
+        fact("key", format::compact(&row_json(change.key.as_ref()))),
+        fact("position", change.position.to_string()),
         fact(
             "time",
             format!("committed {committed} · captured {captured}"),

@@ -79,7 +79,7 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
     let keys: Vec<String> = log
         .rows
         .iter()
-        .map(|(_, change)| format::fields(&change.key, &Value::Null, KEY_WIDTH.1 as usize))
+        .map(|(_, change)| format::fields(change.key.as_ref(), None, KEY_WIDTH.1 as usize))
         .collect();
     let widest = |widths: &mut dyn Iterator<Item = usize>| widths.max().unwrap_or(0) as u16;
     let table_width = widest(&mut log.rows.iter().map(|(_, c)| c.table.width()))
@@ -139,17 +139,17 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
 /// insert's row, a delete's old row.
 fn preview(change: &Change, width: usize) -> String {
     match change.op {
-        Op::Insert => format::fields(&change.after, &change.key, width),
-        Op::Delete => format::fields(&change.before, &change.key, width),
+        Op::Insert => format::fields(change.after.as_ref(), change.key.as_ref(), width),
+        Op::Delete => format::fields(change.before.as_ref(), change.key.as_ref(), width),
         Op::Truncate => String::new(),
         Op::Update => match (&change.before, &change.after, &change.update) {
-            (Value::Object(before), Value::Object(after), _) => {
+            (Some(before), Some(after), _) => {
                 let mut out = String::new();
                 for name in changed_fields(change) {
                     if out.len() > width {
                         break;
                     }
-                    let value = |row: &serde_json::Map<String, Value>| {
+                    let value = |row: &crate::change::Row| {
                         row.get(name)
                             .map_or_else(|| "∅".to_string(), format::compact)
                     };
@@ -164,7 +164,7 @@ fn preview(change: &Change, width: usize) -> String {
                 let mut out = String::new();
                 if let Some(updated) = update.get("updated").filter(|u| !is_empty(u)) {
                     out.push_str("set ");
-                    out.push_str(&format::fields(updated, &Value::Null, width));
+                    out.push_str(&format::value_fields(updated, width));
                 }
                 if let Some(removed) = update.get("removed").filter(|r| !is_empty(r)) {
                     if !out.is_empty() {
@@ -175,7 +175,7 @@ fn preview(change: &Change, width: usize) -> String {
                 }
                 out
             }
-            (_, after, None) => format::fields(after, &change.key, width),
+            (_, after, None) => format::fields(after.as_ref(), change.key.as_ref(), width),
         },
     }
 }

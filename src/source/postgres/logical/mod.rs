@@ -296,7 +296,8 @@ impl std::fmt::Display for SentThrough {
 /// The transaction being received.
 struct Transaction {
     commit_lsn: u64,
-    position: String,
+    /// The commit's LSN as text, shared by its changes.
+    position: Arc<str>,
     commit_time: Option<DateTime<Utc>>,
     /// Changes of the watched table seen so far in it.
     seen: u64,
@@ -487,7 +488,7 @@ impl Session<'_> {
         };
         self.tx = Some(Transaction {
             commit_lsn,
-            position: format_lsn(commit_lsn),
+            position: format_lsn(commit_lsn).into(),
             commit_time: DateTime::from_timestamp_micros(pg_timestamp_to_unix_micros(commit_time)),
             seen: 0,
             skip,
@@ -520,7 +521,7 @@ impl Session<'_> {
             before: row.before,
             after: row.after,
             update: None,
-            position: tx.position.clone(),
+            position: Arc::clone(&tx.position),
             commit_time: tx.commit_time,
             captured_at: Utc::now(),
         };

@@ -2,9 +2,11 @@
 //! column type OIDs of the table's latest Relation message. Pure, so it is tested without a
 //! server.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
-use crate::change::Op;
+use crate::change::{Columns, Op, Row};
 use crate::source::postgres::pgoutput::{OldTuple, Relation, ReplicaIdentity, Tuple, TupleValue};
 use crate::source::postgres::value::text_into_json;
 
@@ -16,13 +18,13 @@ pub fn unchanged_toast() -> Value {
     Value::Object(marker)
 }
 
-/// One change of the watched table, as JSON.
+/// One change of the watched table: its key and row images.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowChange {
     pub op: Op,
-    pub key: Value,
-    pub before: Value,
-    pub after: Value,
+    pub key: Option<Row>,
+    pub before: Option<Row>,
+    pub after: Option<Row>,
 }
 
 /// Why a tuple does not fit its relation.
@@ -40,16 +42,20 @@ pub struct TableRows {
     /// The primary key's column names from the catalog, in key order (empty: none).
     primary_key: Vec<String>,
     relation: Option<Relation>,
+    /// The relation's column names, shared by every row.
+    columns: Columns,
+    /// The key's column names, in key order, shared by every key.
+    key_names: Columns,
     /// Indexes into the relation's columns, in key order.
     key_columns: Vec<usize>,
     /// Per column of the relation: its place in the key, if it is part of it.
     key_slot: Vec<Option<usize>>,
 }
 
-/// A row as JSON, with its key.
-struct Row {
-    fields: Map<String, Value>,
-    key: Value,
+/// A row and its key.
+struct KeyedRow {
+    row: Row,
+    key: Row,
 }
 
 impl TableRows {
@@ -87,6 +93,9 @@ impl TableRows {
         for (slot, &column) in self.key_columns.iter().enumerate() {
             self.key_slot[column] = Some(slot);
         }
+        let name = |index: usize| relation.columns[index].name.as_str().into();
+        self.columns = (0..relation.columns.len()).map(name).collect();
+        self.key_names = self.key_columns.iter().map(|&index| name(index)).collect();
         self.relation = Some(relation);
     }
 
@@ -95,9 +104,9 @@ impl TableRows {
         let after = self.row(new, None)?;
         Ok(RowChange {
             op: Op::Insert,
-            key: after.key,
-            before: Value::Null,
-            after: Value::Object(after.fields),
+            key: Some(after.key),
+            before: None,
+            after: Some(after.row),
         })
     }
 
@@ -108,14 +117,14 @@ impl TableRows {
         };
         let after = self.row(new, full_old.as_ref())?;
         let before = match full_old {
-            Some(tuple) => Value::Object(self.row(tuple, None)?.fields),
-            None => Value::Null,
+            Some(tuple) => Some(self.row(tuple, None)?.row),
+            None => None,
         };
         Ok(RowChange {
             op: Op::Update,
-            key: after.key,
+            key: Some(after.key),
             before,
-            after: Value::Object(after.fields),
+            after: Some(after.row),
         })
     }
 
@@ -124,28 +133,24 @@ impl TableRows {
         let old_row = self.row(old.into_tuple(), None)?;
         Ok(RowChange {
             op: Op::Delete,
-            key: old_row.key,
-            before: if full {
-                Value::Object(old_row.fields)
-            } else {
-                Value::Null
-            },
-            after: Value::Null,
+            key: Some(old_row.key),
+            before: full.then_some(old_row.row),
+            after: None,
         })
     }
 
     pub fn truncate() -> RowChange {
         RowChange {
             op: Op::Truncate,
-            key: Value::Null,
-            before: Value::Null,
-            after: Value::Null,
+            key: None,
+            before: None,
+            after: None,
         }
     }
 
-    /// A row as a JSON object in column order, and its key. An unchanged TOASTed value is
-    /// taken from `old` (a full old row) when it has it, else reported with the marker.
-    fn row(&self, tuple: Tuple, old: Option<&Tuple>) -> Result<Row, RowError> {
+    /// A row in column order, and its key. An unchanged TOASTed value is taken from `old` (a
+    /// full old row) when it has it, else reported with the marker.
+    fn row(&self, tuple: Tuple, old: Option<&Tuple>) -> Result<KeyedRow, RowError> {
         let relation = self.relation.as_ref().ok_or(RowError::NoRelation)?;
         if tuple.0.len() != relation.columns.len() {
             return Err(RowError::ColumnCount {
@@ -153,7 +158,7 @@ impl TableRows {
                 expected: relation.columns.len(),
             });
         }
-        let mut fields = Map::with_capacity(relation.columns.len());
+        let mut values = Vec::with_capacity(relation.columns.len());
         let mut key = vec![Value::Null; self.key_columns.len()];
         let columns = relation.columns.iter().zip(&self.key_slot);
         for (index, ((column, slot), value)) in columns.zip(tuple.0).enumerate() {
@@ -169,17 +174,11 @@ impl TableRows {
             if let Some(slot) = slot {
                 key[*slot] = json.clone();
             }
-            fields.insert(column.name.clone(), json);
+            values.push(json);
         }
-        let key = self
-            .key_columns
-            .iter()
-            .map(|&index| relation.columns[index].name.clone())
-            .zip(key)
-            .collect();
-        Ok(Row {
-            fields,
-            key: Value::Object(key),
+        Ok(KeyedRow {
+            row: Row::new(Arc::clone(&self.columns), values),
+            key: Row::new(Arc::clone(&self.key_names), key),
         })
     }
 }
@@ -206,6 +205,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::change::row_json;
     use crate::source::postgres::pgoutput::Column;
     use crate::source::postgres::value::oid;
 
@@ -261,10 +261,10 @@ mod tests {
             r#"{"order_id":7,"line":2}"#
         );
         assert_eq!(
-            change.after,
+            row_json(change.after.as_ref()),
             json!({"line": 2, "note": null, "order_id": 7, "paid": true})
         );
-        assert_eq!(change.before, Value::Null);
+        assert_eq!(change.before, None);
     }
 
     #[test]
@@ -278,8 +278,11 @@ mod tests {
         let default = rows(ReplicaIdentity::Default)
             .update(None, new.clone())
             .unwrap();
-        assert_eq!(default.after["note"], json!({"unchanged_toast": true}));
-        assert_eq!(default.before, Value::Null);
+        assert_eq!(
+            row_json(default.after.as_ref())["note"],
+            json!({"unchanged_toast": true})
+        );
+        assert_eq!(default.before, None);
 
         let old = OldTuple::Full(Tuple(vec![
             text("1"),
@@ -288,13 +291,16 @@ mod tests {
             text("t"),
         ]));
         let full = rows(ReplicaIdentity::Full).update(Some(old), new).unwrap();
-        assert_eq!(full.after["note"], json!("long text"));
+        assert_eq!(row_json(full.after.as_ref())["note"], json!("long text"));
         assert_eq!(
-            full.before,
+            row_json(full.before.as_ref()),
             json!({"line": 1, "note": "long text", "order_id": 9, "paid": true})
         );
         // FULL flags every column as key; the key stays the primary key.
-        assert_eq!(full.key, json!({"order_id": 9, "line": 1}));
+        assert_eq!(
+            row_json(full.key.as_ref()),
+            json!({"order_id": 9, "line": 1})
+        );
     }
 
     #[test]
@@ -306,14 +312,17 @@ mod tests {
             TupleValue::Null,
         ]));
         let change = rows(ReplicaIdentity::Default).delete(key_only).unwrap();
-        assert_eq!(change.key, json!({"order_id": 4, "line": 3}));
-        assert_eq!(change.before, Value::Null);
-        assert_eq!(change.after, Value::Null);
+        assert_eq!(
+            row_json(change.key.as_ref()),
+            json!({"order_id": 4, "line": 3})
+        );
+        assert_eq!(change.before, None);
+        assert_eq!(change.after, None);
 
         let full = OldTuple::Full(Tuple(vec![text("3"), text("x"), text("4"), text("t")]));
         let change = rows(ReplicaIdentity::Full).delete(full).unwrap();
         assert_eq!(
-            change.before,
+            row_json(change.before.as_ref()),
             json!({"line": 3, "note": "x", "order_id": 4, "paid": true})
         );
     }
@@ -325,7 +334,10 @@ mod tests {
         let change = rows
             .insert(Tuple(vec![text("1"), text("n"), text("2"), text("t")]))
             .unwrap();
-        assert_eq!(change.key, json!({"line": 1, "order_id": 2}));
+        assert_eq!(
+            row_json(change.key.as_ref()),
+            json!({"line": 1, "order_id": 2})
+        );
     }
 
     #[test]
