@@ -30,8 +30,8 @@
 //! slot's `confirmed_flush_lsn` and nothing is lost (changes may be delivered again after a
 //! crash, never skipped). The publication (`publication`, default `cdc_tui_<identifier>`) is
 //! created `FOR TABLE` the watched table when absent; one created for a temporary slot is
-//! dropped again when the listener ends. The detail shows the slot's retained WAL and
-//! `wal_status`, refreshed every few seconds.
+//! dropped again when the listener ends. The detail shows the WAL the slot holds (and its
+//! `wal_status` when that is not `reserved`), refreshed every few seconds.
 //!
 //! # Values
 //!
@@ -554,19 +554,10 @@ impl Session<'_> {
         self.next_refresh = Instant::now() + DETAIL_REFRESH;
         let (name, kind) = (self.slot.name(), self.slot.kind());
         self.usage = match setup::slot_usage(self.client, name).await {
-            Ok(Some(usage)) => {
-                let retained = usage.retained_bytes.map_or_else(
-                    || "no WAL".to_string(),
-                    |bytes| format!("{bytes} bytes ({})", setup::human_bytes(bytes)),
-                );
-                format!(
-                    "{kind} slot {name} retains {retained} of WAL, wal_status {}",
-                    usage.wal_status.as_deref().unwrap_or("unknown")
-                )
-            }
+            Ok(Some(usage)) => usage.describe(kind, name),
             Ok(None) => format!("{kind} slot {name} is gone"),
             Err(error) => format!(
-                "{kind} slot {name}: cannot read its retained WAL: {}",
+                "{kind} slot {name}: cannot read the WAL it holds: {}",
                 ctx.url.redact(&error)
             ),
         };

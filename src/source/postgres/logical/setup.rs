@@ -298,6 +298,23 @@ pub struct SlotUsage {
     pub wal_status: Option<String>,
 }
 
+impl SlotUsage {
+    /// `24.1 KiB WAL held by temporary slot s`: the WAL first, since it is what a user watches
+    /// (and what fills a disk) and a listener row shows only the start of its detail;
+    /// `wal_status` only when it is not the normal `reserved`.
+    pub fn describe(&self, kind: &str, slot: &str) -> String {
+        let held = self
+            .retained_bytes
+            .map_or_else(|| "no".to_string(), human_bytes);
+        let status = match self.wal_status.as_deref() {
+            Some("reserved") => String::new(),
+            Some(status) => format!(" (wal_status {status})"),
+            None => " (wal_status unknown)".to_string(),
+        };
+        format!("{held} WAL held by {kind} slot {slot}{status}")
+    }
+}
+
 pub async fn slot_usage(client: &Client, slot: &str) -> Result<Option<SlotUsage>, String> {
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&slot];
     let query = client.query_opt(
@@ -347,6 +364,26 @@ pub fn human_bytes(bytes: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slot_usage_reads_as_the_wal_held_first() {
+        let usage = |bytes, status: Option<&str>| SlotUsage {
+            retained_bytes: bytes,
+            wal_status: status.map(str::to_string),
+        };
+        assert_eq!(
+            usage(Some(24_678), Some("reserved")).describe("temporary", "cdc_tui_orders_1"),
+            "24.1 KiB WAL held by temporary slot cdc_tui_orders_1"
+        );
+        assert_eq!(
+            usage(None, Some("extended")).describe("persistent", "s"),
+            "no WAL held by persistent slot s (wal_status extended)"
+        );
+        assert_eq!(
+            usage(Some(10), None).describe("persistent", "s"),
+            "10 B WAL held by persistent slot s (wal_status unknown)"
+        );
+    }
 
     #[test]
     fn lsns_round_trip_in_postgres_spelling() {
