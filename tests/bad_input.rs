@@ -12,7 +12,7 @@ mod support;
 use std::process::Command;
 
 use cdc_tui::pgcluster::{ClusterOptions, PgCluster};
-use support::{Headless, PASSWORD_GROUP, TestDb, reason_of, statuses, url_as};
+use support::{Headless, PASSWORD_GROUP, TestDb, assert_failed_at_once, reason_of, url_as};
 
 fn database(name: &str, kind: &str, url: &str) -> String {
     format!("[[database]]\nname = \"{name}\"\nkind = \"{kind}\"\nurl = \"{url}\"\n\n")
@@ -183,21 +183,11 @@ async fn each_connection_and_table_mistake_is_answered_with_what_to_do() {
         ),
     ];
     for (listener, state, words) in cases {
-        cdc.wait_for_state(listener, state).await;
-        let reason = reason_of(&cdc.seen, listener, state);
-        eprintln!("{listener} {state}: {reason}");
-        for word in *words {
-            assert!(reason.contains(word), "{listener}: {word:?} in {reason:?}");
-        }
+        assert_reason(&mut cdc, listener, state, words).await;
     }
     for (listener, state, _) in cases {
         if *state == "failed" {
-            assert!(
-                statuses(&cdc.seen, listener)
-                    .iter()
-                    .all(|(state, _)| state != "retrying"),
-                "{listener} fails at once: waiting would not help"
-            );
+            assert_failed_at_once(&cdc.seen, listener);
         }
     }
     assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
@@ -266,12 +256,7 @@ async fn out_of_replication_slots_fails_saying_to_drop_one_or_raise_the_limit() 
         ],
     )
     .await;
-    assert!(
-        statuses(&cdc.seen, "full/t")
-            .iter()
-            .all(|(state, _)| state != "retrying"),
-        "fails at once: waiting would not help"
-    );
+    assert_failed_at_once(&cdc.seen, "full/t");
     // What it says to do works: with the unused slot dropped, the same table is captured.
     client.batch_execute(drop_unused).await.expect("drop it");
     cdc.send_command("add limited public.t logical").await;
@@ -365,12 +350,7 @@ async fn no_free_wal_sender_is_waited_for_and_none_at_all_fails_saying_to_raise_
         ],
     )
     .await;
-    assert!(
-        statuses(&cdc.seen, "none/t")
-            .iter()
-            .all(|(state, _)| state != "retrying"),
-        "fails at once: waiting would not help"
-    );
+    assert_failed_at_once(&cdc.seen, "none/t");
     assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
     cluster.stop().await.expect("stop the cluster");
 }

@@ -13,12 +13,7 @@ use mongo_test_server::TestServer;
 use rand::Rng;
 use serde_json::Value;
 use support::proxy::Proxy;
-use support::{Headless, TestDb, eventually, reason_of, statuses};
-
-fn lsn(text: &str) -> u64 {
-    let (high, low) = text.split_once('/').expect("an LSN");
-    u64::from_str_radix(high, 16).expect("hex") << 32 | u64::from_str_radix(low, 16).expect("hex")
-}
+use support::{Headless, TestDb, drop_slot, lsn, reason_of, statuses, wait_for_inactive_slot};
 
 fn config(url: &str, listeners: &str) -> String {
     format!(
@@ -252,35 +247,6 @@ async fn connections_cut_mid_stream_ten_times_lose_and_repeat_nothing() {
     drop_slot(&client, &slot).await;
 }
 
-/// Drops a persistent slot once no walsender holds it.
-async fn drop_slot(client: &tokio_postgres::Client, slot: &str) {
-    wait_for_inactive(client, slot).await;
-    client
-        .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
-        .await
-        .expect("drop the slot");
-}
-
-/// Waits until no walsender holds the slot; returns its confirmed_flush_lsn.
-async fn wait_for_inactive(client: &tokio_postgres::Client, slot: &str) -> u64 {
-    eventually(&format!("slot {slot} inactive"), async || {
-        let row = client
-            .query_one(
-                "SELECT active, confirmed_flush_lsn::text FROM pg_replication_slots \
-                 WHERE slot_name = $1",
-                &[&slot],
-            )
-            .await
-            .expect("the slot");
-        if row.get::<_, bool>(0) {
-            Err("active")
-        } else {
-            Ok(lsn(row.get(1)))
-        }
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_acknowledges_nothing_past_the_last_flush_and_loses_nothing() {
     const ROWS: i64 = 10_000;
@@ -315,7 +281,7 @@ async fn kill_9_acknowledges_nothing_past_the_last_flush_and_loses_nothing() {
     cdc.wait_for("some rows", |seen| ids.borrow_mut().scan(seen) >= 1_500)
         .await;
     cdc.signal_and_wait("KILL").await;
-    let confirmed = wait_for_inactive(&client, &slot).await;
+    let confirmed = wait_for_inactive_slot(&client, &slot).await;
 
     // What the first run flushed: the changes printed before its last flush line.
     let first = cdc.seen.clone();

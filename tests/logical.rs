@@ -17,7 +17,8 @@ use cdc_tui::secret::DatabaseUrl;
 use cdc_tui::source::{SourceContext, run_listener};
 use serde_json::{Value, json};
 use support::{
-    DEADLINE, Headless, TestDb, assert_batches_account_for_changes, eventually, wait_until,
+    DEADLINE, Headless, TestDb, assert_batches_account_for_changes, drop_slot, eventually, lsn,
+    reason_of, wait_until,
 };
 use tokio::time::Instant;
 
@@ -37,11 +38,6 @@ fn listener(identifier: &str, table: &str, extra: &str) -> String {
         "[[listener]]\nidentifier = \"{identifier}\"\ndatabase = \"db\"\ntable = '{table}'\n\
          strategy = \"logical\"\n{extra}\n"
     )
-}
-
-fn lsn(text: &str) -> u64 {
-    let (high, low) = text.split_once('/').expect("an LSN");
-    u64::from_str_radix(high, 16).expect("hex") << 32 | u64::from_str_radix(low, 16).expect("hex")
 }
 
 fn changes_of<'a>(seen: &'a [Value], listener: &str) -> Vec<&'a Value> {
@@ -135,26 +131,6 @@ async fn publications(client: &tokio_postgres::Client) -> Vec<String> {
         .iter()
         .map(|row| row.get(0))
         .collect()
-}
-
-/// Drops a persistent slot once its last walsender has let go of it.
-async fn drop_slot(client: &tokio_postgres::Client, slot: &str) {
-    eventually(&format!("slot {slot} inactive"), async || {
-        let active: bool = client
-            .query_one(
-                "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
-                &[&slot],
-            )
-            .await
-            .expect("the slot")
-            .get(0);
-        if active { Err("active") } else { Ok(()) }
-    })
-    .await;
-    client
-        .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
-        .await
-        .expect("drop the slot");
 }
 
 async fn walsender_alive(client: &tokio_postgres::Client, pid: i32) -> bool {
@@ -531,13 +507,7 @@ async fn a_temporary_slot_reports_its_gap_and_a_clean_exit_leaves_nothing_behind
         .await
         .expect("terminate the walsender");
     headless.wait_for_state(identity, "retrying").await;
-    let reason = headless
-        .seen
-        .iter()
-        .find(|line| line["state"] == "retrying")
-        .and_then(|line| line["reason"].as_str())
-        .expect("a reason")
-        .to_string();
+    let reason = reason_of(&headless.seen, identity, "retrying");
     assert!(
         reason.contains("temporary slot: changes made while disconnected were not captured"),
         "{reason}"
@@ -660,13 +630,7 @@ async fn a_slot_in_use_is_retried_until_it_is_released() {
     holder.wait_for_state(identity, "running").await;
     let mut waiter = Headless::start(&config).await;
     waiter.wait_for_state(identity, "retrying").await;
-    let reason = waiter
-        .seen
-        .iter()
-        .find(|line| line["state"] == "retrying")
-        .and_then(|line| line["reason"].as_str())
-        .expect("a reason")
-        .to_string();
+    let reason = reason_of(&waiter.seen, identity, "retrying");
     assert!(
         reason.contains(&slot) && reason.contains("in use by another process"),
         "{reason}"
@@ -962,12 +926,7 @@ async fn wal_level_replica_fails_saying_how_to_fix_it() {
     ))
     .await;
     headless.wait_for_state(identity, "failed").await;
-    let failed = headless
-        .seen
-        .iter()
-        .find(|line| line["listener"] == identity && line["state"] == "failed")
-        .expect("failed line");
-    let reason = failed["reason"].as_str().expect("a reason");
+    let reason = reason_of(&headless.seen, identity, "failed");
     assert!(reason.contains("wal_level = replica"), "{reason}");
     assert!(
         reason.contains("ALTER SYSTEM SET wal_level = logical") && reason.contains("restart"),
@@ -987,13 +946,7 @@ async fn a_missing_table_fails_naming_it() {
     ))
     .await;
     headless.wait_for_state(identity, "failed").await;
-    let reason = headless
-        .seen
-        .iter()
-        .find(|line| line["listener"] == identity && line["state"] == "failed")
-        .and_then(|line| line["reason"].as_str())
-        .expect("a reason")
-        .to_string();
+    let reason = reason_of(&headless.seen, identity, "failed");
     assert!(
         reason.contains("\"Sales\".\"No Such Table\"") && reason.contains("does not exist"),
         "{reason}"
@@ -1024,13 +977,7 @@ async fn a_user_without_replication_fails_saying_how_to_fix_it() {
     ))
     .await;
     headless.wait_for_state(identity, "failed").await;
-    let reason = headless
-        .seen
-        .iter()
-        .find(|line| line["listener"] == identity && line["state"] == "failed")
-        .and_then(|line| line["reason"].as_str())
-        .expect("a reason")
-        .to_string();
+    let reason = reason_of(&headless.seen, identity, "failed");
     assert!(
         reason.contains("REPLICATION privilege") && reason.contains("WITH REPLICATION"),
         "{reason}"

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cdc_tui::secret::DatabaseUrl;
@@ -13,7 +12,10 @@ use mongo_test_server::TestServer;
 use mongodb::Client;
 use mongodb::bson::{Document, doc};
 use serde_json::{Value, json};
-use support::{Headless, assert_batches_account_for_changes};
+use support::{
+    Headless, assert_batches_account_for_changes, assert_failed_at_once, changes_with_op,
+    reason_of, statuses,
+};
 
 static DATABASES: AtomicUsize = AtomicUsize::new(0);
 
@@ -112,6 +114,13 @@ strategy = "change_stream"
         )
     }
 
+    /// The binary running headless on [`Mongo::config`], once its listener runs.
+    async fn watch(&self) -> Headless {
+        let mut cdc = Headless::start(&self.config()).await;
+        cdc.wait_for_state(&self.listener(), "running").await;
+        cdc
+    }
+
     async fn insert(&self, ids: impl IntoIterator<Item = i32>) {
         for id in ids {
             self.orders()
@@ -155,12 +164,6 @@ impl Drop for Mongo {
     }
 }
 
-fn changes_of<'a>(seen: &'a [Value], op: &str) -> Vec<&'a Value> {
-    seen.iter()
-        .filter(|l| l["type"] == "change" && l["op"] == op)
-        .collect()
-}
-
 fn ids_of(changes: &[&Value]) -> Vec<i64> {
     changes
         .iter()
@@ -168,17 +171,16 @@ fn ids_of(changes: &[&Value]) -> Vec<i64> {
         .collect()
 }
 
-/// Status lines of `listener`, as (state, reason).
-fn statuses(seen: &[Value], listener: &str) -> Vec<(String, Value)> {
-    seen.iter()
-        .filter(|l| l["type"] == "status" && l["listener"] == listener)
-        .map(|l| {
-            (
-                l["state"].as_str().unwrap_or("").to_string(),
-                l["reason"].clone(),
-            )
-        })
-        .collect()
+/// Fails if `listener` ever went `retrying` or `failed`: it got over a lost history without
+/// a retry loop.
+fn assert_no_retry_loop(seen: &[Value], listener: &str) {
+    assert!(
+        statuses(seen, listener)
+            .iter()
+            .all(|(state, _)| state != "retrying" && state != "failed"),
+        "no retry loop: {:?}",
+        statuses(seen, listener)
+    );
 }
 
 /// The position saved in the state dir (token and time, as the listener spells it).
@@ -211,14 +213,10 @@ async fn wait_for_saved_last_change(cdc: &Headless) {
 async fn headless_change_stream_prints_exactly_the_changes_made() {
     let mongo = Mongo::start("exact").await;
     let listener = mongo.listener();
-    let mut cdc = Headless::start(&mongo.config()).await;
-    cdc.wait_for_state(&listener, "running").await;
+    let mut cdc = mongo.watch().await;
 
     mongo.insert(1..=100).await;
-    cdc.wait_for("100 inserts", |seen| {
-        changes_of(seen, "insert").len() == 100
-    })
-    .await;
+    cdc.wait_for_ops("100 inserts", &[("insert", 100)]).await;
     for id in 1..=20 {
         mongo
             .orders()
@@ -236,9 +234,10 @@ async fn headless_change_stream_prints_exactly_the_changes_made() {
             .await
             .expect("delete");
     }
-    cdc.wait_for("20 updates and 10 deletes", |seen| {
-        changes_of(seen, "update").len() == 20 && changes_of(seen, "delete").len() == 10
-    })
+    cdc.wait_for_ops(
+        "20 updates and 10 deletes",
+        &[("update", 20), ("delete", 10)],
+    )
     .await;
     assert_eq!(
         cdc.signal_and_wait("TERM").await,
@@ -252,7 +251,7 @@ async fn headless_change_stream_prints_exactly_the_changes_made() {
         130,
         "exactly the changes made, nothing more"
     );
-    let inserts = changes_of(seen, "insert");
+    let inserts = changes_with_op(seen, "insert");
     assert_eq!(
         ids_of(&inserts),
         (1..=100).collect::<Vec<_>>(),
@@ -290,7 +289,7 @@ async fn headless_change_stream_prints_exactly_the_changes_made() {
         "every change has its own resume token"
     );
 
-    let updates = changes_of(seen, "update");
+    let updates = changes_with_op(seen, "update");
     assert_eq!(ids_of(&updates), (1..=20).collect::<Vec<_>>());
     for update in &updates {
         let id = update["key"]["_id"].as_i64().unwrap();
@@ -314,7 +313,7 @@ async fn headless_change_stream_prints_exactly_the_changes_made() {
             assert_eq!(update["before"]["note"], json!("fragile"));
         }
     }
-    let deletes = changes_of(seen, "delete");
+    let deletes = changes_with_op(seen, "delete");
     assert_eq!(ids_of(&deletes), (91..=100).collect::<Vec<_>>());
     assert!(deletes.iter().all(|d| d["after"].is_null()));
     if mongo.server.is_some() {
@@ -337,26 +336,20 @@ async fn headless_change_stream_prints_exactly_the_changes_made() {
 async fn a_restart_after_kill_9_resumes_after_the_saved_token() {
     let mongo = Mongo::start("restart").await;
     let listener = mongo.listener();
-    let mut cdc = Headless::start(&mongo.config()).await;
-    cdc.wait_for_state(&listener, "running").await;
+    let mut cdc = mongo.watch().await;
     mongo.insert(1..=10).await;
-    cdc.wait_for("10 inserts", |seen| changes_of(seen, "insert").len() == 10)
-        .await;
+    cdc.wait_for_ops("10 inserts", &[("insert", 10)]).await;
     wait_for_saved_last_change(&cdc).await;
     let dir = cdc.kill().await;
 
     // Made while cdc-tui is down.
     mongo.insert(11..=60).await;
     let mut cdc = Headless::start_in(dir).await;
-    cdc.wait_for("the 50 inserts made while down", |seen| {
-        changes_of(seen, "insert").len() >= 50
-    })
-    .await;
+    cdc.wait_for_ops("the 50 inserts made while down", &[("insert", 50)])
+        .await;
     mongo.insert([61]).await;
-    cdc.wait_for("a live insert after the catch-up", |seen| {
-        changes_of(seen, "insert").len() >= 51
-    })
-    .await;
+    cdc.wait_for_ops("a live insert after the catch-up", &[("insert", 51)])
+        .await;
     // `stop` drains and saves the last position.
     cdc.send_command(&format!("stop {listener}")).await;
     cdc.wait_for_state(&listener, "stopped").await;
@@ -371,14 +364,14 @@ async fn a_restart_after_kill_9_resumes_after_the_saved_token() {
     );
     assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
     assert_eq!(
-        ids_of(&changes_of(&cdc.seen, "insert")),
+        ids_of(&changes_with_op(&cdc.seen, "insert")),
         (11..=61).collect::<Vec<_>>(),
         "every change made while down, once, in order, and nothing delivered before the kill"
     );
     assert!(
         statuses(&cdc.seen, &listener)
             .iter()
-            .all(|(state, reason)| state != "retrying" && reason.is_null()),
+            .all(|(state, reason)| state != "retrying" && reason.is_empty()),
         "a plain resume: {:?}",
         statuses(&cdc.seen, &listener)
     );
@@ -393,11 +386,9 @@ async fn a_lost_resume_token_restarts_from_now_and_reports_the_gap() {
         return;
     };
     let listener = mongo.listener();
-    let mut cdc = Headless::start(&mongo.config()).await;
-    cdc.wait_for_state(&listener, "running").await;
+    let mut cdc = mongo.watch().await;
     mongo.insert(1..=5).await;
-    cdc.wait_for("5 inserts", |seen| changes_of(seen, "insert").len() == 5)
-        .await;
+    cdc.wait_for_ops("5 inserts", &[("insert", 5)]).await;
     wait_for_saved_last_change(&cdc).await;
     let last_commit_time = cdc.changes().last().unwrap()["commit_time"]
         .as_str()
@@ -412,18 +403,14 @@ async fn a_lost_resume_token_restarts_from_now_and_reports_the_gap() {
     let mut cdc = Headless::start_in(dir).await;
     cdc.wait_for("the gap reported", |seen| {
         statuses(seen, &listener).iter().any(|(state, reason)| {
-            state == "running"
-                && reason
-                    .as_str()
-                    .is_some_and(|r| r.contains("resume token no longer in the oplog"))
+            state == "running" && reason.contains("resume token no longer in the oplog")
         })
     })
     .await;
     let (_, reason) = statuses(&cdc.seen, &listener)
         .into_iter()
-        .find(|(_, reason)| !reason.is_null())
+        .find(|(_, reason)| !reason.is_empty())
         .unwrap();
-    let reason = reason.as_str().unwrap();
     eprintln!("the gap: {reason}");
     assert!(
         reason.contains(&format!("changes between {last_commit_time} and now"))
@@ -433,18 +420,10 @@ async fn a_lost_resume_token_restarts_from_now_and_reports_the_gap() {
 
     // It continues from now.
     mongo.insert(13..=15).await;
-    cdc.wait_for("the inserts after the gap", |seen| {
-        changes_of(seen, "insert").len() >= 3
-    })
-    .await;
-    assert_eq!(ids_of(&changes_of(&cdc.seen, "insert")), [13, 14, 15]);
-    assert!(
-        statuses(&cdc.seen, &listener)
-            .iter()
-            .all(|(state, _)| state != "retrying" && state != "failed"),
-        "no retry loop: {:?}",
-        statuses(&cdc.seen, &listener)
-    );
+    cdc.wait_for_ops("the inserts after the gap", &[("insert", 3)])
+        .await;
+    assert_eq!(ids_of(&changes_with_op(&cdc.seen, "insert")), [13, 14, 15]);
+    assert_no_retry_loop(&cdc.seen, &listener);
     assert!(
         server.command_count("aggregate") - aggregates_before <= 2,
         "one failed resume, one start from now"
@@ -455,15 +434,13 @@ async fn a_lost_resume_token_restarts_from_now_and_reports_the_gap() {
     let dir = cdc.kill().await;
     mongo.insert([16]).await;
     let mut cdc = Headless::start_in(dir).await;
-    cdc.wait_for("the insert made while down again", |seen| {
-        changes_of(seen, "insert").len() == 1
-    })
-    .await;
-    assert_eq!(ids_of(&changes_of(&cdc.seen, "insert")), [16]);
+    cdc.wait_for_ops("the insert made while down again", &[("insert", 1)])
+        .await;
+    assert_eq!(ids_of(&changes_with_op(&cdc.seen, "insert")), [16]);
     assert!(
         statuses(&cdc.seen, &listener)
             .iter()
-            .all(|(_, reason)| reason.is_null()),
+            .all(|(_, reason)| reason.is_empty()),
         "no gap this time: {:?}",
         statuses(&cdc.seen, &listener)
     );
@@ -479,8 +456,7 @@ async fn a_paused_stream_whose_history_is_lost_continues_from_now() {
         return;
     };
     let listener = mongo.listener();
-    let mut cdc = Headless::start(&mongo.config()).await;
-    cdc.wait_for_state(&listener, "running").await;
+    let mut cdc = mongo.watch().await;
     cdc.send_command(&format!("pause {listener}")).await;
     cdc.wait_for_state(&listener, "paused").await;
     // The paused listener reads a few of these ahead and then stops reading: its cursor
@@ -489,11 +465,9 @@ async fn a_paused_stream_whose_history_is_lost_continues_from_now() {
     server.forget_history();
     cdc.send_command(&format!("resume {listener}")).await;
     cdc.wait_for("the gap reported", |seen| {
-        statuses(seen, &listener).iter().any(|(_, reason)| {
-            reason
-                .as_str()
-                .is_some_and(|r| r.contains("resume token no longer in the oplog"))
-        })
+        statuses(seen, &listener)
+            .iter()
+            .any(|(_, reason)| reason.contains("resume token no longer in the oplog"))
     })
     .await;
     mongo.insert(201..=205).await;
@@ -503,7 +477,7 @@ async fn a_paused_stream_whose_history_is_lost_continues_from_now() {
     })
     .await;
     assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
-    let ids = ids_of(&changes_of(&cdc.seen, "insert"));
+    let ids = ids_of(&changes_with_op(&cdc.seen, "insert"));
     let read_ahead = ids.len() - 5;
     eprintln!("read ahead while paused, before the gap: {read_ahead}");
     assert!(read_ahead < 200, "some changes were lost: {ids:?}");
@@ -512,13 +486,7 @@ async fn a_paused_stream_whose_history_is_lost_continues_from_now() {
         ids, expected,
         "what was read before the gap, then what came after"
     );
-    assert!(
-        statuses(&cdc.seen, &listener)
-            .iter()
-            .all(|(state, _)| state != "retrying" && state != "failed"),
-        "no retry loop: {:?}",
-        statuses(&cdc.seen, &listener)
-    );
+    assert_no_retry_loop(&cdc.seen, &listener);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -528,12 +496,9 @@ async fn dropped_connections_lose_nothing_and_repeat_nothing() {
     else {
         return;
     };
-    let listener = mongo.listener();
-    let mut cdc = Headless::start(&mongo.config()).await;
-    cdc.wait_for_state(&listener, "running").await;
+    let mut cdc = mongo.watch().await;
     mongo.insert(1..=30).await;
-    cdc.wait_for("30 inserts", |seen| changes_of(seen, "insert").len() == 30)
-        .await;
+    cdc.wait_for_ops("30 inserts", &[("insert", 30)]).await;
 
     // Once while the listener waits in a getMore, once in the middle of a write burst.
     support::wait_until("the listener waiting for events", || {
@@ -545,16 +510,12 @@ async fn dropped_connections_lose_nothing_and_repeat_nothing() {
     mongo.insert(31..=60).await;
     server.drop_all_connections();
     mongo.insert(61..=90).await;
-    cdc.wait_for("90 inserts", |seen| changes_of(seen, "insert").len() >= 90)
-        .await;
+    cdc.wait_for_ops("90 inserts", &[("insert", 90)]).await;
     mongo.insert([91]).await;
-    cdc.wait_for("a last insert", |seen| {
-        changes_of(seen, "insert").len() >= 91
-    })
-    .await;
+    cdc.wait_for_ops("a last insert", &[("insert", 91)]).await;
     assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
     assert_eq!(
-        ids_of(&changes_of(&cdc.seen, "insert")),
+        ids_of(&changes_with_op(&cdc.seen, "insert")),
         (1..=91).collect::<Vec<_>>(),
         "each change exactly once, in order"
     );
@@ -594,8 +555,7 @@ async fn a_storm_of_dropped_connections_loses_nothing_and_repeats_nothing() {
         return;
     };
     let listener = mongo.listener();
-    let mut cdc = Headless::start(&mongo.config()).await;
-    cdc.wait_for_state(&listener, "running").await;
+    let mut cdc = mongo.watch().await;
 
     // Connections cut every few milliseconds while 60 documents are written: the driver's own
     // resume fails too, so the listener reconnects from what it last handed on.
@@ -613,8 +573,7 @@ async fn a_storm_of_dropped_connections_loses_nothing_and_repeats_nothing() {
     }
     writer.await.expect("the writer");
     mongo.insert(61..=70).await;
-    cdc.wait_for("70 inserts", |seen| changes_of(seen, "insert").len() >= 70)
-        .await;
+    cdc.wait_for_ops("70 inserts", &[("insert", 70)]).await;
     // A last one after the listener is running again, to catch any late duplicate.
     cdc.wait_for_state(&listener, "running").await;
     mongo.insert([71]).await;
@@ -625,7 +584,7 @@ async fn a_storm_of_dropped_connections_loses_nothing_and_repeats_nothing() {
     .await;
     assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
     assert_eq!(
-        ids_of(&changes_of(&cdc.seen, "insert")),
+        ids_of(&changes_with_op(&cdc.seen, "insert")),
         (1..=71).collect::<Vec<_>>(),
         "each change exactly once, in order; states: {:?}",
         statuses(&cdc.seen, &listener)
@@ -663,11 +622,7 @@ strategy = "change_stream"
     let listener = "orders/shop.orders";
     let mut cdc = Headless::start(&config).await;
     cdc.wait_for_state(listener, "retrying").await;
-    let (_, reason) = statuses(&cdc.seen, listener)
-        .into_iter()
-        .find(|(state, _)| state == "retrying")
-        .unwrap();
-    let reason = reason.as_str().expect("a reason");
+    let reason = reason_of(&cdc.seen, listener, "retrying");
     eprintln!("retrying: {reason}");
     assert!(
         reason.contains(&format!("127.0.0.1:{port}")) && reason.contains("next try in"),
@@ -683,8 +638,7 @@ strategy = "change_stream"
         .insert_one(doc! { "_id": 1 })
         .await
         .unwrap();
-    cdc.wait_for("the insert", |seen| changes_of(seen, "insert").len() == 1)
-        .await;
+    cdc.wait_for_ops("the insert", &[("insert", 1)]).await;
     assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
 }
 
@@ -699,11 +653,7 @@ async fn a_standalone_server_fails_with_the_replica_set_advice() {
     let listener = mongo.listener();
     let mut cdc = Headless::start(&mongo.config()).await;
     cdc.wait_for_state(&listener, "failed").await;
-    let (_, reason) = statuses(&cdc.seen, &listener)
-        .into_iter()
-        .find(|(state, _)| state == "failed")
-        .unwrap();
-    let reason = reason.as_str().unwrap();
+    let reason = reason_of(&cdc.seen, &listener, "failed");
     eprintln!("failed: {reason}");
     assert!(
         reason.contains("change streams need a replica set")
@@ -712,12 +662,7 @@ async fn a_standalone_server_fails_with_the_replica_set_advice() {
             && reason.contains("40573"),
         "{reason}"
     );
-    assert!(
-        statuses(&cdc.seen, &listener)
-            .iter()
-            .all(|(state, _)| state != "retrying"),
-        "failed at once"
-    );
+    assert_failed_at_once(&cdc.seen, &listener);
     assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
 }
 
@@ -725,34 +670,29 @@ async fn a_standalone_server_fails_with_the_replica_set_advice() {
 async fn pause_holds_reading_and_a_dropped_collection_fails_the_listener() {
     let mongo = Mongo::start("pause").await;
     let listener = mongo.listener();
-    let mut cdc = Headless::start(&mongo.config()).await;
-    cdc.wait_for_state(&listener, "running").await;
+    let mut cdc = mongo.watch().await;
     mongo.insert(1..=3).await;
-    cdc.wait_for("3 inserts", |seen| changes_of(seen, "insert").len() == 3)
-        .await;
+    cdc.wait_for_ops("3 inserts", &[("insert", 3)]).await;
 
     cdc.send_command(&format!("pause {listener}")).await;
     cdc.wait_for_state(&listener, "paused").await;
     mongo.insert(4..=150).await;
     cdc.send_command(&format!("resume {listener}")).await;
-    cdc.wait_for("the inserts made while paused", |seen| {
-        changes_of(seen, "insert").len() == 150
-    })
-    .await;
+    cdc.wait_for_ops("the inserts made while paused", &[("insert", 150)])
+        .await;
     assert_eq!(
-        ids_of(&changes_of(&cdc.seen, "insert")),
+        ids_of(&changes_with_op(&cdc.seen, "insert")),
         (1..=150).collect::<Vec<_>>()
     );
 
     mongo.orders().drop().await.expect("drop the collection");
     cdc.wait_for_state(&listener, "failed").await;
-    let reasons: BTreeMap<String, Value> = statuses(&cdc.seen, &listener).into_iter().collect();
     assert_eq!(
-        reasons["failed"],
-        json!(format!(
+        reason_of(&cdc.seen, &listener, "failed"),
+        format!(
             "the collection {} was dropped: the change stream ended",
             mongo.table()
-        ))
+        )
     );
     assert_eq!(cdc.changes().len(), 150, "a drop is not a change");
     assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));

@@ -7,59 +7,12 @@
 
 mod support;
 
-use std::path::Path;
-
 use mongo_test_server::TestServer;
 use mongodb::Client;
 use mongodb::bson::{Document, doc};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use serde_json::{Value, json};
-use support::{Headless, reason_of, statuses};
-
-/// A certificate authority made for the test.
-struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().expect("CA key");
-        let pem = params.self_signed(&key).expect("CA certificate").pem();
-        Ca {
-            pem,
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A server certificate for these names (DNS names or IP addresses) and its key, as PEM.
-    fn server(&self, names: &[&str]) -> (String, String) {
-        let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
-        let mut params = CertificateParams::new(names.clone()).expect("server params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, &names[0]);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.use_authority_key_identifier_extension = true;
-        let key = KeyPair::generate().expect("server key");
-        let certificate = params.signed_by(&key, &self.issuer).expect("sign");
-        (certificate.pem(), key.serialize_pem())
-    }
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write");
-    path.to_str().expect("utf-8").to_string()
-}
+use support::ca::Ca;
+use support::{Headless, assert_failed_at_once, reason_of};
 
 /// A TestServer serving TLS only, with this certificate and key.
 async fn tls_server((cert, key): (String, String)) -> TestServer {
@@ -108,8 +61,8 @@ async fn mongodb_over_tls_captures_exactly_the_changes_and_refuses_what_does_not
     // Signed by the right CA, but for another host.
     let elsewhere = tls_server(ca.server(&["db.other.example"])).await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let ca_path = write(dir.path(), "ca.pem", &ca.pem);
-    let wrong_ca_path = write(dir.path(), "wrong-ca.pem", &wrong_ca.pem);
+    let ca_path = ca.write_pem(dir.path(), "ca.pem");
+    let wrong_ca_path = wrong_ca.write_pem(dir.path(), "wrong-ca.pem");
     // `server.uri()` already says `tls=true` (and directConnection=true).
     assert!(server.uri().contains("tls=true"), "{}", server.uri());
     let tls_uri = format!("{}&tlsCAFile={ca_path}", server.uri());
@@ -231,13 +184,7 @@ async fn mongodb_over_tls_captures_exactly_the_changes_and_refuses_what_does_not
     );
     // A certificate that does not check out fails at once: waiting would not help.
     for refused in ["wrongca/shop.orders", "elsewhere/shop.orders"] {
-        assert!(
-            statuses(seen, refused)
-                .iter()
-                .all(|(state, _)| state != "retrying"),
-            "{refused}: {:?}",
-            statuses(seen, refused)
-        );
+        assert_failed_at_once(seen, refused);
     }
     // Plaintext to a server that requires TLS: the server hangs up during the handshake, which
     // the driver reports as a bare end of file; the listener keeps trying and says why it may be.

@@ -3,7 +3,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{Headless, TestDb, assert_batches_account_for_changes};
+use support::{Headless, TestDb, assert_batches_account_for_changes, changes_with_op};
 
 const SCHEMA: &str = r#"
 CREATE SCHEMA "Shop";
@@ -46,12 +46,6 @@ interval_ms = 100
 
 const LISTENER: &str = "items/\"Shop\".\"Order Items\"";
 
-fn changes_of<'a>(seen: &'a [Value], op: &str) -> Vec<&'a Value> {
-    seen.iter()
-        .filter(|l| l["type"] == "change" && l["op"] == op)
-        .collect()
-}
-
 #[tokio::test]
 async fn headless_polling_prints_exactly_the_changes_made() {
     let db = TestDb::new("polling_exact").await;
@@ -78,8 +72,7 @@ async fn headless_polling_prints_exactly_the_changes_made() {
             .await
             .unwrap();
     }
-    cdc.wait_for("20 inserts", |seen| changes_of(seen, "insert").len() == 20)
-        .await;
+    cdc.wait_for_ops("20 inserts", &[("insert", 20)]).await;
     client
         .batch_execute(
             r#"UPDATE "Shop"."Order Items" SET qty = qty + 100, updated_at = clock_timestamp()
@@ -88,10 +81,8 @@ async fn headless_polling_prints_exactly_the_changes_made() {
         )
         .await
         .unwrap();
-    cdc.wait_for("5 updates and 3 deletes", |seen| {
-        changes_of(seen, "update").len() == 5 && changes_of(seen, "delete").len() == 3
-    })
-    .await;
+    cdc.wait_for_ops("5 updates and 3 deletes", &[("update", 5), ("delete", 3)])
+        .await;
     assert_eq!(
         cdc.signal_and_wait("TERM").await,
         Some(0),
@@ -104,7 +95,7 @@ async fn headless_polling_prints_exactly_the_changes_made() {
         28,
         "exactly the changes made, nothing more"
     );
-    let inserts = changes_of(seen, "insert");
+    let inserts = changes_with_op(seen, "insert");
     let lines: Vec<i64> = inserts
         .iter()
         .map(|c| c["key"]["line"].as_i64().unwrap())
@@ -142,7 +133,7 @@ async fn headless_polling_prints_exactly_the_changes_made() {
     );
     assert!(first["captured_at"].as_str().unwrap().ends_with('Z'));
 
-    let updates = changes_of(seen, "update");
+    let updates = changes_with_op(seen, "update");
     let mut updated: Vec<(i64, i64)> = updates
         .iter()
         .map(|c| {
@@ -154,7 +145,7 @@ async fn headless_polling_prints_exactly_the_changes_made() {
         .collect();
     updated.sort();
     assert_eq!(updated, (1..=5).map(|n| (n, n + 100)).collect::<Vec<_>>());
-    let mut deleted: Vec<Value> = changes_of(seen, "delete")
+    let mut deleted: Vec<Value> = changes_with_op(seen, "delete")
         .iter()
         .map(|c| c["key"].clone())
         .collect();
@@ -166,7 +157,7 @@ async fn headless_polling_prints_exactly_the_changes_made() {
             .collect::<Vec<_>>()
     );
     assert!(
-        changes_of(seen, "delete")
+        changes_with_op(seen, "delete")
             .iter()
             .all(|c| c["after"].is_null())
     );
@@ -212,19 +203,17 @@ async fn a_row_committed_late_with_an_earlier_cursor_is_not_missed() {
         )
         .await
         .unwrap();
-    cdc.wait_for("the fast row", |seen| changes_of(seen, "insert").len() == 1)
-        .await;
+    cdc.wait_for_ops("the fast row", &[("insert", 1)]).await;
     slow_tx.commit().await.unwrap();
-    cdc.wait_for("the slow row", |seen| changes_of(seen, "insert").len() == 2)
-        .await;
-    let products: Vec<&str> = changes_of(&cdc.seen, "insert")
+    cdc.wait_for_ops("the slow row", &[("insert", 2)]).await;
+    let products: Vec<&str> = changes_with_op(&cdc.seen, "insert")
         .iter()
         .map(|c| c["after"]["product"].as_str().unwrap())
         .collect();
     assert_eq!(products, ["fast", "slow"]);
     assert!(
-        changes_of(&cdc.seen, "insert")[1]["after"]["updated_at"].as_str()
-            < changes_of(&cdc.seen, "insert")[0]["after"]["updated_at"].as_str(),
+        changes_with_op(&cdc.seen, "insert")[1]["after"]["updated_at"].as_str()
+            < changes_with_op(&cdc.seen, "insert")[0]["after"]["updated_at"].as_str(),
         "the slow row's cursor is earlier than the one already read"
     );
     assert_eq!(cdc.signal_and_wait("INT").await, Some(0), "SIGINT exits 0");
@@ -250,10 +239,8 @@ async fn a_restart_continues_from_the_saved_cursor_and_pause_catches_up() {
     client.batch_execute(&insert(1)).await.unwrap();
     client.batch_execute(&insert(2)).await.unwrap();
     cdc.send_command(&format!("resume {LISTENER}")).await;
-    cdc.wait_for("the rows written while paused", |seen| {
-        changes_of(seen, "insert").len() == 2
-    })
-    .await;
+    cdc.wait_for_ops("the rows written while paused", &[("insert", 2)])
+        .await;
     cdc.send_command("frobnicate now").await;
     cdc.wait_for("an error line", |seen| {
         seen.iter()
@@ -261,7 +248,7 @@ async fn a_restart_continues_from_the_saved_cursor_and_pause_catches_up() {
     })
     .await;
     // Wait until the position of those rows is saved (after their flush), then stop hard.
-    let last_position = changes_of(&cdc.seen, "insert")[1]["position"]
+    let last_position = changes_with_op(&cdc.seen, "insert")[1]["position"]
         .as_str()
         .unwrap()
         .to_string();

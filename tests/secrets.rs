@@ -6,9 +6,7 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
-
+use support::tmux::Tmux;
 use support::{Headless, PASSWORD_GROUP, TestDb, percent_encode, url_as};
 
 /// Distinctive, with characters a URL must encode.
@@ -195,77 +193,12 @@ async fn no_password_in_json_output_or_debug_logs() {
     assert_no_password("the logs (stderr)", &stderr);
 }
 
-/// A tmux server of its own, killed when the test ends however it ends.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> String {
-        let output = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("tmux runs (apt-get install tmux)");
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", "cdc"])
-    }
-
-    async fn wait_for(&self, what: &str, condition: impl Fn(&str) -> bool) -> String {
-        support::eventually(what, async || {
-            let screen = self.screen();
-            if condition(&screen) {
-                Ok(screen)
-            } else {
-                Err(format!("the screen:\n{screen}"))
-            }
-        })
-        .await
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
-}
-
-async fn wait_for_file(path: &Path) {
-    support::wait_until(&format!("{}", path.display()), || path.exists()).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_password_on_the_tui_screen_or_in_its_log_file() {
     let (_db, config) = setup("tui").await;
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("cdc.toml"), &config).expect("config");
-    let tmux = Tmux {
-        socket: format!("cdc-tui-secrets-{}", std::process::id()),
-    };
-    let exit_file = dir.path().join("exit-status");
-    let command = format!(
-        "cd {dir} && CDC_TUI_LOG=debug {binary}; echo $? > {exit}; cat",
-        dir = dir.path().display(),
-        binary = env!("CARGO_BIN_EXE_cdc-tui"),
-        exit = exit_file.display(),
-    );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "cdc",
-        "-x",
-        "160",
-        "-y",
-        "45",
-        &command,
-    ]);
+    let tmux = Tmux::start_tui("secrets", dir.path(), "CDC_TUI_LOG=debug", 160, 45);
     let mut screens = vec![
         tmux.wait_for("the failures on screen", |screen| {
             screen.contains("failed") && screen.contains("retrying")
@@ -282,9 +215,9 @@ async fn no_password_on_the_tui_screen_or_in_its_log_file() {
         ("wrong", "postgres"),
     ];
     for (at, (name, kind)) in databases.into_iter().enumerate() {
-        tmux.run(&["send-keys", "-t", "cdc", "a"]);
+        tmux.keys("a");
         for _ in 0..at {
-            tmux.run(&["send-keys", "-t", "cdc", "Down"]);
+            tmux.keys("Down");
         }
         // The list as the dialog draws it: `{name:<24} {kind}`, the chosen one marked.
         let choice = format!("▶ {name:<24} {kind}");
@@ -294,7 +227,7 @@ async fn no_password_on_the_tui_screen_or_in_its_log_file() {
             })
             .await,
         );
-        tmux.run(&["send-keys", "-t", "cdc", "Enter"]);
+        tmux.keys("Enter");
         let chosen = format!("database  {name} ({kind})");
         screens.push(
             tmux.wait_for(&format!("the tables of {name}, or why not"), |screen| {
@@ -304,7 +237,7 @@ async fn no_password_on_the_tui_screen_or_in_its_log_file() {
             })
             .await,
         );
-        tmux.run(&["send-keys", "-t", "cdc", "Escape"]);
+        tmux.keys("Escape");
     }
     // The state line of each listener (the selected one's, on the table's bottom border,
     // thick while the table has the focus).
@@ -317,7 +250,7 @@ async fn no_password_on_the_tui_screen_or_in_its_log_file() {
         "mongo/shop.orders",
     ];
     for at in 1..=listeners.len() {
-        tmux.run(&["send-keys", "-t", "cdc", "Down"]);
+        tmux.keys("Down");
         let listener = listeners[at % listeners.len()];
         let selected = format!("▶ {listener}");
         let state_line = format!(" {listener} ");
@@ -332,11 +265,11 @@ async fn no_password_on_the_tui_screen_or_in_its_log_file() {
         );
     }
     // And the help.
-    tmux.run(&["send-keys", "-t", "cdc", "?"]);
+    tmux.keys("?");
     screens.push(tmux.wait_for("help", |s| s.contains("cdc-tui.log")).await);
-    tmux.run(&["send-keys", "-t", "cdc", "Escape"]);
-    tmux.run(&["send-keys", "-t", "cdc", "q"]);
-    wait_for_file(&exit_file).await;
+    tmux.keys("Escape");
+    tmux.keys("q");
+    tmux.exit_status().await;
     if std::env::var_os("SHOW_SCREENS").is_some() {
         for screen in &screens {
             eprintln!("{screen}");

@@ -4,50 +4,9 @@
 
 mod support;
 
-use std::path::Path;
-
 use cdc_tui::pgcluster::{ClusterOptions, PgCluster};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-use support::{Headless, reason_of, statuses};
-
-/// A certificate authority made for the test.
-struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().expect("CA key");
-        let pem = params.self_signed(&key).expect("CA certificate").pem();
-        Ca {
-            pem,
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A server certificate for these names (DNS names or IP addresses) and its key, as PEM.
-    fn server(&self, names: &[&str]) -> (String, String) {
-        let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
-        let mut params = CertificateParams::new(names.clone()).expect("server params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, &names[0]);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.use_authority_key_identifier_extension = true;
-        let key = KeyPair::generate().expect("server key");
-        let certificate = params.signed_by(&key, &self.issuer).expect("sign");
-        (certificate.pem(), key.serialize_pem())
-    }
-}
+use support::ca::Ca;
+use support::{Headless, assert_failed_at_once, eventually, reason_of};
 
 const ROLE: &str = "cdc_tls";
 
@@ -83,12 +42,6 @@ fn polling(identifier: &str, database: &str) -> String {
 
 fn database(name: &str, url: &str, extra: &str) -> String {
     format!("[[database]]\nname = \"{name}\"\nkind = \"postgres\"\nurl = \"{url}\"\n{extra}\n")
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write");
-    path.to_str().expect("utf-8").to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,33 +81,22 @@ async fn every_sslmode_behaves_as_libpq_documents_on_both_connections() {
         .expect("role and table");
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let ca_path = write(dir.path(), "ca.pem", &ca.pem);
-    let wrong_ca_path = write(dir.path(), "wrong-ca.pem", &wrong_ca.pem);
+    let ca_path = ca.write_pem(dir.path(), "ca.pem");
+    let wrong_ca_path = wrong_ca.write_pem(dir.path(), "wrong-ca.pem");
     let port = cluster.port();
     let url = |host: &str, query: &str| format!("postgres://{ROLE}@{host}:{port}/tls{query}");
+    // A URL that checks the server's certificate (in `mode`) against the test's CA.
+    let verified =
+        |host: &str, mode: &str| url(host, &format!("?sslmode={mode}&sslrootcert={ca_path}"));
     let config = [
-        database(
-            "full",
-            &url(
-                "127.0.0.1",
-                &format!("?sslmode=verify-full&sslrootcert={ca_path}"),
-            ),
-            "",
-        ),
+        database("full", &verified("127.0.0.1", "verify-full"), ""),
         // The CA from the config's ca_file, a host name checked against the certificate.
         database(
             "cafile",
             &url("localhost", "?sslmode=verify-full"),
             "ca_file = \"ca.pem\"",
         ),
-        database(
-            "verifyca",
-            &url(
-                "127.0.0.1",
-                &format!("?sslmode=verify-ca&sslrootcert={ca_path}"),
-            ),
-            "",
-        ),
+        database("verifyca", &verified("127.0.0.1", "verify-ca"), ""),
         database("require", &url("127.0.0.1", "?sslmode=require"), ""),
         // No sslmode: libpq's default, prefer, takes TLS when the server offers it.
         database("prefer", &url("127.0.0.1", ""), ""),
@@ -242,8 +184,8 @@ async fn every_sslmode_behaves_as_libpq_documents_on_both_connections() {
             .await
             .expect("switch certificates");
     }
-    let deadline = tokio::time::Instant::now() + support::DEADLINE;
-    loop {
+    // A new session reads the reloaded settings.
+    eventually("the other certificate loaded", async || {
         let fresh = cluster.connect("tls").await.expect("connect");
         let file: String = fresh
             .query_one("SHOW ssl_cert_file", &[])
@@ -251,28 +193,15 @@ async fn every_sslmode_behaves_as_libpq_documents_on_both_connections() {
             .expect("show")
             .get(0);
         if file == "other.crt" {
-            break;
+            Ok(())
+        } else {
+            Err(format!("ssl_cert_file = {file}"))
         }
-        assert!(tokio::time::Instant::now() < deadline, "no reload");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     let config = [
-        database(
-            "full",
-            &url(
-                "127.0.0.1",
-                &format!("?sslmode=verify-full&sslrootcert={ca_path}"),
-            ),
-            "",
-        ),
-        database(
-            "verifyca",
-            &url(
-                "localhost",
-                &format!("?sslmode=verify-ca&sslrootcert={ca_path}"),
-            ),
-            "",
-        ),
+        database("full", &verified("127.0.0.1", "verify-full"), ""),
+        database("verifyca", &verified("localhost", "verify-ca"), ""),
         logical("full", "full"),
         logical("verifyca", "verifyca"),
     ]
@@ -295,12 +224,8 @@ async fn every_sslmode_behaves_as_libpq_documents_on_both_connections() {
     })
     .await;
     assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
-    assert!(
-        statuses(&cdc.seen, "full/public.t")
-            .iter()
-            .all(|(state, _)| state != "retrying"),
-        "a certificate that does not fit fails at once"
-    );
+    // A certificate that does not fit fails at once.
+    assert_failed_at_once(&cdc.seen, "full/public.t");
     cluster.stop().await.expect("stop the cluster");
 }
 

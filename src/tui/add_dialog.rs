@@ -239,16 +239,7 @@ mod tests {
     use super::*;
 
     fn dialog() -> AddDialog {
-        AddDialog::new(vec![
-            DatabaseChoice {
-                name: "catalog".into(),
-                kind: DatabaseKind::Mongodb,
-            },
-            DatabaseChoice {
-                name: "shop".into(),
-                kind: DatabaseKind::Postgres,
-            },
-        ])
+        AddDialog::new(crate::tui::testing::database_choices())
     }
 
     fn list_request(effect: Option<Effect>) -> u64 {

@@ -79,6 +79,20 @@ pub fn change_of(
     }
 }
 
+/// The databases the add dialog offers: `catalog` (MongoDB) and `shop` (PostgreSQL).
+pub fn database_choices() -> Vec<DatabaseChoice> {
+    vec![
+        DatabaseChoice {
+            name: "catalog".into(),
+            kind: DatabaseKind::Mongodb,
+        },
+        DatabaseChoice {
+            name: "shop".into(),
+            kind: DatabaseKind::Postgres,
+        },
+    ]
+}
+
 /// The shop: listeners in every state, a log of changes, flush timings.
 pub struct Shop {
     pub registry: Arc<Registry>,
@@ -103,16 +117,7 @@ impl Shop {
         ));
         let feed = Feed::new(runtime, Arc::new(FlushTimings::new()), log.clone());
         let info = Info {
-            databases: vec![
-                DatabaseChoice {
-                    name: "catalog".into(),
-                    kind: DatabaseKind::Mongodb,
-                },
-                DatabaseChoice {
-                    name: "shop".into(),
-                    kind: DatabaseKind::Postgres,
-                },
-            ],
+            databases: database_choices(),
             log_file: Some("/home/ada/shop/.cdc-tui/cdc-tui.log".into()),
             config_path: "/home/ada/shop/cdc.toml".into(),
             log_capacity,

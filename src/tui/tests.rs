@@ -148,22 +148,29 @@ fn detail_of_a_mongodb_update_stacked_at_80x24() {
     insta::assert_snapshot!(screen(&mut shop, &mut state, 80, 24));
 }
 
-#[test]
-fn add_dialog_choosing_a_table() {
-    let mut shop = Shop::new(100);
-    let mut state = UiState::default();
+/// Opens the add dialog and chooses the shop database (the second); returns the number of the
+/// table list it asks for.
+fn add_dialog_on_shop(shop: &Shop, state: &mut UiState) -> u64 {
     let effects = press(
-        &shop,
-        &mut state,
+        shop,
+        state,
         &[Action::AddListener, Action::Down, Action::Confirm],
     );
     let [Effect::ListTables { request, database }] = effects.as_slice() else {
         panic!("expected a table list request, got {effects:?}");
     };
     assert_eq!(database, "shop");
+    *request
+}
+
+#[test]
+fn add_dialog_choosing_a_table() {
+    let mut shop = Shop::new(100);
+    let mut state = UiState::default();
+    let request = add_dialog_on_shop(&shop, &mut state);
     let dialog = state.add_dialog().unwrap();
     dialog.tables_listed(
-        *request,
+        request,
         Ok([
             "public.audit",
             "public.items",
@@ -184,15 +191,7 @@ fn add_dialog_choosing_a_table() {
 fn add_dialog_refused() {
     let mut shop = Shop::new(100);
     let mut state = UiState::default();
-    let effects = press(
-        &shop,
-        &mut state,
-        &[Action::AddListener, Action::Down, Action::Confirm],
-    );
-    let [Effect::ListTables { request, .. }] = effects.as_slice() else {
-        panic!("expected a table list request, got {effects:?}");
-    };
-    let request = *request;
+    let request = add_dialog_on_shop(&shop, &mut state);
     let dialog = state.add_dialog().unwrap();
     dialog.tables_listed(request, Err("connection refused (os error 111)".into()));
     for c in "public.orders".chars() {

@@ -3,7 +3,9 @@
 //! driver for the real `cdc-tui` binary in headless mode.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod ca;
 pub mod proxy;
+pub mod tmux;
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -254,6 +256,16 @@ impl Headless {
         }
     }
 
+    /// Waits until at least `count` changes of each `op` have been printed.
+    pub async fn wait_for_ops(&mut self, what: &str, counts: &[(&str, usize)]) {
+        self.wait_for(what, |seen| {
+            counts
+                .iter()
+                .all(|(op, count)| changes_with_op(seen, op).len() >= *count)
+        })
+        .await;
+    }
+
     /// Waits for a status line of `listener` in `state`.
     pub async fn wait_for_state(&mut self, listener: &str, state: &str) {
         self.wait_for(&format!("{listener} {state}"), |seen| {
@@ -330,6 +342,58 @@ pub fn reason_of(seen: &[Value], listener: &str, state: &str) -> String {
         .find(|(s, _)| s == state)
         .map(|(_, reason)| reason)
         .unwrap_or_else(|| panic!("no {state} line of {listener}"))
+}
+
+/// Fails unless `listener` never reported `retrying`: a mistake that waiting would not fix
+/// fails the listener at once.
+pub fn assert_failed_at_once(seen: &[Value], listener: &str) {
+    let statuses = statuses(seen, listener);
+    assert!(
+        statuses.iter().all(|(state, _)| state != "retrying"),
+        "{listener} fails at once: waiting would not help; {statuses:?}"
+    );
+}
+
+/// The change lines of one `op` (`insert`, `update`, `delete`, `truncate`).
+pub fn changes_with_op<'a>(seen: &'a [Value], op: &str) -> Vec<&'a Value> {
+    seen.iter()
+        .filter(|line| line["type"] == "change" && line["op"] == op)
+        .collect()
+}
+
+/// An LSN (`16/B374D848`) as a number, to compare positions.
+pub fn lsn(text: &str) -> u64 {
+    let (high, low) = text.split_once('/').expect("an LSN");
+    u64::from_str_radix(high, 16).expect("hex") << 32 | u64::from_str_radix(low, 16).expect("hex")
+}
+
+/// Waits until no walsender holds the replication slot; returns its confirmed_flush_lsn.
+pub async fn wait_for_inactive_slot(client: &tokio_postgres::Client, slot: &str) -> u64 {
+    eventually(&format!("slot {slot} inactive"), async || {
+        let row = client
+            .query_one(
+                "SELECT active, confirmed_flush_lsn::text FROM pg_replication_slots \
+                 WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .expect("the slot");
+        if row.get::<_, bool>(0) {
+            Err("active")
+        } else {
+            Ok(lsn(row.get(1)))
+        }
+    })
+    .await
+}
+
+/// Drops a persistent slot once no walsender holds it.
+pub async fn drop_slot(client: &tokio_postgres::Client, slot: &str) {
+    wait_for_inactive_slot(client, slot).await;
+    client
+        .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+        .await
+        .expect("drop the slot");
 }
 
 /// Checks the headless stream's framing: every flush line counts exactly the change lines

@@ -1,6 +1,7 @@
 //! End-to-end tests against the official MongoDB Rust driver.
 
-use std::future::IntoFuture;
+mod common;
+
 use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt};
@@ -14,17 +15,9 @@ use mongodb::{Client, Collection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Generous: the machine is small and debug builds are slow, but nothing
-/// here should take more than a couple of seconds.
-const DEADLINE: Duration = Duration::from_secs(30);
+use common::{op_query_is_master, within};
 
 type Events = ChangeStream<ChangeStreamEvent<Document>>;
-
-async fn within<T>(what: &str, fut: impl IntoFuture<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
 
 /// Polls a cheap condition until it holds, failing after the deadline.
 async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
@@ -40,6 +33,20 @@ async fn client(server: &TestServer) -> Client {
     within("client", Client::with_uri_str(server.uri()))
         .await
         .expect("client options")
+}
+
+/// `db.c` through `client`, and a change stream on it.
+async fn watched(client: &Client) -> (Collection<Document>, Events) {
+    let coll: Collection<Document> = client.database("db").collection("c");
+    let stream = within("watch", coll.watch()).await.unwrap();
+    (coll, stream)
+}
+
+/// `db.c` as one client writes it, and a change stream on it through another.
+async fn written_and_watched(server: &TestServer) -> (Collection<Document>, Events) {
+    let (_, stream) = watched(&client(server).await).await;
+    let writer = client(server).await;
+    (writer.database("db").collection("c"), stream)
 }
 
 async fn next_event(stream: &mut Events) -> ChangeStreamEvent<Document> {
@@ -379,9 +386,7 @@ async fn change_stream_delivers_exactly_the_events_of_another_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_after_a_middle_token_gives_exactly_the_rest() {
     let server = TestServer::start().await.unwrap();
-    let client = client(&server).await;
-    let coll: Collection<Document> = client.database("db").collection("c");
-    let mut stream = within("watch", coll.watch()).await.unwrap();
+    let (coll, mut stream) = watched(&client(&server).await).await;
     let docs: Vec<Document> = (0..10).map(|i| doc! { "_id": i }).collect();
     within("insert_many", coll.insert_many(docs)).await.unwrap();
 
@@ -414,9 +419,7 @@ async fn resume_after_a_middle_token_gives_exactly_the_rest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forgotten_history_fails_resume_with_code_286() {
     let server = TestServer::start().await.unwrap();
-    let client = client(&server).await;
-    let coll: Collection<Document> = client.database("db").collection("c");
-    let mut stream = within("watch", coll.watch()).await.unwrap();
+    let (coll, mut stream) = watched(&client(&server).await).await;
     within("insert", coll.insert_one(doc! { "_id": 1 }))
         .await
         .unwrap();
@@ -447,11 +450,7 @@ async fn forgotten_history_fails_resume_with_code_286() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connections_are_resumed_without_loss_or_duplicates() {
     let server = TestServer::start().await.unwrap();
-    let watcher = client(&server).await;
-    let writer = client(&server).await;
-    let watched: Collection<Document> = watcher.database("db").collection("c");
-    let coll: Collection<Document> = writer.database("db").collection("c");
-    let mut stream = within("watch", watched.watch()).await.unwrap();
+    let (coll, mut stream) = written_and_watched(&server).await;
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let reader = tokio::spawn(async move {
@@ -502,11 +501,7 @@ async fn dropped_connections_are_resumed_without_loss_or_duplicates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_mid_write_burst_loses_nothing() {
     let server = TestServer::start().await.unwrap();
-    let watcher = client(&server).await;
-    let writer = client(&server).await;
-    let watched: Collection<Document> = watcher.database("db").collection("c");
-    let coll: Collection<Document> = writer.database("db").collection("c");
-    let mut stream = within("watch", watched.watch()).await.unwrap();
+    let (coll, mut stream) = written_and_watched(&server).await;
 
     let docs: Vec<Document> = (0..20).map(|i| doc! { "_id": i }).collect();
     within("insert_many", coll.insert_many(docs)).await.unwrap();
@@ -637,26 +632,6 @@ async fn replica_set_discovery_uri_works() {
 }
 
 // ----- raw wire tests ---------------------------------------------------
-
-fn op_query_is_master(request_id: i32) -> Vec<u8> {
-    let mut query = Vec::new();
-    doc! { "isMaster": 1, "helloOk": true, "client": { "driver": { "name": "hand", "version": "0" } } }
-        .to_writer(&mut query)
-        .unwrap();
-    let mut msg = Vec::new();
-    msg.extend_from_slice(&0i32.to_le_bytes()); // length, patched below
-    msg.extend_from_slice(&request_id.to_le_bytes());
-    msg.extend_from_slice(&0i32.to_le_bytes()); // responseTo
-    msg.extend_from_slice(&2004i32.to_le_bytes()); // OP_QUERY
-    msg.extend_from_slice(&0i32.to_le_bytes()); // flags
-    msg.extend_from_slice(b"admin.$cmd\0");
-    msg.extend_from_slice(&0i32.to_le_bytes()); // numberToSkip
-    msg.extend_from_slice(&(-1i32).to_le_bytes()); // numberToReturn
-    msg.extend_from_slice(&query);
-    let len = msg.len() as i32;
-    msg[..4].copy_from_slice(&len.to_le_bytes());
-    msg
-}
 
 fn le_i32(b: &[u8]) -> i32 {
     i32::from_le_bytes(b[..4].try_into().unwrap())
@@ -834,11 +809,7 @@ async fn more_to_come_requests_get_no_reply() {
 async fn writes_during_connection_drops_are_neither_lost_nor_duplicated() {
     const N: i32 = 200;
     let server = std::sync::Arc::new(TestServer::start().await.unwrap());
-    let watcher = client(&server).await;
-    let writer = client(&server).await;
-    let watched: Collection<Document> = watcher.database("db").collection("c");
-    let coll: Collection<Document> = writer.database("db").collection("c");
-    let mut stream = within("watch", watched.watch()).await.unwrap();
+    let (coll, mut stream) = written_and_watched(&server).await;
 
     let faults = {
         let server = server.clone();

@@ -1,7 +1,8 @@
 //! The server over TLS, against the official driver with a CA made here.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use mongo_test_server::TestServer;
@@ -12,13 +13,7 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsage
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const DEADLINE: Duration = Duration::from_secs(30);
-
-async fn within<T>(what: &str, fut: impl std::future::IntoFuture<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
+use common::{op_query_is_master, within};
 
 /// A CA made for the test: its certificate as PEM and what signs with it.
 fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
@@ -115,17 +110,7 @@ async fn a_plaintext_client_gets_no_reply_and_a_closed_connection() {
     let (server, _) = tls_server(dir.path()).await;
     let mut plain = TcpStream::connect(server.host()).await.expect("connect");
     // A legacy isMaster, which a plain server answers (see driver.rs).
-    let body = mongodb::bson::to_vec(&doc! { "isMaster": 1 }).expect("bson");
-    let mut query = Vec::new();
-    let length = 16 + 4 + "admin.$cmd\0".len() + 8 + body.len();
-    for field in [length as i32, 1, 0, 2004, 0] {
-        query.extend_from_slice(&field.to_le_bytes());
-    }
-    query.extend_from_slice(b"admin.$cmd\0");
-    query.extend_from_slice(&0i32.to_le_bytes());
-    query.extend_from_slice(&(-1i32).to_le_bytes());
-    query.extend_from_slice(&body);
-    plain.write_all(&query).await.expect("send");
+    plain.write_all(&op_query_is_master(1)).await.expect("send");
     let mut received = Vec::new();
     // The connection ends (closed or reset) with no reply; at most a TLS alert record comes
     // back (type 21, version 3.x, two bytes: fatal, decode_error).

@@ -192,7 +192,7 @@ impl Target {
                 .map_err(|error| format!("TLS: {error}"))?;
                 builder
                     .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(AnyName(inner)))
+                    .with_custom_certificate_verifier(Arc::new(AnyName::new(inner)))
                     .with_no_client_auth()
             }
         };
@@ -257,15 +257,12 @@ impl Target {
         )
         .build()
         .ok()?;
-        let recorder = Arc::new(NameRecorder {
-            verifier: AnyName(inner),
-            name: std::sync::Mutex::new(None),
-        });
+        let verifier = Arc::new(AnyName::new(inner));
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .ok()?
             .dangerous()
-            .with_custom_certificate_verifier(recorder.clone())
+            .with_custom_certificate_verifier(verifier.clone())
             .with_no_client_auth();
         let name = ServerName::try_from(host.to_string()).ok()?;
         let probe = async {
@@ -284,11 +281,7 @@ impl Target {
         tokio::time::timeout(std::time::Duration::from_secs(10), probe)
             .await
             .ok()??;
-        recorder
-            .name
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
+        verifier.accepted_name()
     }
 
     fn root_store(&self) -> Result<RootCertStore, String> {
@@ -562,14 +555,32 @@ impl ServerCertVerifier for Unchecked {
     }
 }
 
-/// A `verify-ca` check that remembers the first DNS name of a certificate it accepted.
+/// `verify-ca`: the chain must lead to a trusted CA; the name in the certificate is not
+/// compared with the host. It remembers the first DNS name of the last certificate it accepted
+/// (for [`Target::certificate_name`]).
 #[derive(Debug)]
-struct NameRecorder {
-    verifier: AnyName,
-    name: std::sync::Mutex<Option<String>>,
+struct AnyName {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    accepted_name: std::sync::Mutex<Option<String>>,
 }
 
-impl ServerCertVerifier for NameRecorder {
+impl AnyName {
+    fn new(inner: Arc<rustls::client::WebPkiServerVerifier>) -> AnyName {
+        AnyName {
+            inner,
+            accepted_name: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn accepted_name(&self) -> Option<String> {
+        self.accepted_name
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+}
+
+impl ServerCertVerifier for AnyName {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -579,11 +590,19 @@ impl ServerCertVerifier for NameRecorder {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let verified =
-            self.verifier
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+            match self
+                .inner
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            {
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForName
+                    | CertificateError::NotValidForNameContext { .. },
+                )) => ServerCertVerified::assertion(),
+                verified => verified?,
+            };
         if let Ok(certificate) = webpki::EndEntityCert::try_from(end_entity) {
             *self
-                .name
+                .accepted_name
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()) =
                 certificate.valid_dns_names().next().map(str::to_string);
@@ -597,7 +616,7 @@ impl ServerCertVerifier for NameRecorder {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.verifier.verify_tls12_signature(message, cert, dss)
+        self.inner.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -606,59 +625,11 @@ impl ServerCertVerifier for NameRecorder {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.verifier.verify_tls13_signature(message, cert, dss)
+        self.inner.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.verifier.supported_verify_schemes()
-    }
-}
-
-/// `verify-ca`: the chain must lead to a trusted CA; the name in the certificate is not
-/// compared with the host.
-#[derive(Debug)]
-struct AnyName(Arc<rustls::client::WebPkiServerVerifier>);
-
-impl ServerCertVerifier for AnyName {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            verified => verified,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.inner.supported_verify_schemes()
     }
 }
 

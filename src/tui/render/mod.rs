@@ -50,35 +50,24 @@ impl Areas {
         let [listeners, rest] =
             Layout::vertical([Constraint::Length(listeners_height), Constraint::Fill(1)])
                 .areas(body);
-        if area.width >= SIDE_PANEL_FROM {
+        let (timings, log) = if area.width >= SIDE_PANEL_FROM {
             let [log, timings] =
                 Layout::horizontal([Constraint::Fill(1), Constraint::Length(SIDE_PANEL_WIDTH)])
                     .areas(rest);
-            return Areas {
-                header,
-                listeners,
-                timings: Some(timings),
-                log,
-                footer,
-            };
-        }
-        if rest.height >= STRIP_HEIGHT + LOG_MIN_HEIGHT {
+            (Some(timings), log)
+        } else if rest.height >= STRIP_HEIGHT + LOG_MIN_HEIGHT {
             let [timings, log] =
                 Layout::vertical([Constraint::Length(STRIP_HEIGHT), Constraint::Fill(1)])
                     .areas(rest);
-            return Areas {
-                header,
-                listeners,
-                timings: Some(timings),
-                log,
-                footer,
-            };
-        }
+            (Some(timings), log)
+        } else {
+            (None, rest)
+        };
         Areas {
             header,
             listeners,
-            timings: None,
-            log: rest,
+            timings,
+            log,
             footer,
         }
     }
