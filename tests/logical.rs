@@ -868,7 +868,7 @@ async fn confirmed_flush_never_passes_an_unflushed_commit() {
     .await;
     let detail = handle.snapshot().detail.unwrap_or_default();
     assert!(
-        detail.contains("retains") && detail.contains("wal_status"),
+        detail.contains(" WAL held by temporary slot cdc_tui_"),
         "{detail}"
     );
     assert!(detail.contains("REPLICA IDENTITY DEFAULT"), "{detail}");
