@@ -171,6 +171,24 @@ impl SourceContext {
         }
     }
 
+    /// Holds a stream the user paused: `None` once it is to run again (the listener marked
+    /// running), else marks it paused and waits for what [`SourceContext::wait_until`] waits
+    /// for, so the caller acknowledges flushes and keeps its session alive meanwhile; a stop is
+    /// the `Stopped` error.
+    pub async fn while_paused(&mut self, deadline: Instant) -> Result<Option<Wake>, SourceError> {
+        match self.control() {
+            Control::Run => {
+                self.set_running();
+                Ok(None)
+            }
+            Control::Stop => Err(SourceError::stopped()),
+            Control::Pause => {
+                self.handle.set_state(ListenerState::Paused, None);
+                Ok(Some(self.wait_until(deadline).await))
+            }
+        }
+    }
+
     /// Waits until `deadline`, a flush of more of this listener's changes, or a change of
     /// the user's control, whichever comes first.
     pub async fn wait_until(&mut self, deadline: Instant) -> Wake {

@@ -319,19 +319,11 @@ async fn hold_while_paused(
     progress: &mut Progress,
 ) -> Result<(), SourceError> {
     loop {
-        match ctx.control() {
-            Control::Run => {
-                ctx.set_running();
-                return Ok(());
-            }
-            Control::Stop => return Err(SourceError::stopped()),
-            Control::Pause => {
-                ctx.handle.set_state(ListenerState::Paused, None);
-                let far = Instant::now() + Duration::from_secs(3600);
-                if ctx.wait_until(far).await == Wake::Flushed {
-                    progress.save_flushed(ctx)?;
-                }
-            }
+        let far = Instant::now() + Duration::from_secs(3600);
+        match ctx.while_paused(far).await? {
+            None => return Ok(()),
+            Some(Wake::Flushed) => progress.save_flushed(ctx)?,
+            Some(Wake::Deadline | Wake::Control) => {}
         }
     }
 }

@@ -70,7 +70,7 @@ use tokio::time::Instant;
 use tokio_postgres::Client;
 
 use crate::change::Change;
-use crate::registry::{Control, ListenerState};
+use crate::registry::Control;
 use crate::secret::DatabaseUrl;
 use crate::source::postgres::pgoutput::{self, PgOutputMessage, pg_timestamp_to_unix_micros};
 use crate::source::postgres::{TableName, connect};
@@ -377,20 +377,11 @@ impl Session<'_> {
     /// changes taken before the pause are still acknowledged.
     async fn pause(&mut self, ctx: &mut SourceContext) -> Result<(), SourceError> {
         loop {
-            match ctx.control() {
-                Control::Run => {
-                    ctx.set_running();
-                    return Ok(());
-                }
-                Control::Stop => return Err(SourceError::stopped()),
-                Control::Pause => {
-                    ctx.handle.set_state(ListenerState::Paused, None);
-                    match ctx.wait_until(self.next_refresh).await {
-                        Wake::Flushed => self.acknowledge(ctx),
-                        Wake::Deadline => self.refresh_detail(ctx).await,
-                        Wake::Control => {}
-                    }
-                }
+            match ctx.while_paused(self.next_refresh).await? {
+                None => return Ok(()),
+                Some(Wake::Flushed) => self.acknowledge(ctx),
+                Some(Wake::Deadline) => self.refresh_detail(ctx).await,
+                Some(Wake::Control) => {}
             }
         }
     }
