@@ -152,7 +152,9 @@ impl Shop {
         let audit = add("audit", "public.audit", Strategy::Polling);
         orders.set_state(ListenerState::Running, None);
         orders.set_position("0/16B3748".into());
-        orders.set_detail(Some("1.2 MiB WAL held by persistent slot cdc_tui_orders".into()));
+        orders.set_detail(Some(
+            "1.2 MiB WAL held by persistent slot cdc_tui_orders".into(),
+        ));
         items.set_state(ListenerState::Paused, None);
         items.set_position("2026-11-25 09:59:58.120".into());
         customers.set_state(
