@@ -118,23 +118,30 @@ pub async fn eventually<T, E: Display>(what: &str, probe: impl AsyncFnMut() -> R
     eventually_within(DEADLINE, what, probe).await
 }
 
-/// [`eventually`] with a deadline of `limit` from now.
+/// [`eventually`] with a deadline of `limit` from now. The deadline also bounds a probe that
+/// hangs; probes run every [`POLL`] (state such as a catalog view or a screen has no signal
+/// to wait on).
 pub async fn eventually_within<T, E: Display>(
     limit: Duration,
     what: &str,
     mut probe: impl AsyncFnMut() -> Result<T, E>,
 ) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        match probe().await {
-            Ok(value) => return value,
-            Err(instead) => assert!(
-                Instant::now() < deadline,
-                "timed out after {limit:?} waiting for {what}; instead: {instead}"
-            ),
+    let mut instead = String::from("no answer yet");
+    let probing = async {
+        let mut every = tokio::time::interval(POLL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            match probe().await {
+                Ok(value) => return value,
+                Err(error) => instead = error.to_string(),
+            }
         }
-        tokio::time::sleep(POLL).await;
-    }
+    };
+    let answer = tokio::time::timeout(limit, probing).await;
+    answer.unwrap_or_else(|_| {
+        panic!("timed out after {limit:?} waiting for {what}; instead: {instead}")
+    })
 }
 
 /// [`eventually`] for a plain true-or-false condition.

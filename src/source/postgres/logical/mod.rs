@@ -52,8 +52,9 @@
 //! that LSN is acknowledged to the server (the flush position of the status updates), and not
 //! before. While nothing is pending, the WAL end of the server's keepalives is acknowledged,
 //! so a slot on an idle table does not hold back WAL written for other tables. After a
-//! reconnect within one run, a transaction the server sends again is skipped as far as it was
-//! already sent, so each change reaches the handler once per run.
+//! reconnect within one run, the stream starts after the last transaction sent whole (the
+//! acknowledged position stays what was flushed), and a transaction the server sends again is
+//! skipped as far as it was already sent, so each change reaches the handler once per run.
 
 mod rows;
 mod setup;
@@ -168,7 +169,7 @@ struct Plan<'a> {
 async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), SourceError> {
     let slot = plan.slot;
     let status_interval = stream::status_interval(plan.server.wal_sender_timeout);
-    let config =
+    let mut config =
         stream::replication_config(&ctx.url, slot.name(), plan.publication, status_interval)
             .await?;
     let existing = match slot {
@@ -177,6 +178,18 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         }
         Slot::Temporary(_) => None,
     };
+    let reconnected = ctx.sent_through.is_some();
+    let sent_before = ctx.sent_through.as_deref().and_then(SentThrough::parse);
+    if let (Some(existing), Some(sent)) = (&existing, sent_before)
+        && sent.resume_lsn > existing.confirmed_flush
+    {
+        // What this run sent whole is not streamed again (a reconnect after a short-lived
+        // connection would otherwise replay the same unacknowledged stretch each time), yet
+        // only what was flushed is acknowledged.
+        config = config
+            .with_start_lsn(Lsn::from_u64(sent.resume_lsn))
+            .with_ack_lsn(Lsn::from_u64(existing.confirmed_flush));
+    }
     let wire_error = |error: &pgwire_replication::PgWireError, url: &DatabaseUrl| {
         stream::wire_error(error, slot.name(), &plan.server.user, url)
     };
@@ -209,11 +222,6 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         .await?
         .map_err(|error| wire_error(&error, &ctx.url))?;
 
-    let reconnected = ctx.sent_through.is_some();
-    let sent_before = ctx.sent_through.as_deref().and_then(SentThrough::parse);
-    if ctx.sent_through.is_none() {
-        ctx.sent_through = Some(SentThrough::default().to_string());
-    }
     let rows = TableRows::new(plan.info.primary_key.clone());
     let mut session = Session {
         client: plan.client,
@@ -229,6 +237,7 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         acked: start,
         sent_seq: ctx.last_sent_seq(),
         sent_before,
+        sent: sent_before.unwrap_or_default(),
         identity_hint: setup::identity_hint(plan.info.identity, plan.table),
         gap: reconnected && matches!(slot, Slot::Temporary(_)),
         usage: String::new(),
@@ -237,7 +246,9 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
     };
     ctx.set_running();
     session.refresh_detail(ctx).await;
-    match session.stream(ctx).await {
+    let streamed = session.stream(ctx).await;
+    ctx.sent_through = Some(session.sent.to_string());
+    match streamed {
         Err(error) if error.kind == ErrorKind::Stopped => session.finish(ctx, error).await,
         Err(mut error) => {
             session.repl.stop();
@@ -269,27 +280,36 @@ async fn unless_stopped<F: Future>(
 }
 
 /// How far this run's changes were sent: the commit LSN of the last transaction with a
-/// change sent, and how many of its changes were. Kept in `SourceContext::sent_through` as
-/// `X/Y#N` across reconnects.
+/// change sent and how many of its changes were, and the end LSN of the last commit received
+/// whole. Kept in `SourceContext::sent_through` as `X/Y#N#X/Y` across reconnects.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct SentThrough {
     commit_lsn: u64,
     count: u64,
+    resume_lsn: u64,
 }
 
 impl SentThrough {
     fn parse(text: &str) -> Option<SentThrough> {
-        let (lsn, count) = text.split_once('#')?;
-        Some(SentThrough {
-            commit_lsn: parse_lsn(lsn)?,
-            count: count.parse().ok()?,
-        })
+        let mut parts = text.split('#');
+        let sent = SentThrough {
+            commit_lsn: parse_lsn(parts.next()?)?,
+            count: parts.next()?.parse().ok()?,
+            resume_lsn: parse_lsn(parts.next()?)?,
+        };
+        parts.next().is_none().then_some(sent)
     }
 }
 
 impl std::fmt::Display for SentThrough {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}#{}", format_lsn(self.commit_lsn), self.count)
+        write!(
+            f,
+            "{}#{}#{}",
+            format_lsn(self.commit_lsn),
+            self.count,
+            format_lsn(self.resume_lsn)
+        )
     }
 }
 
@@ -329,6 +349,8 @@ struct Session<'a> {
     sent_seq: u64,
     /// What earlier sessions of this run sent.
     sent_before: Option<SentThrough>,
+    /// What this run has sent so far (handed on to the next session when this one ends).
+    sent: SentThrough,
     identity_hint: Option<String>,
     /// A temporary slot was lost with an earlier connection of this run.
     gap: bool,
@@ -488,6 +510,8 @@ impl Session<'_> {
 
     fn commit(&mut self, ctx: &mut SourceContext, end_lsn: u64) {
         self.tx = None;
+        // Every change of the transaction was sent (or had been, before a reconnect).
+        self.sent.resume_lsn = end_lsn;
         self.pending.push(self.sent_seq, end_lsn);
         self.acknowledge(ctx);
     }
@@ -518,11 +542,8 @@ impl Session<'_> {
         };
         ctx.send(change).await?;
         self.sent_seq = ctx.last_sent_seq();
-        let sent = SentThrough {
-            commit_lsn: tx.commit_lsn,
-            count: tx.seen,
-        };
-        ctx.sent_through = Some(sent.to_string());
+        self.sent.commit_lsn = tx.commit_lsn;
+        self.sent.count = tx.seen;
         Ok(())
     }
 
@@ -619,9 +640,12 @@ mod tests {
         let sent = SentThrough {
             commit_lsn: 0x16B_3748,
             count: 12,
+            resume_lsn: 0x16B_3790,
         };
-        assert_eq!(sent.to_string(), "0/16B3748#12");
-        assert_eq!(SentThrough::parse("0/16B3748#12"), Some(sent));
+        assert_eq!(sent.to_string(), "0/16B3748#12#0/16B3790");
+        assert_eq!(SentThrough::parse("0/16B3748#12#0/16B3790"), Some(sent));
+        assert_eq!(SentThrough::parse("0/16B3748#12"), None);
+        assert_eq!(SentThrough::parse("0/16B3748#12#0/1#3"), None);
         assert_eq!(SentThrough::parse("junk"), None);
     }
 
