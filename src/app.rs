@@ -198,10 +198,11 @@ async fn run(
         }
     }
 
-    if headless {
+    let ui_result = if headless {
         let commands = tokio::spawn(headless::read_commands(runtime.clone()));
         signals::terminated().await;
         commands.abort();
+        Ok(())
     } else {
         let ui = tui::UiContext {
             runtime: runtime.clone(),
@@ -210,20 +211,28 @@ async fn run(
             log_file,
             config_path: loaded.path.clone(),
         };
-        let ui_result = tui::run(ui).await;
-        runtime.shutdown().await;
-        ui_result?;
-    }
+        tui::run(ui).await
+    };
+    // However the UI ended: stop the listeners once, then let the handler flush what it holds.
     runtime.shutdown().await;
     drop(runtime);
     drop(registry);
-    let flushed = handler_task.await.context("the handler task panicked")?;
+    let flushed = match handler_task.await {
+        Ok(flushed) => flushed.map(drop).context("writing changes failed"),
+        Err(error) => Err(anyhow::Error::new(error).context("the handler task panicked")),
+    };
     if let Some(printer) = status_printer {
         let _ = printer_done.send(());
         let _ = printer.await;
     }
-    flushed.context("writing changes failed")?;
-    Ok(())
+    match (ui_result, flushed) {
+        (Err(ui_error), Err(flush_error)) => {
+            tracing::error!("{flush_error:#}");
+            Err(ui_error)
+        }
+        (Err(error), Ok(())) | (Ok(()), Err(error)) => Err(error),
+        (Ok(()), Ok(())) => Ok(()),
+    }
 }
 
 fn open_jsonl(path: &Path) -> anyhow::Result<JsonLinesSink<std::io::BufWriter<std::fs::File>>> {

@@ -22,7 +22,7 @@ pub const DEMO_DATABASE: &str = "demo";
 /// Batches larger than this buy nothing for a viewer and only delay acknowledgements.
 const MAX_CHUNK_SIZE: usize = 100_000;
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -351,15 +351,18 @@ pub fn check_text(path: &Path, text: &str, demo: bool) -> Result<Config, ConfigE
 }
 
 /// Parses without validating (serde errors: unknown keys, wrong types, syntax).
-pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     toml::from_str(text).map_err(|error| {
         let span = error.span().unwrap_or(0..0);
-        let key = text
-            .get(span.clone())
-            .filter(|snippet| !snippet.contains('\n') && snippet.len() < 80)
-            .unwrap_or("")
-            .trim()
-            .to_string();
+        // A wrong type or value points at the value: name the key that holds it. Other
+        // errors (an unknown field, a syntax error) point at what they name, if anything.
+        let key = key_holding(text, &span).unwrap_or_else(|| {
+            text.get(span.clone())
+                .filter(|snippet| !snippet.contains('\n') && snippet.len() < 80)
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        });
         ConfigError {
             file: path.to_path_buf(),
             line: line_of(text, span.start),
@@ -367,6 +370,51 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             message: error.message().trim().to_string(),
         }
     })
+}
+
+/// The dotted path (`pipeline.chunk_size`, `listener[0].strategy`) of the key whose value,
+/// other than a table, contains `span`; `None` when no value does.
+fn key_holding(text: &str, span: &std::ops::Range<usize>) -> Option<String> {
+    use toml::de::{DeTable, DeValue};
+    fn search<'a>(
+        value: &'a DeValue<'a>,
+        span: &std::ops::Range<usize>,
+        path: &mut Vec<PathStep<'a>>,
+    ) -> bool {
+        let children: Vec<(PathStep<'a>, &'a toml::Spanned<DeValue<'a>>)> = match value {
+            DeValue::Table(table) => table
+                .iter()
+                .map(|(name, child)| (PathStep::Key(name.get_ref().as_ref()), child))
+                .collect(),
+            DeValue::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(index, child)| (PathStep::Index(index), child))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (step, child) in children {
+            path.push(step);
+            let holds = match child.get_ref() {
+                DeValue::Table(_) => false,
+                DeValue::Array(items) => !items.iter().any(|item| item.get_ref().is_table()),
+                _ => true,
+            } && child.span().start <= span.start
+                && span.end <= child.span().end;
+            if search(child.get_ref(), span, path) || holds {
+                return true;
+            }
+            path.pop();
+        }
+        false
+    }
+    if span.is_empty() {
+        return None;
+    }
+    let document = DeTable::parse(text).ok()?;
+    let root = DeValue::Table(document.into_inner());
+    let mut path = Vec::new();
+    search(&root, span, &mut path).then(|| dotted(&path))
 }
 
 /// A rejected key before it is located in the file.
@@ -379,15 +427,7 @@ struct Rejected {
 
 impl Rejected {
     fn new(path: Vec<PathStep<'static>>, message: impl Into<String>) -> Self {
-        let key = path
-            .iter()
-            .map(|step| match step {
-                PathStep::Key(key) => key.to_string(),
-                PathStep::Index(index) => format!("[{index}]"),
-            })
-            .collect::<Vec<_>>()
-            .join(".")
-            .replace(".[", "[");
+        let key = dotted(&path);
         Rejected {
             path,
             key,
@@ -403,6 +443,18 @@ impl Rejected {
             message: self.message,
         }
     }
+}
+
+/// A path as errors name it: `database[0].url`.
+fn dotted(path: &[PathStep]) -> String {
+    path.iter()
+        .map(|step| match step {
+            PathStep::Key(key) => key.to_string(),
+            PathStep::Index(index) => format!("[{index}]"),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+        .replace(".[", "[")
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -492,15 +544,17 @@ fn validate(config: &Config, config_dir: &Path) -> Result<(), Rejected> {
             .map_err(|message| Rejected::new(at(url_key), message))?;
         let expected = match database.kind {
             DatabaseKind::Postgres => ["postgres://", "postgresql://"].as_slice(),
-            DatabaseKind::Mongodb => ["mongodb://"].as_slice(),
+            DatabaseKind::Mongodb => {
+                if url.expose().starts_with("mongodb+srv://") {
+                    return Err(Rejected::new(
+                        at(url_key),
+                        "mongodb+srv:// needs DNS SRV lookups, which this build leaves out: \
+                         list the hosts instead, as in mongodb://host1,host2/?replicaSet=rs0",
+                    ));
+                }
+                ["mongodb://"].as_slice()
+            }
         };
-        if url.expose().starts_with("mongodb+srv://") {
-            return Err(Rejected::new(
-                at(url_key),
-                "mongodb+srv:// needs DNS SRV lookups, which this build leaves out: \
-                 list the hosts instead, as in mongodb://host1,host2/?replicaSet=rs0",
-            ));
-        }
         if !expected
             .iter()
             .any(|scheme| url.expose().starts_with(scheme))
@@ -828,23 +882,30 @@ jsonl = "events.jsonl"
         // (config, line, key, part of the message)
         let cases: Vec<(String, usize, &str, &str)> = vec![
             ("[pipeline]\nchunk_size = 0\n".into(), 2, "pipeline.chunk_size", "between 1"),
-            ("[pipeline]\nchunk_size = \"many\"\n".into(), 2, "\"many\"", "invalid type"),
+            ("[pipeline]\nchunk_size = \"many\"\n".into(), 2, "pipeline.chunk_size", "invalid type"),
             ("[pipeline]\nchunk_sise = 5\n".into(), 2, "chunk_sise", "unknown field"),
             ("[pipeline]\nlog_capacity = 0\n".into(), 2, "pipeline.log_capacity", "at least 1"),
-            ("[demo]\nrate = -1\n".into(), 2, "-1", "invalid value"),
-            ("[[database]]\nname = \"x\"\nkind = \"oracle\"\nurl = \"o://\"\n".into(), 3, "\"oracle\"", "unknown variant"),
+            ("[demo]\nrate = -1\n".into(), 2, "demo.rate", "invalid value"),
+            ("[[database]]\nname = \"x\"\nkind = \"oracle\"\nurl = \"o://\"\n".into(), 3, "database[0].kind", "unknown variant"),
             (format!("{SHOP}[[database]]\nname = \"shop\"\nkind = \"postgres\"\nurl = \"postgres://h/d\"\n"), 7, "database[1].name", "already defined"),
             ("[[database]]\nname = \"x\"\nkind = \"postgres\"\n".into(), 1, "database[0].url", "needs url or url_env"),
             ("[[database]]\nname = \"x\"\nkind = \"postgres\"\nurl_env = \"CDC_TUI_TEST_UNSET_VARIABLE\"\n".into(), 4, "database[0].url_env", "CDC_TUI_TEST_UNSET_VARIABLE is not set"),
             ("[[database]]\nname = \"x\"\nkind = \"mongodb\"\nurl = \"postgres://h/d\"\n".into(), 4, "database[0].url", "mongodb://"),
             ("[[database]]\nname = \"x\"\nkind = \"mongodb\"\nurl = \"mongodb+srv://c.example.com/\"\n".into(), 4, "database[0].url", "list the hosts"),
+            ("[[database]]\nname = \"x\"\nkind = \"postgres\"\nurl = \"mongodb+srv://c.example.com/\"\n".into(), 4, "database[0].url", "a postgres URL starts with postgres:// or postgresql://"),
             (listener("strategy = \"logical\"").replace("\"shop\"\ntable", "\"nope\"\ntable"), 9, "listener[0].database", "no database named \"nope\""),
             (listener("strategy = \"change_stream\""), 11, "listener[0].strategy", "does not fit a postgres database"),
             (listener("strategy = \"polling\""), 7, "listener[0].cursor_column", "needs a cursor_column"),
             (listener("strategy = \"polling\"\ncursor_column = \"u\"\nslot = \"s\""), 13, "listener[0].slot", "only applies to strategy = \"logical\""),
             (listener("strategy = \"logical\"\nslot = \"Bad-Name\""), 12, "listener[0].slot", "lower-case"),
             (listener("strategy = \"logical\"\ncolour = \"red\""), 12, "colour", "unknown field"),
-            (listener("strategy = \"sideways\""), 11, "\"sideways\"", "unknown variant"),
+            ("listener = [{ identifier = \"o\", colour = \"red\" }]\n".into(), 1, "colour", "unknown field"),
+            ("listener = [{ identifier = \"o\", paused = 3 }]\n".into(), 1, "listener[0].paused", "invalid type"),
+            ("[[database]]\nname = \"x\"\nurl = \"postgres://h/d\"\n".into(), 1, "[[database]]", "missing field `kind`"),
+            (listener("strategy = \"sideways\""), 11, "listener[0].strategy", "unknown variant"),
+            (listener("strategy = \"polling\"\ncursor_column = \"u\"\ninterval_ms = \"fast\""), 13, "listener[0].interval_ms", "invalid type"),
+            (listener("strategy = \"logical\"\npaused = [true]"), 12, "listener[0].paused", "invalid type"),
+            ("[demo]\nenabled = true\n[sinks]\njsonl = 5\n".into(), 4, "sinks.jsonl", "invalid type"),
             (listener("strategy = \"logical\"").replace("public.orders", "Order Items"), 10, "listener[0].table", "quote a name"),
             (format!("{}[[listener]]\nidentifier = \"orders\"\ndatabase = \"shop\"\ntable = \"public.orders\"\nstrategy = \"polling\"\ncursor_column = \"u\"\n", listener("strategy = \"logical\"")), 13, "listener[1].identifier", "defined twice"),
             ("[state]\ndir = \"\"\n".into(), 2, "state.dir", "must not be empty"),

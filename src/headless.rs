@@ -5,12 +5,13 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::change::format_time;
-use crate::registry::{ListenerSnapshot, StatusEvent};
+use crate::registry::{ListenerState, StatusEvent};
 use crate::runtime::{Command, Runtime};
 
 /// Writes one JSON line to stdout. A closed stdout is ignored here: the handler's sink sees
@@ -23,24 +24,29 @@ pub fn print_line(value: &serde_json::Value) {
     let _ = stdout.flush();
 }
 
-pub fn status_line(event: &StatusEvent) -> serde_json::Value {
+/// A status line: the listener, its state and why, at a time.
+fn status_line(
+    identity: &str,
+    state: ListenerState,
+    reason: Option<&str>,
+    at: &DateTime<Utc>,
+) -> serde_json::Value {
     json!({
         "type": "status",
-        "listener": &*event.identity,
-        "state": event.state.as_str(),
-        "reason": event.reason,
-        "at": format_time(&event.at),
+        "listener": identity,
+        "state": state.as_str(),
+        "reason": reason,
+        "at": format_time(at),
     })
 }
 
-fn snapshot_line(snapshot: &ListenerSnapshot) -> serde_json::Value {
-    json!({
-        "type": "status",
-        "listener": &*snapshot.identity,
-        "state": snapshot.state.as_str(),
-        "reason": snapshot.reason,
-        "at": format_time(&chrono::Utc::now()),
-    })
+fn event_line(event: &StatusEvent) -> serde_json::Value {
+    status_line(
+        &event.identity,
+        event.state,
+        event.reason.as_deref(),
+        &event.at,
+    )
 }
 
 fn error_line(message: &str) -> serde_json::Value {
@@ -55,7 +61,7 @@ pub async fn print_status_events(
     loop {
         tokio::select! {
             received = events.recv() => match received {
-                Ok(event) => print_line(&status_line(&event)),
+                Ok(event) => print_line(&event_line(&event)),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!("{missed} status events were skipped");
                 }
@@ -64,8 +70,20 @@ pub async fn print_status_events(
             _ = &mut done => break,
         }
     }
-    while let Ok(event) = events.try_recv() {
-        print_line(&status_line(&event));
+    drain(&mut events, |event| print_line(&event_line(&event)));
+}
+
+/// Hands `print` every event still queued, past any the channel dropped for lagging.
+fn drain(events: &mut broadcast::Receiver<StatusEvent>, mut print: impl FnMut(StatusEvent)) {
+    use broadcast::error::TryRecvError;
+    loop {
+        match events.try_recv() {
+            Ok(event) => print(event),
+            Err(TryRecvError::Lagged(missed)) => {
+                tracing::warn!("{missed} status events were skipped");
+            }
+            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+        }
     }
 }
 
@@ -88,7 +106,62 @@ pub async fn read_commands(runtime: Arc<Runtime>) {
 /// Answers a command with the listener's status, or an error line.
 fn answer(runtime: &Runtime, line: &str) {
     match Command::parse(line).and_then(|command| runtime.execute(command)) {
-        Ok(handle) => print_line(&snapshot_line(&handle.snapshot())),
+        Ok(handle) => {
+            let snapshot = handle.snapshot();
+            print_line(&status_line(
+                &snapshot.identity,
+                snapshot.state,
+                snapshot.reason.as_deref(),
+                &Utc::now(),
+            ));
+        }
         Err(message) => print_line(&error_line(&message)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(identity: &str) -> StatusEvent {
+        StatusEvent {
+            identity: identity.into(),
+            state: ListenerState::Running,
+            reason: None,
+            at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn the_final_drain_goes_on_past_a_lag() {
+        let (sender, mut events) = broadcast::channel(2);
+        for identity in ["a", "b", "c", "d"] {
+            sender.send(event(identity)).unwrap();
+        }
+        let mut seen = Vec::new();
+        drain(&mut events, |event| seen.push(event.identity.to_string()));
+        assert_eq!(seen, ["c", "d"]);
+    }
+
+    #[test]
+    fn a_status_line_has_the_documented_shape() {
+        let line = event_line(&StatusEvent {
+            reason: Some("why".into()),
+            ..event("o/public.t")
+        });
+        assert_eq!(line["type"], "status");
+        assert_eq!(line["listener"], "o/public.t");
+        assert_eq!(line["state"], ListenerState::Running.as_str());
+        assert_eq!(line["reason"], "why");
+        assert!(line["at"].is_string());
+        let keys = |value: &serde_json::Value| {
+            value
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&line), ["type", "listener", "state", "reason", "at"]);
     }
 }

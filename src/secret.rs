@@ -22,7 +22,7 @@ impl DatabaseUrl {
     }
 
     /// The password in the URL's userinfo, if any, as written (percent-encoded).
-    pub fn password(&self) -> Option<&str> {
+    fn password(&self) -> Option<&str> {
         let rest = self.0.split_once("://")?.1;
         let authority = rest.split(['/', '?']).next()?;
         let userinfo = authority.rsplit_once('@')?.0;

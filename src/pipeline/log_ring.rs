@@ -1,5 +1,5 @@
-//! The event log the UI shows: the newest `capacity` changes. Counters keep counting past it;
-//! `evicted` says how many older entries made room.
+//! The event log the UI shows: the newest `capacity` changes. Counters keep counting past it:
+//! `pushed` less `len` is how many older entries made room.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -74,11 +74,6 @@ impl LogRing {
             len: inner.entries.len(),
             pushed: inner.pushed,
         }
-    }
-
-    pub fn evicted(&self) -> u64 {
-        let inner = self.lock();
-        inner.pushed - inner.entries.len() as u64
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, RingInner> {

@@ -89,7 +89,7 @@ impl fmt::Display for Key {
 }
 
 /// Where a binding applies. A screen mode looks bindings up in a list of contexts, first match
-/// wins (see `UiState::contexts`).
+/// wins (see `Mode::contexts`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Context {
     /// Everywhere, even while typing.

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::registry::ListenerSnapshot;
 
-pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// How often a rate is sampled.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// Rates kept per series: wider than any sparkline.
 const KEPT: usize = 120;
 
