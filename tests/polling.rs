@@ -260,12 +260,29 @@ async fn a_restart_continues_from_the_saved_cursor_and_pause_catches_up() {
     let dir = cdc.kill().await;
 
     client.batch_execute(&insert(3)).await.unwrap();
+    // Restarted paused: the row written while down waits (the baseline is fixed at start, so
+    // a row written while paused comes too) until it is resumed.
+    let paused = format!("{}paused = true\n", config(&db, 100));
+    std::fs::write(dir.path().join("cdc.toml"), paused).unwrap();
     let mut cdc = Headless::start_in(dir).await;
-    cdc.wait_for("the row written while cdc-tui was down", |seen| {
-        seen.iter()
-            .any(|l| l["type"] == "change" && l["key"]["order_id"] == 3)
+    cdc.wait_for_state(LISTENER, "paused").await;
+    client.batch_execute(&insert(4)).await.unwrap();
+    assert!(cdc.changes().is_empty(), "nothing sent while paused");
+    cdc.send_command(&format!("resume {LISTENER}")).await;
+    cdc.wait_for("the rows written while down and while paused", |seen| {
+        [3, 4].iter().all(|order| {
+            seen.iter()
+                .any(|l| l["type"] == "change" && l["key"]["order_id"] == *order)
+        })
     })
     .await;
+    // Never running before it was resumed (the answer to `resume` repeats `paused`).
+    let mut states: Vec<String> = support::statuses(&cdc.seen, LISTENER)
+        .into_iter()
+        .map(|(state, _)| state)
+        .collect();
+    states.dedup();
+    assert_eq!(states[..3], ["starting", "paused", "running"], "{states:?}");
     assert!(
         cdc.changes().iter().all(|c| c["key"]["order_id"] != 1),
         "rows delivered and saved before the restart are not delivered again"

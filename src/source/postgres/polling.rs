@@ -19,6 +19,7 @@ use serde_json::Value;
 use tokio_postgres::{Client, IsolationLevel};
 
 use crate::change::{Change, Columns, Op, Row};
+use crate::registry::Control;
 use crate::source::postgres::value::text_to_json;
 use crate::source::postgres::{TableName, classify, connect, quote_ident};
 use crate::source::{DRAIN_TIMEOUT, PendingPositions, SourceContext, SourceError, Wake};
@@ -92,6 +93,11 @@ pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
             }
         }
         if previous.is_none() {
+            // A listener paused from the start has its baseline now, and sends nothing (not
+            // even what changed while cdc-tui was down) until it is resumed.
+            while ctx.control() != Control::Run {
+                ctx.idle_until(tokio::time::Instant::now()).await?;
+            }
             // Running means capturing: announced once the first poll fixed the baseline.
             ctx.set_running();
         }
