@@ -93,15 +93,17 @@ pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
         {
             return finish(ctx, &mut progress, reader, error, DRAIN_TIMEOUT).await;
         }
+        // Events first: the wait (a timer and two watches) is set up only when none is ready,
+        // and flushes are also taken in after every event sent.
         let read = tokio::select! {
             biased;
+            read = reader.next() => read,
             wake = ctx.wait_until(Instant::now() + far) => {
                 if wake == Wake::Flushed {
                     progress.save_flushed(ctx)?;
                 }
                 continue;
             }
-            read = reader.next() => read,
         };
         match read {
             Read::Event(event) => {
@@ -140,6 +142,7 @@ pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
                     return finish(ctx, &mut progress, reader, error, DRAIN_TIMEOUT).await;
                 }
                 progress.passed(ctx, position);
+                progress.save_flushed(ctx)?;
             }
             Read::Caught(token) => progress.caught_up(ctx, token)?,
             Read::Closed => {
