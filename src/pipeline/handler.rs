@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::change::Change;
 use crate::pipeline::chunker::Chunker;
-use crate::pipeline::collate::{Batch, collate};
+use crate::pipeline::collate::{Batch, Packet, collate};
 use crate::pipeline::log_ring::LogRing;
 use crate::pipeline::sinks::{Sink, SinkError};
 use crate::pipeline::timings::{BatchTiming, FlushTimings};
@@ -166,7 +166,21 @@ impl Flusher {
             packet
                 .listener
                 .count_flushed(packet.op, packet.count as u64);
-            packet.listener.acknowledge_flushed(packet.last_seq);
+        }
+        // One acknowledgement per listener, at its first packet with its highest sequence
+        // number of the batch: one wake-up (and one position saved) per batch, not per op.
+        for (at, packet) in batch.packets.iter().enumerate() {
+            let same = |other: &Packet| Arc::ptr_eq(&other.listener, &packet.listener);
+            if batch.packets[..at].iter().any(same) {
+                continue;
+            }
+            let highest = batch.packets[at..]
+                .iter()
+                .filter(|p| same(p))
+                .map(|p| p.last_seq);
+            packet
+                .listener
+                .acknowledge_flushed(highest.max().unwrap_or(packet.last_seq));
         }
         self.log.extend(batch.changes);
         Ok(())

@@ -52,20 +52,10 @@ impl LogRing {
         }
     }
 
-    /// Runs `read` on the entries (oldest first) under the lock: copy out what is needed and
-    /// draw after, never while holding it.
-    pub fn view<T>(&self, read: impl FnOnce(&VecDeque<Change>) -> T) -> LogView<T> {
-        let inner = self.lock();
-        LogView {
-            value: read(&inner.entries),
-            len: inner.entries.len(),
-            pushed: inner.pushed,
-        }
-    }
-
-    /// Like `view`, and `read` also gets the number of the oldest entry (the n-th change ever
-    /// pushed is number n), so a reader can address entries by a number that stays on the same
-    /// change while the ring moves on.
+    /// Runs `read` on the entries (oldest first) under the lock, with the number of the oldest
+    /// entry (the n-th change ever pushed is number n), so a reader can address entries by a
+    /// number that stays on the same change while the ring moves on. Copy out what is needed
+    /// and draw after, never while holding the lock.
     pub fn view_numbered<T>(&self, read: impl FnOnce(u64, &VecDeque<Change>) -> T) -> LogView<T> {
         let inner = self.lock();
         let first = inner.pushed - inner.entries.len() as u64;

@@ -259,7 +259,8 @@ async fn wait_for_stop(control: &mut watch::Receiver<Control>) {
 }
 
 /// Source positions waiting for the handler: each is released once every change up to its
-/// sequence number is flushed. Bounded by the changes in flight (queue plus one batch).
+/// sequence number is flushed. Bounded by the changes in flight (the queue, the batch being
+/// gathered and the one being flushed).
 pub struct PendingPositions<T> {
     queue: VecDeque<(u64, T)>,
 }

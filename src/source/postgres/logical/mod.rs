@@ -77,7 +77,6 @@ use crate::source::postgres::pgoutput::{self, PgOutputMessage, pg_timestamp_to_u
 use crate::source::postgres::{TableName, connect};
 use crate::source::{DRAIN_TIMEOUT, ErrorKind, PendingPositions, SourceContext, SourceError, Wake};
 
-pub use rows::unchanged_toast;
 pub use setup::{format_lsn, parse_lsn};
 
 use rows::{RowChange, TableRows};
@@ -235,7 +234,6 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         tx: None,
         pending: PendingPositions::default(),
         acked: start,
-        sent_seq: ctx.last_sent_seq(),
         sent_before,
         sent: sent_before.unwrap_or_default(),
         identity_hint: setup::identity_hint(plan.info.identity, plan.table),
@@ -345,8 +343,6 @@ struct Session<'a> {
     pending: PendingPositions<u64>,
     /// The LSN acknowledged to the server.
     acked: u64,
-    /// The sequence number of the last change sent to the handler.
-    sent_seq: u64,
     /// What earlier sessions of this run sent.
     sent_before: Option<SentThrough>,
     /// What this run has sent so far (handed on to the next session when this one ends).
@@ -437,7 +433,7 @@ impl Session<'_> {
                 // server's WAL end, so the slot need not keep it.
                 if self.tx.is_none()
                     && self.pending.is_empty()
-                    && ctx.flushed_seq() >= self.sent_seq
+                    && ctx.flushed_seq() >= ctx.last_sent_seq()
                 {
                     self.ack(ctx, wal_end.as_u64());
                 }
@@ -512,7 +508,7 @@ impl Session<'_> {
         self.tx = None;
         // Every change of the transaction was sent (or had been, before a reconnect).
         self.sent.resume_lsn = end_lsn;
-        self.pending.push(self.sent_seq, end_lsn);
+        self.pending.push(ctx.last_sent_seq(), end_lsn);
         self.acknowledge(ctx);
     }
 
@@ -541,7 +537,6 @@ impl Session<'_> {
             captured_at: Utc::now(),
         };
         ctx.send(change).await?;
-        self.sent_seq = ctx.last_sent_seq();
         self.sent.commit_lsn = tx.commit_lsn;
         self.sent.count = tx.seen;
         Ok(())
@@ -593,19 +588,15 @@ impl Session<'_> {
         ctx: &mut SourceContext,
         error: SourceError,
     ) -> Result<(), SourceError> {
-        // Like `ctx.drain`, but up to the last change actually sent (a send cut short by the
-        // stop took a sequence number without sending). Everything here fits in about a
-        // second more than the drain, well inside the time a stopping source is given.
+        // Everything here fits in about a second more than the drain, well inside the time a
+        // stopping source is given.
         let drained_by = Instant::now() + DRAIN_TIMEOUT;
-        while ctx.flushed_seq() < self.sent_seq {
-            if ctx.wait_until(drained_by).await == Wake::Deadline {
-                tracing::warn!(
-                    listener = ctx.identity(),
-                    "stopping before every change was flushed: they are sent again next time \
-                     (persistent slot) or lost (temporary slot)"
-                );
-                break;
-            }
+        if !ctx.drain(DRAIN_TIMEOUT).await {
+            tracing::warn!(
+                listener = ctx.identity(),
+                "stopping before every change was flushed: they are sent again next time \
+                 (persistent slot) or lost (temporary slot)"
+            );
         }
         self.acknowledge(ctx);
         // The client sends a raised position within one status interval: wait for it, so the
