@@ -136,6 +136,15 @@ impl SourceContext {
         }
     }
 
+    /// Runs `future` unless the listener is stopped first.
+    pub async fn unless_stopped<F: Future>(&mut self, future: F) -> Result<F::Output, SourceError> {
+        tokio::select! {
+            biased;
+            () = wait_for_stop(&mut self.control) => Err(SourceError::stopped()),
+            output = future => Ok(output),
+        }
+    }
+
     /// Marks the listener running (connected and reading).
     pub fn set_running(&mut self) {
         self.connected = true;

@@ -60,7 +60,6 @@ mod rows;
 mod setup;
 mod stream;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -205,10 +204,13 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
             )));
             let temporary = matches!(slot, Slot::Temporary(_));
             let url = ctx.url.clone();
-            unless_stopped(
-                ctx,
-                stream::create_slot(&mut repl, slot.name(), temporary, &plan.server.user, &url),
-            )
+            ctx.unless_stopped(stream::create_slot(
+                &mut repl,
+                slot.name(),
+                temporary,
+                &plan.server.user,
+                &url,
+            ))
             .await??
         }
     };
@@ -217,7 +219,7 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
     repl.start()
         .await
         .map_err(|error| wire_error(&error, &ctx.url))?;
-    unless_stopped(ctx, repl.wait_started())
+    ctx.unless_stopped(repl.wait_started())
         .await?
         .map_err(|error| wire_error(&error, &ctx.url))?;
 
@@ -256,24 +258,6 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
             Err(error)
         }
         Ok(()) => session.finish(ctx, SourceError::stopped()).await,
-    }
-}
-
-/// Runs `future` unless the listener is stopped first.
-async fn unless_stopped<F: Future>(
-    ctx: &mut SourceContext,
-    future: F,
-) -> Result<F::Output, SourceError> {
-    tokio::pin!(future);
-    loop {
-        if ctx.control() == Control::Stop {
-            return Err(SourceError::stopped());
-        }
-        let far = Instant::now() + Duration::from_secs(3600);
-        tokio::select! {
-            output = &mut future => return Ok(output),
-            _ = ctx.wait_until(far) => {}
-        }
     }
 }
 
