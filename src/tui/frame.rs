@@ -1,7 +1,7 @@
 //! Where the runtime and the UI meet. Each tick `Feed` takes the registry's snapshot and checks
 //! the log ring for news; each frame it copies out the flush timings and only the log rows in
-//! view. Locks are held only while copying, never while drawing or across an `.await`, so
-//! capture never waits for the screen.
+//! view. The log ring's lock is held while copying and while the filter checks the entries new
+//! since the last tick (each entry once), never while drawing or across an `.await`.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -3,10 +3,11 @@
 //! Entries are addressed by number: the n-th change ever pushed to the ring is number n, so a
 //! number keeps pointing at the same change while the ring moves on. The filter keeps the
 //! numbers of its matches and checks each entry once: new entries as they arrive, and, after
-//! the filter text changed, older ones a bounded slice per frame, so no frame does work in
-//! proportion to the ring's capacity.
+//! the filter text changed, older ones a bounded slice per frame, so a frame's work follows
+//! what arrived since the last one, not the ring's capacity.
 
 use std::collections::VecDeque;
+use std::io::Write as _;
 
 use serde_json::Value;
 
@@ -201,7 +202,14 @@ fn value_contains(value: &Value, needle: &str) -> bool {
     match value {
         Value::Null => false,
         Value::Bool(b) => if *b { "true" } else { "false" }.contains(needle),
-        Value::Number(n) => n.to_string().contains(needle),
+        Value::Number(n) => {
+            // Formatted on the stack: the filter checks every new entry.
+            let mut text = [0u8; 64];
+            let mut cursor = std::io::Cursor::new(&mut text[..]);
+            let _ = write!(cursor, "{n}");
+            let len = cursor.position() as usize;
+            std::str::from_utf8(&text[..len]).is_ok_and(|digits| digits.contains(needle))
+        }
         Value::String(s) => contains_ignore_case(s, needle),
         Value::Array(items) => items.iter().any(|item| value_contains(item, needle)),
         Value::Object(fields) => fields
