@@ -108,13 +108,12 @@ fn load_config(cli: &Cli) -> Result<LoadedConfig, String> {
         if cli.demo {
             // No config file: the demo runs with the listeners of the repo's own cdc.toml.
             let text = DEMO_CONFIG;
-            let label = Path::new("(built-in demo) cdc.toml");
+            // Named as what it is (the help screen shows it); relative paths in it are taken
+            // from the working directory, as for a cdc.toml there.
+            let path = PathBuf::from("(built-in demo config)");
             let config =
-                config::check_text(label, text, true).map_err(|error| error.to_string())?;
-            return Ok(LoadedConfig {
-                config,
-                path: PathBuf::from("cdc.toml"),
-            });
+                config::check_text(&path, text, true).map_err(|error| error.to_string())?;
+            return Ok(LoadedConfig { config, path });
         }
         return Err(format!(
             "no config file: create {} (see README.md), pass --config PATH, or run with --demo",

@@ -74,7 +74,11 @@ pub async fn run(ui: UiContext) -> anyhow::Result<()> {
         databases: database_choices(&ui.runtime),
         // Absolute, so the help screen says where they are whatever the working directory.
         log_file: ui.log_file.map(absolute),
-        config_path: absolute(ui.config_path),
+        config_path: if ui.config_path.exists() {
+            absolute(ui.config_path)
+        } else {
+            ui.config_path
+        },
         log_capacity: ui.log.capacity(),
         theme: Theme::from_env(),
         zone: Local::now().offset().fix(),
