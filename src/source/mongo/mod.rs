@@ -52,6 +52,17 @@ const STANDALONE_CODE: i32 = 40573;
 const UNKNOWN_FIELD_CODE: i32 = 40415;
 
 pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
+    let mut progress = Progress::default();
+    let result = capture(ctx, &mut progress).await;
+    // A retry within this run resumes after the last event handed on (spelled once here, not
+    // for every event).
+    if let Some(sent) = &progress.sent {
+        ctx.sent_through = Some(sent.encode());
+    }
+    result
+}
+
+async fn capture(ctx: &mut SourceContext, progress: &mut Progress) -> Result<(), SourceError> {
     let config = ctx.handle.config().clone();
     let namespace = Namespace::parse(&config.table).map_err(SourceError::permanent)?;
     let mut options = StreamOptions {
@@ -72,7 +83,6 @@ pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
     };
     let (stream, lost) = open_stream(ctx, &collection, &mut options, start).await?;
     ctx.set_running();
-    let mut progress = Progress::default();
     let initial = stream
         .resume_token()
         .as_ref()
@@ -89,9 +99,9 @@ pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
 
     loop {
         if ctx.control() != Control::Run
-            && let Err(error) = hold_while_paused(ctx, &mut progress).await
+            && let Err(error) = hold_while_paused(ctx, progress).await
         {
-            return finish(ctx, &mut progress, reader, error, DRAIN_TIMEOUT).await;
+            return finish(ctx, progress, reader, error, DRAIN_TIMEOUT).await;
         }
         // Events first: the wait (a timer and two watches) is set up only when none is ready,
         // and flushes are also taken in after every event sent.
@@ -122,7 +132,7 @@ pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
                     }
                     Decoded::End(reason) => {
                         let error = SourceError::permanent(reason);
-                        return finish(ctx, &mut progress, reader, error, DRAIN_TIMEOUT).await;
+                        return finish(ctx, progress, reader, error, DRAIN_TIMEOUT).await;
                     }
                 };
                 let change = Change {
@@ -139,7 +149,7 @@ pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
                     captured_at: Utc::now(),
                 };
                 if let Err(error) = ctx.send(change).await {
-                    return finish(ctx, &mut progress, reader, error, DRAIN_TIMEOUT).await;
+                    return finish(ctx, progress, reader, error, DRAIN_TIMEOUT).await;
                 }
                 progress.passed(ctx, position);
                 progress.save_flushed(ctx)?;
@@ -149,16 +159,19 @@ pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
                 let error = SourceError::transient(format!(
                     "the server closed the change stream of {namespace}"
                 ));
-                return finish(ctx, &mut progress, reader, error, ERROR_DRAIN_TIMEOUT).await;
+                return finish(ctx, progress, reader, error, ERROR_DRAIN_TIMEOUT).await;
             }
             Read::Failed(error) if is_history_lost(&error) => {
                 tracing::warn!(listener = ctx.identity(), "{}", describe(&error, &ctx.url));
                 drop(reader);
-                let from = match ctx.sent_through.as_deref().map(Position::decode) {
-                    Some(Ok(from)) => from,
-                    _ => Position {
-                        token: doc! {},
-                        time: None,
+                let from = match progress.sent.as_deref() {
+                    Some(sent) => sent.clone(),
+                    None => match ctx.sent_through.as_deref().map(Position::decode) {
+                        Some(Ok(from)) => from,
+                        _ => Position {
+                            token: doc! {},
+                            time: None,
+                        },
                     },
                 };
                 let stream = match stream::open(&collection, &options, None).await {
@@ -180,7 +193,7 @@ pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
             }
             Read::Failed(error) => {
                 let error = classify(&error, &ctx.url);
-                return finish(ctx, &mut progress, reader, error, ERROR_DRAIN_TIMEOUT).await;
+                return finish(ctx, progress, reader, error, ERROR_DRAIN_TIMEOUT).await;
             }
         }
     }
@@ -265,7 +278,9 @@ fn report_gap(ctx: &SourceContext, from: &Position) {
 /// Positions on their way to being saved.
 #[derive(Default)]
 struct Progress {
-    pending: PendingPositions<Position>,
+    pending: PendingPositions<Arc<Position>>,
+    /// The newest position handed on: an event's, or a post-batch token.
+    sent: Option<Arc<Position>>,
     /// The last position saved, as saved.
     saved: Option<String>,
     /// When a quiet stream's position was last queued for saving.
@@ -274,18 +289,19 @@ struct Progress {
 
 impl Progress {
     /// Everything up to `position` was handed to the pipeline.
-    fn passed(&mut self, ctx: &mut SourceContext, position: Position) {
-        ctx.sent_through = Some(position.encode());
+    fn passed(&mut self, ctx: &SourceContext, position: Position) {
+        let position = Arc::new(position);
+        self.sent = Some(Arc::clone(&position));
         self.pending.push(ctx.last_sent_seq(), position);
     }
 
     /// The stream has nothing more up to `token` (a post-batch resume token).
-    fn caught_up(&mut self, ctx: &mut SourceContext, token: Document) -> Result<(), SourceError> {
-        let position = Position {
+    fn caught_up(&mut self, ctx: &SourceContext, token: Document) -> Result<(), SourceError> {
+        let position = Arc::new(Position {
             token,
             time: Some(Utc::now()),
-        };
-        ctx.sent_through = Some(position.encode());
+        });
+        self.sent = Some(Arc::clone(&position));
         // The first one at once (a fresh start is kept), then now and then: a quiet
         // collection's saved token stays recent enough to be in the oplog.
         let due = self
