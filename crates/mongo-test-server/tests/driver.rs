@@ -19,11 +19,13 @@ use common::{op_query_is_master, within};
 
 type Events = ChangeStream<ChangeStreamEvent<Document>>;
 
-/// Polls a cheap condition until it holds, failing after the deadline.
+/// Polls a cheap condition of the server's state (it has no signal for it) every 5 ms until it
+/// holds, failing after the deadline.
 async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     within(what, async {
+        let mut every = tokio::time::interval(Duration::from_millis(5));
         while !condition() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            every.tick().await;
         }
     })
     .await
