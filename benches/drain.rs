@@ -26,7 +26,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
-use cdc_tui::pgcluster::{ClusterOptions, PgCluster, find_server_bindir};
+use pgcluster::{ClusterOptions, PgCluster, find_server_bindir};
 use cdc_tui::source::postgres::logical::{format_lsn, parse_lsn};
 use chrono::{DateTime, Utc};
 use tokio_postgres::Client;

@@ -9,7 +9,6 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod headless;
-pub mod pgcluster;
 pub mod pipeline;
 pub mod positions;
 pub mod registry;

@@ -11,7 +11,7 @@ mod support;
 
 use std::process::Command;
 
-use cdc_tui::pgcluster::{ClusterOptions, PgCluster};
+use pgcluster::{ClusterOptions, PgCluster};
 use support::{Headless, PASSWORD_GROUP, TestDb, assert_failed_at_once, reason_of, url_as};
 
 fn database(name: &str, kind: &str, url: &str) -> String {

@@ -7,7 +7,7 @@ mod support;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 
-use cdc_tui::pgcluster::{ClusterOptions, PgCluster};
+use pgcluster::{ClusterOptions, PgCluster};
 use mongo_test_server::TestServer;
 use rand::Rng;
 use serde_json::Value;

@@ -9,7 +9,7 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use cdc_tui::config::{ListenerConfig, Strategy};
-use cdc_tui::pgcluster::{ClusterOptions, PgCluster};
+use pgcluster::{ClusterOptions, PgCluster};
 use cdc_tui::pipeline::{Batch, Handler, HandlerConfig, Sink, SinkError};
 use cdc_tui::positions::PositionStore;
 use cdc_tui::registry::{ListenerState, Registry};

@@ -4,7 +4,7 @@
 
 mod support;
 
-use cdc_tui::pgcluster::{ClusterOptions, PgCluster};
+use pgcluster::{ClusterOptions, PgCluster};
 use support::ca::Ca;
 use support::{Headless, assert_failed_at_once, eventually, reason_of};
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use tokio::task::JoinHandle;
 
 use crate::config::{DEMO_DATABASE, DatabaseKind};
-use crate::pgcluster::{ClusterError, ClusterOptions, PgCluster};
+use pgcluster::{ClusterError, ClusterOptions, PgCluster};
 use crate::runtime::Database;
 use crate::secret::DatabaseUrl;
 
@@ -38,7 +38,7 @@ pub struct Demo {
 impl Demo {
     /// Starts the cluster, creates the schema, and starts the workload at `rate` changes/s.
     pub async fn start(rate: u32) -> Result<Demo, DemoError> {
-        crate::pgcluster::find_server_bindir().map_err(DemoError::NoServer)?;
+        pgcluster::find_server_bindir().map_err(DemoError::NoServer)?;
         let cluster = PgCluster::start(ClusterOptions::default()).await?;
         cluster.create_database(DEMO_DATABASE).await?;
         let client = cluster.connect(DEMO_DATABASE).await?;

@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cdc_tui::pgcluster::{ClusterOptions, PgCluster};
+use pgcluster::{ClusterOptions, PgCluster};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
