@@ -6,11 +6,13 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cdc_tui::change::{Change, Op, Row};
-use cdc_tui::config::{ListenerConfig, Strategy};
+use cdc_tui::change::{Change, ChangeEvent, Op, Row};
+use cdc_tui::config::ListenerConfig;
 use cdc_tui::pipeline::collate::collate;
 use cdc_tui::pipeline::timings::BatchTiming;
-use cdc_tui::pipeline::{Batch, FlushTimings, Handler, HandlerConfig, LogRing, Sink, SinkError};
+use cdc_tui::pipeline::{
+    Batch, Captured, FlushTimings, Handler, HandlerConfig, LogRing, Sink, SinkError,
+};
 use cdc_tui::positions::PositionStore;
 use cdc_tui::registry::{ListenerState, Registry};
 use cdc_tui::runtime::Runtime;
@@ -36,34 +38,35 @@ fn insert_message() -> Vec<u8> {
     message
 }
 
-fn sample_changes(count: u64) -> Vec<Change> {
+fn sample_changes(count: u64) -> Vec<Captured> {
     let registry = Registry::new();
     let listeners: Vec<_> = ["orders", "items", "customers"]
         .iter()
         .map(|name| {
             registry
-                .add(ListenerConfig::new(
-                    name,
-                    "shop",
-                    "public.t",
-                    Strategy::Logical,
-                ))
+                .add(ListenerConfig::new(name, "shop", "public.t", "logical"))
                 .expect("add listener")
         })
         .collect();
     (0..count)
-        .map(|seq| Change {
-            listener: listeners[(seq % 3) as usize].clone(),
-            seq,
-            table: "public.t".into(),
-            op: Op::ALL[(seq % 3) as usize],
-            key: Row::from_json(json!({"id": seq})),
-            before: Row::from_json(json!({"id": seq, "qty": 1, "note": "before"})),
-            after: Row::from_json(json!({"id": seq, "qty": 2, "note": "a row of text"})),
-            update: None,
-            position: "0/16B3748".into(),
-            commit_time: Some(chrono::Utc::now()),
-            captured_at: chrono::Utc::now(),
+        .map(|seq| {
+            let listener = listeners[(seq % 3) as usize].clone();
+            let change = Change {
+                listener: listener.identity_arc(),
+                seq,
+                captured_at: chrono::Utc::now(),
+                event: ChangeEvent {
+                    table: "public.t".into(),
+                    op: Op::ALL[(seq % 3) as usize],
+                    key: Row::from_json(json!({"id": seq})),
+                    before: Row::from_json(json!({"id": seq, "qty": 1, "note": "before"})),
+                    after: Row::from_json(json!({"id": seq, "qty": 2, "note": "a row of text"})),
+                    extensions: Default::default(),
+                    position: "0/16B3748".into(),
+                    commit_time: Some(chrono::Utc::now()),
+                },
+            };
+            Captured { listener, change }
         })
         .collect()
 }
@@ -88,7 +91,7 @@ fn decoding(c: &mut Criterion) {
 }
 
 fn encoding(c: &mut Criterion) {
-    let change = sample_changes(1).remove(0);
+    let change = sample_changes(1).remove(0).change;
     let mut line = Vec::with_capacity(512);
     let mut group = c.benchmark_group("json");
     group.throughput(Throughput::Elements(1));
@@ -115,7 +118,7 @@ fn chunking(c: &mut Criterion) {
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Elements(100));
     group.bench_function("collate 100 changes, 3 listeners x 3 ops", |b| {
-        b.iter(|| collate(black_box(&changes)))
+        b.iter_batched(|| changes.clone(), collate, BatchSize::SmallInput)
     });
     const COUNT: u64 = 10_000;
     group.throughput(Throughput::Elements(COUNT));
@@ -162,7 +165,7 @@ fn frame(c: &mut Criterion) {
                     &format!("listener{at:02}"),
                     "shop",
                     &format!("public.table{at:02}"),
-                    Strategy::Logical,
+                    "logical",
                 ))
                 .expect("add listener");
             handle.set_state(ListenerState::Running, None);
@@ -180,7 +183,10 @@ fn frame(c: &mut Criterion) {
         });
     }
     let log = Arc::new(LogRing::new(LOG));
-    let changes = sample_changes(LOG as u64);
+    let changes: Vec<Change> = sample_changes(LOG as u64)
+        .into_iter()
+        .map(|captured| captured.change)
+        .collect();
     log.extend(changes.clone());
     let runtime = Arc::new(Runtime::new(
         registry,

@@ -7,8 +7,6 @@ use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
-use crate::registry::ListenerHandle;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
     Insert,
@@ -41,14 +39,22 @@ impl fmt::Display for Op {
     }
 }
 
-/// One captured change.
+/// One captured change: what a source saw ([`ChangeEvent`]), stamped by the source API with
+/// the listener, its sequence number and the capture time.
 #[derive(Debug, Clone)]
 pub struct Change {
-    /// The listener that captured it; the handler counts and acknowledges through it.
-    pub listener: Arc<ListenerHandle>,
+    /// The identity of the listener that captured it.
+    pub listener: Arc<str>,
     /// The listener's own sequence number: after a flush the listener learns the highest one
     /// flushed and acknowledges the source position that belongs to it.
     pub seq: u64,
+    pub captured_at: DateTime<Utc>,
+    pub event: ChangeEvent,
+}
+
+/// A change as a source reads it, before it is stamped with its listener.
+#[derive(Debug, Clone)]
+pub struct ChangeEvent {
     pub table: Arc<str>,
     pub op: Op,
     /// The primary key (PostgreSQL) or `documentKey` (MongoDB); `None` for a truncate.
@@ -57,13 +63,48 @@ pub struct Change {
     pub before: Option<Row>,
     /// The row after the change; `None` for deletes and truncates.
     pub after: Option<Row>,
-    /// MongoDB updates: `{"updated": {…}, "removed": […]}`.
-    pub update: Option<Box<Value>>,
+    /// Fields only some sources have (MongoDB's `update` description), printed after `after`.
+    pub extensions: Extensions,
     /// The source's position: an LSN, a resume token or a cursor value (shared by the changes
     /// of one transaction).
     pub position: Arc<str>,
     pub commit_time: Option<DateTime<Utc>>,
-    pub captured_at: DateTime<Utc>,
+}
+
+impl std::ops::Deref for Change {
+    type Target = ChangeEvent;
+
+    fn deref(&self) -> &ChangeEvent {
+        &self.event
+    }
+}
+
+impl std::ops::DerefMut for Change {
+    fn deref_mut(&mut self) -> &mut ChangeEvent {
+        &mut self.event
+    }
+}
+
+/// Source-specific fields of a change, in the order the JSON line prints them; none for most
+/// changes, so it costs one pointer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extensions(Option<Box<Map<String, Value>>>);
+
+impl Extensions {
+    /// Adds (or replaces) a field.
+    pub fn insert(&mut self, name: &str, value: Value) {
+        self.0
+            .get_or_insert_with(Default::default)
+            .insert(name.to_string(), value);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.as_ref()?.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.0.iter().flat_map(|fields| fields.iter())
+    }
 }
 
 /// Column names, shared by every row of one table shape.
@@ -148,7 +189,7 @@ impl Serialize for Row {
 
 impl Change {
     pub fn identity(&self) -> &str {
-        self.listener.identity()
+        &self.listener
     }
 
     /// Appends the headless JSON line (with its newline) to `out`.
@@ -226,8 +267,8 @@ impl Serialize for Change {
         map.serialize_entry("key", &self.key)?;
         map.serialize_entry("before", &self.before)?;
         map.serialize_entry("after", &self.after)?;
-        if let Some(update) = &self.update {
-            map.serialize_entry("update", &**update)?;
+        for (name, value) in self.extensions.iter() {
+            map.serialize_entry(name, value)?;
         }
         map.serialize_entry("position", &*self.position)?;
         map.serialize_entry("commit_time", &self.commit_time.as_ref().map(Millis))?;
@@ -245,29 +286,24 @@ mod tests {
 
     #[test]
     fn a_change_line_keeps_column_order_and_prints_absent_rows_as_null() {
-        let registry = crate::registry::Registry::new();
-        let config = crate::config::ListenerConfig::new(
-            "orders",
-            "shop",
-            "public.orders",
-            crate::config::Strategy::Logical,
-        );
         let columns: Columns = ["zeta".into(), "alpha".into(), "mid".into()].into();
         let change = Change {
-            listener: registry.add(config).unwrap(),
+            listener: "orders/public.orders".into(),
             seq: 1,
-            table: "public.orders".into(),
-            op: Op::Delete,
-            key: Some(Row::new(["zeta".into()].into(), vec![json!(7)])),
-            before: Some(Row::new(
-                columns,
-                vec![json!(7), json!("a\"b"), Value::Null],
-            )),
-            after: None,
-            update: None,
-            position: "0/16B3748".into(),
-            commit_time: None,
             captured_at: Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 1).unwrap(),
+            event: ChangeEvent {
+                table: "public.orders".into(),
+                op: Op::Delete,
+                key: Some(Row::new(["zeta".into()].into(), vec![json!(7)])),
+                before: Some(Row::new(
+                    columns,
+                    vec![json!(7), json!("a\"b"), Value::Null],
+                )),
+                after: None,
+                extensions: Extensions::default(),
+                position: "0/16B3748".into(),
+                commit_time: None,
+            },
         };
         let mut line = Vec::new();
         change.write_json_line(&mut line);

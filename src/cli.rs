@@ -8,7 +8,7 @@ use clap::Parser;
 #[command(
     name = "cdc-tui",
     version,
-    about = "Watch database changes (PostgreSQL logical replication or polling, MongoDB change streams) live"
+    about = crate::source::about()
 )]
 pub struct Cli {
     /// Config file; default ./cdc.toml, else $XDG_CONFIG_HOME/cdc-tui/cdc.toml

@@ -105,7 +105,9 @@ pub async fn read_commands(runtime: Arc<Runtime>) {
 
 /// Answers a command with the listener's status, or an error line.
 fn answer(runtime: &Runtime, line: &str) {
-    match Command::parse(line).and_then(|command| runtime.execute(command)) {
+    let outcome = Command::parse(line)
+        .and_then(|command| runtime.execute(command).map_err(|error| error.to_string()));
+    match outcome {
         Ok(handle) => {
             let snapshot = handle.snapshot();
             print_line(&status_line(

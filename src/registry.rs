@@ -182,7 +182,7 @@ impl ListenerHandle {
             identity: self.identity.clone(),
             database: self.config.database.clone(),
             table: self.config.table.clone(),
-            strategy: self.config.strategy.as_str(),
+            strategy: self.config.strategy.clone(),
             state: status.state,
             reason: status.reason,
             since: status.since,
@@ -221,7 +221,7 @@ pub struct ListenerSnapshot {
     pub identity: Arc<str>,
     pub database: String,
     pub table: String,
-    pub strategy: &'static str,
+    pub strategy: String,
     pub state: ListenerState,
     pub reason: Option<String>,
     pub since: DateTime<Utc>,
@@ -363,10 +363,9 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Strategy;
 
     fn listener(identifier: &str) -> ListenerConfig {
-        ListenerConfig::new(identifier, "shop", "public.orders", Strategy::Polling)
+        ListenerConfig::new(identifier, "shop", "public.orders", "polling")
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The capture runtime: the registry, the handler's channel and the listener tasks. Adding,
-//! pausing, resuming and stopping listeners goes through here, from the TUI's keys and from
-//! headless stdin commands alike.
+//! pausing, resuming, stopping and restarting listeners goes through here, from the TUI's keys
+//! and from headless stdin commands alike; refusals are a [`RuntimeError`] the caller can
+//! branch on.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,21 +9,60 @@ use std::sync::{Arc, Mutex};
 
 use tokio::task::JoinHandle;
 
-use crate::config::{self, DatabaseKind, ListenerConfig, LoadedConfig, Strategy};
+use crate::config::{self, ListenerConfig, LoadedConfig};
 use crate::pipeline::ChangeSender;
 use crate::positions::PositionStore;
-use crate::registry::{ListenerHandle, Registry};
+use crate::registry::{Control, ListenerHandle, ListenerState, Registry, RegistryError};
 use crate::secret::DatabaseUrl;
-use crate::source::{self, SourceContext};
+use crate::source::{self, SourceContext, SourceKind};
 
 /// A database listeners can use.
 #[derive(Debug, Clone)]
 pub struct Database {
     pub name: String,
-    pub kind: DatabaseKind,
+    pub kind: &'static dyn SourceKind,
     pub url: DatabaseUrl,
     /// Where this database's listeners keep positions, when not the config's state dir.
     pub state_dir: Option<PathBuf>,
+}
+
+/// Why the runtime refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("no listener {0}")]
+    UnknownListener(String),
+    #[error("the listener {0} exists already")]
+    DuplicateListener(String),
+    #[error("no database named {0:?}")]
+    UnknownDatabase(String),
+    /// The listener's settings do not fit its database: the key at fault and why.
+    #[error("{key}: {message}")]
+    InvalidListener { key: String, message: String },
+    /// Pause, resume and stop need a listener that still runs.
+    #[error("{identity} is {state}: press r to restart it")]
+    Ended {
+        identity: String,
+        state: ListenerState,
+    },
+    /// Restart needs a listener that ended.
+    #[error("{identity} is {state}: only a stopped or failed listener can be restarted")]
+    StillRunning {
+        identity: String,
+        state: ListenerState,
+    },
+    #[error("the database did not answer: {0}")]
+    Database(String),
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+impl From<RegistryError> for RuntimeError {
+    fn from(error: RegistryError) -> Self {
+        match error {
+            RegistryError::Duplicate(identity) => RuntimeError::DuplicateListener(identity),
+            RegistryError::Unknown(identity) => RuntimeError::UnknownListener(identity),
+        }
+    }
 }
 
 /// A control command, as typed on headless stdin.
@@ -31,43 +71,77 @@ pub enum Command {
     Pause(String),
     Resume(String),
     Stop(String),
+    Restart(String),
     Add {
         database: String,
         table: String,
-        strategy: Strategy,
-        /// polling: the cursor column (the optional fourth word).
-        cursor_column: Option<String>,
+        strategy: String,
+        /// Values for the strategy's prompts, in order (polling: the cursor column).
+        options: Vec<String>,
     },
 }
 
 impl Command {
-    /// `pause <identity>`, `resume <identity>`, `stop <identity>`,
-    /// `add <database> <table> <strategy> [cursor_column]`.
+    /// `pause <identity>`, `resume <identity>`, `stop <identity>`, `restart <identity>`,
+    /// `add <database> <table> <strategy> [option…]`.
     pub fn parse(line: &str) -> Result<Command, String> {
         let words = split_words(line);
         match words.as_slice() {
             ["pause", identity] => Ok(Command::Pause(identity.to_string())),
             ["resume", identity] => Ok(Command::Resume(identity.to_string())),
             ["stop", identity] => Ok(Command::Stop(identity.to_string())),
-            ["add", database, table, strategy, rest @ ..] if rest.len() <= 1 => {
-                let strategy = Strategy::parse(strategy).ok_or_else(|| {
-                    format!("unknown strategy: {strategy} (use logical, polling or change_stream)")
-                })?;
+            ["restart", identity] => Ok(Command::Restart(identity.to_string())),
+            ["add", database, table, strategy, options @ ..] if options.len() <= most_prompts() => {
+                let names = source::strategy_names();
+                if !names.contains(strategy) {
+                    return Err(format!(
+                        "unknown strategy: {strategy} (use {})",
+                        source::either(&names)
+                    ));
+                }
                 Ok(Command::Add {
                     database: database.to_string(),
                     table: table.to_string(),
-                    strategy,
-                    cursor_column: rest.first().map(|c| c.to_string()),
+                    strategy: strategy.to_string(),
+                    options: options.iter().map(|option| option.to_string()).collect(),
                 })
             }
-            [verb @ ("pause" | "resume" | "stop"), ..] => Err(format!("usage: {verb} <identity>")),
-            ["add", ..] => {
-                Err("usage: add <database> <table> <strategy> [cursor_column]".to_string())
+            [verb @ ("pause" | "resume" | "stop" | "restart"), ..] => {
+                Err(format!("usage: {verb} <identity>"))
             }
+            ["add", ..] => Err(format!(
+                "usage: add <database> <table> <strategy>{}",
+                prompt_usage()
+            )),
             [] => Err("empty command".to_string()),
             [verb, ..] => Err(format!("unknown command: {verb}")),
         }
     }
+}
+
+fn strategies() -> impl Iterator<Item = &'static dyn source::Strategy> {
+    source::KINDS
+        .iter()
+        .flat_map(|kind| kind.strategies().iter().copied())
+}
+
+/// The most options any strategy's prompts take.
+fn most_prompts() -> usize {
+    strategies()
+        .map(|strategy| strategy.prompts().len())
+        .max()
+        .unwrap_or(0)
+}
+
+/// ` [cursor_column]`: the optional words of `add`, from the strategies' prompts.
+fn prompt_usage() -> String {
+    let mut keys: Vec<&str> = Vec::new();
+    for prompt in strategies().flat_map(|strategy| strategy.prompts()) {
+        if !keys.contains(&prompt.key) {
+            keys.push(prompt.key);
+        }
+    }
+    keys.iter().map(|key| format!(" [{key}]")).collect()
 }
 
 /// Splits on white space, except inside double quotes: `"Shop"."Order Items"` is one word.
@@ -124,16 +198,16 @@ impl Runtime {
 
     /// The databases of a loaded config (their URLs resolved; validation checked they resolve).
     pub fn databases_of(loaded: &LoadedConfig) -> Vec<Database> {
-        let config_dir = loaded.path.parent().unwrap_or(std::path::Path::new(""));
         loaded
             .config
             .databases
             .iter()
             .filter_map(|database| {
+                let kind = source::kind(&database.kind)?;
                 Some(Database {
                     name: database.name.clone(),
-                    kind: database.kind,
-                    url: database.connection_url(config_dir).ok()?,
+                    kind,
+                    url: kind.connection_url(database, loaded.dir()).ok()?,
                     state_dir: None,
                 })
             })
@@ -148,59 +222,132 @@ impl Runtime {
         self.databases.values()
     }
 
-    /// The tables (PostgreSQL) or collections (MongoDB) of a database, for the add dialog.
-    pub async fn list_tables(&self, database: &str) -> Result<Vec<String>, String> {
-        let database = self
-            .databases
-            .get(database)
-            .ok_or_else(|| format!("no database named {database:?}"))?;
-        let listed = match database.kind {
-            DatabaseKind::Postgres => source::postgres::list_tables(&database.url).await,
-            DatabaseKind::Mongodb => source::mongo::list_collections(&database.url).await,
-        };
-        listed.map_err(|error| error.message)
+    fn database(&self, name: &str) -> Result<&Database, RuntimeError> {
+        self.databases
+            .get(name)
+            .ok_or_else(|| RuntimeError::UnknownDatabase(name.to_string()))
+    }
+
+    /// The tables (or collections) of a database, for the add dialog.
+    pub async fn list_tables(&self, database: &str) -> Result<Vec<String>, RuntimeError> {
+        let database = self.database(database)?;
+        database
+            .kind
+            .list_tables(&database.url)
+            .await
+            .map_err(|error| RuntimeError::Database(error.message))
     }
 
     /// Registers a listener and starts its task.
-    pub fn start(&self, listener: ListenerConfig) -> Result<Arc<ListenerHandle>, String> {
-        let database = self
-            .databases
-            .get(&listener.database)
-            .ok_or_else(|| format!("no database named {:?}", listener.database))?;
+    pub fn start(&self, listener: ListenerConfig) -> Result<Arc<ListenerHandle>, RuntimeError> {
+        let database = self.database(&listener.database)?;
         config::check_listener(&listener, database.kind)
-            .map_err(|(key, message)| format!("{key}: {message}"))?;
+            .map_err(|(key, message)| RuntimeError::InvalidListener { key, message })?;
+        let strategy =
+            source::strategy(database.kind.name(), &listener.strategy).ok_or_else(|| {
+                RuntimeError::InvalidListener {
+                    key: "strategy".into(),
+                    message: format!("{} does not fit", listener.strategy),
+                }
+            })?;
         let Some(changes) = self.lock_changes().clone() else {
-            return Err("shutting down".to_string());
+            return Err(RuntimeError::ShuttingDown);
         };
-        let handle = self.registry.add(listener).map_err(|e| e.to_string())?;
+        let handle = self.registry.add(listener)?;
         let positions = match &database.state_dir {
             Some(dir) => PositionStore::new(dir),
             None => self.positions.clone(),
         };
         let ctx = SourceContext::new(handle.clone(), database.url.clone(), positions, changes);
-        let task = tokio::spawn(source::run_listener(ctx));
+        let task = tokio::spawn(source::run_listener(ctx, strategy));
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks.retain(|task| !task.is_finished());
         tasks.push(task);
         Ok(handle)
     }
 
+    pub fn pause(&self, identity: &str) -> Result<Arc<ListenerHandle>, RuntimeError> {
+        Ok(self.registry.pause(identity)?)
+    }
+
+    pub fn resume(&self, identity: &str) -> Result<Arc<ListenerHandle>, RuntimeError> {
+        Ok(self.registry.resume(identity)?)
+    }
+
+    pub fn stop(&self, identity: &str) -> Result<Arc<ListenerHandle>, RuntimeError> {
+        Ok(self.registry.stop(identity)?)
+    }
+
+    /// Pauses a running listener or resumes a paused one; the answer is what it asked for
+    /// (`Pause` or `Run`). A listener that ended is refused.
+    pub fn toggle_pause(&self, identity: &str) -> Result<Control, RuntimeError> {
+        let handle = self.running(identity)?;
+        if handle.control() == Control::Pause {
+            self.resume(identity)?;
+            Ok(Control::Run)
+        } else {
+            self.pause(identity)?;
+            Ok(Control::Pause)
+        }
+    }
+
+    /// Stops a listener that still runs.
+    pub fn stop_running(&self, identity: &str) -> Result<Arc<ListenerHandle>, RuntimeError> {
+        self.running(identity)?;
+        self.stop(identity)
+    }
+
+    /// The listener, if its task still runs.
+    fn running(&self, identity: &str) -> Result<Arc<ListenerHandle>, RuntimeError> {
+        let handle = self.registry.get(identity)?;
+        let state = handle.state();
+        if state.is_final() {
+            return Err(RuntimeError::Ended {
+                identity: identity.to_string(),
+                state,
+            });
+        }
+        Ok(handle)
+    }
+
+    /// Starts a stopped or failed listener again with its configured settings (its slot,
+    /// publication, cursor: the same listener, resuming from its saved position).
+    pub fn restart(&self, identity: &str) -> Result<Arc<ListenerHandle>, RuntimeError> {
+        let handle = self.registry.get(identity)?;
+        let state = handle.state();
+        if !state.is_final() {
+            return Err(RuntimeError::StillRunning {
+                identity: identity.to_string(),
+                state,
+            });
+        }
+        let mut config = handle.config().clone();
+        // It runs because the user asked it to, whatever the file said at first.
+        config.paused = false;
+        self.start(config)
+    }
+
     /// Carries out a control command; the answer is the listener it concerns.
-    pub fn execute(&self, command: Command) -> Result<Arc<ListenerHandle>, String> {
-        let registry = &self.registry;
+    pub fn execute(&self, command: Command) -> Result<Arc<ListenerHandle>, RuntimeError> {
         match command {
-            Command::Pause(identity) => registry.pause(&identity).map_err(|e| e.to_string()),
-            Command::Resume(identity) => registry.resume(&identity).map_err(|e| e.to_string()),
-            Command::Stop(identity) => registry.stop(&identity).map_err(|e| e.to_string()),
+            Command::Pause(identity) => self.pause(&identity),
+            Command::Resume(identity) => self.resume(&identity),
+            Command::Stop(identity) => self.stop(&identity),
+            Command::Restart(identity) => self.restart(&identity),
             Command::Add {
                 database,
                 table,
                 strategy,
-                cursor_column,
+                options,
             } => {
+                let kind = self.database(&database)?.kind;
                 // The database's name identifies a listener added at run time.
-                let mut listener = ListenerConfig::new(&database, &database, &table, strategy);
-                listener.cursor_column = cursor_column;
+                let mut listener = ListenerConfig::new(&database, &database, &table, &strategy);
+                if let Some(strategy) = source::strategy(kind.name(), &strategy) {
+                    for (prompt, value) in strategy.prompts().iter().zip(&options) {
+                        listener = listener.with_option(prompt.key, value);
+                    }
+                }
                 self.start(listener)
             }
         }
@@ -240,6 +387,10 @@ mod tests {
         );
         assert_eq!(Command::parse("stop a/b"), Ok(Command::Stop("a/b".into())));
         assert_eq!(
+            Command::parse("restart a/b"),
+            Ok(Command::Restart("a/b".into()))
+        );
+        assert_eq!(
             Command::parse("pause items/\"Shop\".\"Order Items\""),
             Ok(Command::Pause("items/\"Shop\".\"Order Items\"".into()))
         );
@@ -248,8 +399,8 @@ mod tests {
             Ok(Command::Add {
                 database: "shop".into(),
                 table: "\"Shop\".\"Order Items\"".into(),
-                strategy: Strategy::Logical,
-                cursor_column: None,
+                strategy: "logical".into(),
+                options: vec![],
             })
         );
         assert_eq!(
@@ -257,18 +408,21 @@ mod tests {
             Ok(Command::Add {
                 database: "shop".into(),
                 table: "public.orders".into(),
-                strategy: Strategy::Polling,
-                cursor_column: Some("updated_at".into()),
+                strategy: "polling".into(),
+                options: vec!["updated_at".into()],
             })
         );
         assert_eq!(
             Command::parse("frobnicate x"),
             Err("unknown command: frobnicate".into())
         );
-        assert!(
-            Command::parse("add shop t sideways")
-                .unwrap_err()
-                .contains("unknown strategy")
+        assert_eq!(
+            Command::parse("add shop t sideways"),
+            Err("unknown strategy: sideways (use logical, polling or change_stream)".into())
+        );
+        assert_eq!(
+            Command::parse("add shop"),
+            Err("usage: add <database> <table> <strategy> [cursor_column]".into())
         );
         assert!(Command::parse("pause").unwrap_err().contains("usage"));
         assert!(Command::parse("").is_err());

@@ -8,13 +8,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
-use cdc_tui::config::{ListenerConfig, Strategy};
-use pgcluster::{ClusterOptions, PgCluster};
+use cdc_tui::config::ListenerConfig;
 use cdc_tui::pipeline::{Batch, Handler, HandlerConfig, Sink, SinkError};
 use cdc_tui::positions::PositionStore;
 use cdc_tui::registry::{ListenerState, Registry};
 use cdc_tui::secret::DatabaseUrl;
 use cdc_tui::source::{SourceContext, run_listener};
+use pgcluster::{ClusterOptions, PgCluster};
 use serde_json::{Value, json};
 use support::{
     DEADLINE, Headless, TestDb, assert_batches_account_for_changes, drop_slot, eventually, lsn,
@@ -808,7 +808,7 @@ async fn confirmed_flush_never_passes_an_unflushed_commit() {
             "gated",
             "db",
             "public.gated",
-            Strategy::Logical,
+            "logical",
         ))
         .expect("add");
     let state_dir = tempfile::tempdir().expect("state dir");
@@ -818,7 +818,8 @@ async fn confirmed_flush_never_passes_an_unflushed_commit() {
         PositionStore::new(state_dir.path()),
         changes,
     );
-    let listener = tokio::spawn(run_listener(ctx));
+    let logical = cdc_tui::source::strategy("postgres", "logical").expect("registered");
+    let listener = tokio::spawn(run_listener(ctx, logical));
     wait_until("running", || handle.state() == ListenerState::Running).await;
 
     let before: String = client

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 
 use tokio::task::JoinHandle;
 
-use crate::config::{DEMO_DATABASE, DatabaseKind};
-use pgcluster::{ClusterError, ClusterOptions, PgCluster};
+use crate::config::DEMO_DATABASE;
 use crate::runtime::Database;
 use crate::secret::DatabaseUrl;
+use pgcluster::{ClusterError, ClusterOptions, PgCluster};
 
 const SCHEMA: &str = include_str!("../../assets/demo_schema.sql");
 
@@ -55,7 +55,7 @@ impl Demo {
     pub fn database(&self) -> Database {
         Database {
             name: DEMO_DATABASE.to_string(),
-            kind: DatabaseKind::Postgres,
+            kind: &crate::source::postgres::Postgres,
             url: DatabaseUrl::new(self.cluster.url(DEMO_DATABASE)),
             state_dir: Some(self.state_dir()),
         }

@@ -6,23 +6,23 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::change::Change;
+use crate::pipeline::Captured;
 
 pub struct Chunker {
-    receiver: mpsc::Receiver<Change>,
+    receiver: mpsc::Receiver<Captured>,
     chunk_size: usize,
     timeout: Duration,
 }
 
 /// One closed batch of changes, in the order they arrived.
 pub struct Chunk {
-    pub changes: Vec<Change>,
+    pub changes: Vec<Captured>,
     /// From the arrival of the first change to the close of the batch.
     pub waited: Duration,
 }
 
 impl Chunker {
-    pub fn new(receiver: mpsc::Receiver<Change>, chunk_size: usize, timeout: Duration) -> Self {
+    pub fn new(receiver: mpsc::Receiver<Captured>, chunk_size: usize, timeout: Duration) -> Self {
         Chunker {
             receiver,
             chunk_size: chunk_size.max(1),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::change::{Change, Op};
+use crate::pipeline::Captured;
 use crate::registry::ListenerHandle;
 
 pub struct Packet {
@@ -25,12 +26,14 @@ pub struct Batch {
     pub waited: Duration,
 }
 
-/// Packets in order of first appearance; a batch has few, so a linear search beats hashing.
-pub fn collate(changes: &[Change]) -> Vec<Packet> {
+/// The batch's changes in arrival order, and its packets in order of first appearance; a
+/// batch has few packets, so a linear search beats hashing.
+pub fn collate(captured: Vec<Captured>) -> (Vec<Change>, Vec<Packet>) {
     let mut packets: Vec<Packet> = Vec::new();
-    for change in changes {
+    let mut changes = Vec::with_capacity(captured.len());
+    for Captured { listener, change } in captured {
         let found = packets.iter_mut().find(|packet| {
-            Arc::ptr_eq(&packet.listener, &change.listener)
+            Arc::ptr_eq(&packet.listener, &listener)
                 && packet.op == change.op
                 && packet.table == change.table
         });
@@ -40,13 +43,14 @@ pub fn collate(changes: &[Change]) -> Vec<Packet> {
                 packet.last_seq = packet.last_seq.max(change.seq);
             }
             None => packets.push(Packet {
-                listener: change.listener.clone(),
+                listener,
                 table: change.table.clone(),
                 op: change.op,
                 count: 1,
                 last_seq: change.seq,
             }),
         }
+        changes.push(change);
     }
-    packets
+    (changes, packets)
 }

@@ -19,10 +19,19 @@ use crate::pipeline::collate::{Batch, Packet, collate};
 use crate::pipeline::log_ring::LogRing;
 use crate::pipeline::sinks::{Sink, SinkError};
 use crate::pipeline::timings::{BatchTiming, FlushTimings};
+use crate::registry::ListenerHandle;
 
 /// Where listeners send their changes. Bounded: a full queue makes the sender wait, which
 /// slows the source down instead of growing memory.
-pub type ChangeSender = mpsc::Sender<Change>;
+pub type ChangeSender = mpsc::Sender<Captured>;
+
+/// A change on its way to the handler, with the listener the handler counts and acknowledges
+/// it through (the change itself names its listener only).
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub listener: Arc<ListenerHandle>,
+    pub change: Change,
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct HandlerConfig {
@@ -107,10 +116,11 @@ impl Handler {
             };
             let Some(chunk) = chunk else { break };
             number += 1;
+            let (changes, packets) = collate(chunk.changes);
             let batch = Batch {
                 number,
-                packets: collate(&chunk.changes),
-                changes: chunk.changes,
+                packets,
+                changes,
                 waited: chunk.waited,
             };
             // Exactly one of the two holds the flusher.
@@ -195,8 +205,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::change::{Op, Row};
-    use crate::config::{ListenerConfig, Strategy};
+    use crate::change::{ChangeEvent, Op, Row};
+    use crate::config::ListenerConfig;
     use crate::registry::{ListenerHandle, Registry};
 
     /// Records what the sinks were handed: per batch, (listener, op, seq) of each change and
@@ -239,27 +249,30 @@ mod tests {
     fn listener(registry: &Registry, identifier: &str) -> Arc<ListenerHandle> {
         registry
             .add(ListenerConfig::new(
-                identifier,
-                "shop",
-                "public.t",
-                Strategy::Polling,
+                identifier, "shop", "public.t", "polling",
             ))
             .unwrap()
     }
 
-    fn change(listener: &Arc<ListenerHandle>, seq: u64, op: Op) -> Change {
-        Change {
-            listener: listener.clone(),
-            seq,
+    fn change(listener: &Arc<ListenerHandle>, seq: u64, op: Op) -> Captured {
+        let event = ChangeEvent {
             table: "public.t".into(),
             op,
             key: Row::from_json(json!({"id": seq})),
             before: None,
             after: Row::from_json(json!({"id": seq})),
-            update: None,
+            extensions: Default::default(),
             position: seq.to_string().into(),
             commit_time: None,
-            captured_at: Utc::now(),
+        };
+        Captured {
+            listener: listener.clone(),
+            change: Change {
+                listener: listener.identity_arc(),
+                seq,
+                captured_at: Utc::now(),
+                event,
+            },
         }
     }
 

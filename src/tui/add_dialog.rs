@@ -1,20 +1,18 @@
 //! The add-a-listener dialog: pick a database, a table or collection (read from the database,
-//! type to filter), a strategy the database kind allows, and for polling a cursor column.
+//! type to filter), a strategy the database kind allows, and the options that strategy asks
+//! for (polling: a cursor column).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::config::{DatabaseKind, Strategy};
 use crate::runtime::Command;
+use crate::source::{Prompt, SourceKind, Strategy};
+use crate::tui::effect::Effect;
 use crate::tui::keys::Action;
-use crate::tui::state::Effect;
 
-/// The cursor column the dialog suggests for polling.
-pub const DEFAULT_CURSOR_COLUMN: &str = "updated_at";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct DatabaseChoice {
     pub name: String,
-    pub kind: DatabaseKind,
+    pub kind: &'static dyn SourceKind,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +20,8 @@ pub enum Step {
     Database,
     Table,
     Strategy,
-    CursorColumn,
+    /// The strategy's prompt at this index.
+    Option(usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +41,8 @@ pub struct AddDialog {
     pub table_selected: usize,
     pub table: String,
     pub strategy: usize,
-    pub cursor_column: String,
+    /// The values typed for the chosen strategy's prompts.
+    pub options: Vec<String>,
     pub error: Option<String>,
     /// The table list asked for last; older answers are dropped.
     request: u64,
@@ -62,7 +62,7 @@ impl AddDialog {
             table_selected: 0,
             table: String::new(),
             strategy: 0,
-            cursor_column: DEFAULT_CURSOR_COLUMN.to_string(),
+            options: Vec::new(),
             error: None,
             request: 0,
         }
@@ -85,9 +85,20 @@ impl AddDialog {
             .collect()
     }
 
-    pub fn strategies(&self) -> &'static [Strategy] {
+    pub fn strategies(&self) -> &'static [&'static dyn Strategy] {
         self.database()
             .map_or(&[], |database| database.kind.strategies())
+    }
+
+    /// The strategy chosen (or highlighted).
+    pub fn chosen_strategy(&self) -> Option<&'static dyn Strategy> {
+        self.strategies().get(self.strategy).copied()
+    }
+
+    /// The prompts of the chosen strategy.
+    pub fn prompts(&self) -> &'static [Prompt] {
+        self.chosen_strategy()
+            .map_or(&[], |strategy| strategy.prompts())
     }
 
     /// An answer to `Effect::ListTables`.
@@ -114,7 +125,11 @@ impl AddDialog {
                 self.table_filter.push(c);
                 self.table_selected = 0;
             }
-            Step::CursorColumn => self.cursor_column.push(c),
+            Step::Option(at) => {
+                if let Some(value) = self.options.get_mut(at) {
+                    value.push(c);
+                }
+            }
             Step::Database | Step::Strategy => {}
         }
     }
@@ -127,13 +142,13 @@ impl AddDialog {
                     Step::Database => self.databases.len(),
                     Step::Table => self.matching_tables().len(),
                     Step::Strategy => self.strategies().len(),
-                    Step::CursorColumn => 0,
+                    Step::Option(_) => 0,
                 };
                 let choice = match self.step {
                     Step::Database => &mut self.database,
                     Step::Table => &mut self.table_selected,
                     Step::Strategy => &mut self.strategy,
-                    Step::CursorColumn => return None,
+                    Step::Option(_) => return None,
                 };
                 if count > 0 {
                     *choice = if action == Action::Down {
@@ -147,8 +162,8 @@ impl AddDialog {
             Action::DeleteBack => {
                 let field = match self.step {
                     Step::Table => &mut self.table_filter,
-                    Step::CursorColumn => &mut self.cursor_column,
-                    Step::Database | Step::Strategy => {
+                    Step::Option(at) if at < self.options.len() => &mut self.options[at],
+                    Step::Database | Step::Strategy | Step::Option(_) => {
                         self.go_back();
                         return None;
                     }
@@ -168,7 +183,8 @@ impl AddDialog {
         self.step = match self.step {
             Step::Database | Step::Table => Step::Database,
             Step::Strategy => Step::Table,
-            Step::CursorColumn => Step::Strategy,
+            Step::Option(0) => Step::Strategy,
+            Step::Option(at) => Step::Option(at - 1),
         };
     }
 
@@ -203,40 +219,53 @@ impl AddDialog {
                 None
             }
             Step::Strategy => {
-                let strategy = *self.strategies().get(self.strategy)?;
-                if strategy == Strategy::Polling {
-                    self.step = Step::CursorColumn;
-                    None
-                } else {
-                    Some(self.add(strategy, None))
-                }
+                let strategy = self.chosen_strategy()?;
+                self.options = strategy
+                    .prompts()
+                    .iter()
+                    .map(|prompt| prompt.default.to_string())
+                    .collect();
+                self.next_option(0)
             }
-            Step::CursorColumn => {
-                let column = self.cursor_column.trim().to_string();
-                if column.is_empty() {
-                    self.error = Some(
-                        "polling needs a column that increases on insert and update".to_string(),
-                    );
+            Step::Option(at) => {
+                let prompt = self.prompts().get(at)?;
+                let value = self.options.get(at).map_or("", |value| value.trim());
+                if value.is_empty() {
+                    self.error = Some(format!("{} must not be empty: {}", prompt.key, prompt.help));
                     return None;
                 }
-                Some(self.add(Strategy::Polling, Some(column)))
+                self.next_option(at + 1)
             }
         }
     }
 
-    fn add(&self, strategy: Strategy, cursor_column: Option<String>) -> Effect {
-        Effect::Add(Command::Add {
+    /// Asks for the prompt at `at`, or adds the listener once every prompt is answered.
+    fn next_option(&mut self, at: usize) -> Option<Effect> {
+        if at < self.prompts().len() {
+            self.step = Step::Option(at);
+            return None;
+        }
+        let strategy = self.chosen_strategy()?;
+        Some(Effect::Add(Command::Add {
             database: self.database().map(|d| d.name.clone()).unwrap_or_default(),
             table: self.table.clone(),
-            strategy,
-            cursor_column,
-        })
+            strategy: strategy.name().to_string(),
+            options: self
+                .options
+                .iter()
+                .map(|value| value.trim().to_string())
+                .collect(),
+        }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn names(strategies: &[&dyn Strategy]) -> Vec<&'static str> {
+        strategies.iter().map(|strategy| strategy.name()).collect()
+    }
 
     fn dialog() -> AddDialog {
         AddDialog::new(crate::tui::testing::database_choices())
@@ -275,12 +304,12 @@ mod tests {
         dialog.apply(Action::Down);
         assert_eq!(dialog.apply(Action::Confirm), None);
         assert_eq!(dialog.table, "sales.orders");
-        assert_eq!(dialog.strategies(), [Strategy::Logical, Strategy::Polling]);
+        assert_eq!(names(dialog.strategies()), ["logical", "polling"]);
         dialog.apply(Action::Down);
         assert_eq!(dialog.apply(Action::Confirm), None);
-        assert_eq!(dialog.step, Step::CursorColumn);
-        assert_eq!(dialog.cursor_column, DEFAULT_CURSOR_COLUMN);
-        for _ in 0..DEFAULT_CURSOR_COLUMN.len() {
+        assert_eq!(dialog.step, Step::Option(0));
+        assert_eq!(dialog.options, ["updated_at"]);
+        for _ in 0.."updated_at".len() {
             dialog.apply(Action::DeleteBack);
         }
         assert_eq!(dialog.apply(Action::Confirm), None, "an empty column");
@@ -293,8 +322,8 @@ mod tests {
             Some(Effect::Add(Command::Add {
                 database: "shop".into(),
                 table: "sales.orders".into(),
-                strategy: Strategy::Polling,
-                cursor_column: Some("modified".into()),
+                strategy: "polling".into(),
+                options: vec!["modified".into()],
             }))
         );
         dialog.refused("the listener shop/sales.orders exists already".into());
@@ -313,7 +342,7 @@ mod tests {
         }
         dialog.apply(Action::Confirm);
         assert_eq!(dialog.table, "shop.carts");
-        assert_eq!(dialog.strategies(), [Strategy::ChangeStream]);
+        assert_eq!(names(dialog.strategies()), ["change_stream"]);
         dialog.apply(Action::DeleteBack);
         assert_eq!(dialog.step, Step::Table);
         assert_eq!(
@@ -326,8 +355,8 @@ mod tests {
             Some(Effect::Add(Command::Add {
                 database: "catalog".into(),
                 table: "shop.carts".into(),
-                strategy: Strategy::ChangeStream,
-                cursor_column: None,
+                strategy: "change_stream".into(),
+                options: vec![],
             }))
         );
     }

@@ -92,7 +92,7 @@ pub fn changed_fields(change: &Change) -> Vec<&str> {
         );
         return fields;
     }
-    let Some(update) = &change.update else {
+    let Some(update) = change.extensions.get("update") else {
         return Vec::new();
     };
     let updated = update
@@ -207,9 +207,10 @@ mod tests {
             json!({"_id": 1}),
             json!({"_id": 1, "address": {"city": "Oslo"}, "total": 3}),
         );
-        update.update = Some(Box::new(
+        update.extensions.insert(
+            "update",
             json!({"updated": {"address.city": "Oslo"}, "removed": ["coupon"]}),
-        ));
+        );
         assert_eq!(changed_fields(&update), ["address", "coupon"]);
         let view = DetailView::new(1, update);
         assert_eq!(view.before[0].mark, Mark::Absent);

@@ -2,13 +2,12 @@
 //! and the popups. Pure: actions go in, effects on the runtime come out (`Effect`), and the
 //! caller carries them out.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::registry::ListenerSnapshot;
-use crate::runtime::Command;
 use crate::tui::add_dialog::{AddDialog, DatabaseChoice};
 use crate::tui::detail::DetailView;
+use crate::tui::effect::Effect;
 use crate::tui::keys::{Action, Context};
 use crate::tui::log_index::LogIndex;
 
@@ -58,22 +57,6 @@ pub enum Popup {
     Help { scroll: usize },
     Detail(Box<DetailView>),
     Add(AddDialog),
-}
-
-/// What the UI asks of the runtime.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
-    Quit,
-    TogglePause(Arc<str>),
-    Stop(Arc<str>),
-    /// Read the tables of a database for the add dialog; the answer carries `request`.
-    ListTables {
-        request: u64,
-        database: String,
-    },
-    Add(Command),
-    /// Copy entry `number` out of the log and show it.
-    OpenDetail(u64),
 }
 
 /// A short note in the footer: what an action did, or why it could not.

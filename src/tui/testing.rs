@@ -9,8 +9,8 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use serde_json::{Value, json};
 
-use crate::change::{Change, Op, Row};
-use crate::config::{DatabaseKind, ListenerConfig, Strategy};
+use crate::change::{Change, ChangeEvent, Op, Row};
+use crate::config::ListenerConfig;
 use crate::pipeline::timings::{BatchTiming, Percentiles};
 use crate::pipeline::{LogRing, TimingsSnapshot};
 use crate::positions::PositionStore;
@@ -27,7 +27,7 @@ pub fn listener_config(identifier: &str) -> ListenerConfig {
         identifier,
         "shop",
         &format!("public.{identifier}"),
-        Strategy::Logical,
+        "logical",
     )
 }
 
@@ -65,17 +65,19 @@ pub fn change_of(
     millis: i64,
 ) -> Change {
     Change {
-        listener: listener.clone(),
+        listener: listener.identity_arc(),
         seq: millis as u64,
-        table: table.into(),
-        op,
-        key: Row::from_json(key),
-        before: Row::from_json(before),
-        after: Row::from_json(after),
-        update: None,
-        position: format!("0/16B{:04X}", millis).into(),
-        commit_time: Some(at(millis - 4)),
         captured_at: at(millis),
+        event: ChangeEvent {
+            table: table.into(),
+            op,
+            key: Row::from_json(key),
+            before: Row::from_json(before),
+            after: Row::from_json(after),
+            extensions: Default::default(),
+            position: format!("0/16B{:04X}", millis).into(),
+            commit_time: Some(at(millis - 4)),
+        },
     }
 }
 
@@ -84,11 +86,11 @@ pub fn database_choices() -> Vec<DatabaseChoice> {
     vec![
         DatabaseChoice {
             name: "catalog".into(),
-            kind: DatabaseKind::Mongodb,
+            kind: &crate::source::mongo::Mongo,
         },
         DatabaseChoice {
             name: "shop".into(),
-            kind: DatabaseKind::Postgres,
+            kind: &crate::source::postgres::Postgres,
         },
     ]
 }
@@ -138,18 +140,18 @@ impl Shop {
     /// Five listeners, one in each state but starting, twelve seconds of counts, flush timings.
     pub fn new(log_capacity: usize) -> Shop {
         let mut shop = Shop::empty(log_capacity);
-        let add = |identifier: &str, table: &str, strategy| {
+        let add = |identifier: &str, table: &str, strategy: &str| {
             let mut config = ListenerConfig::new(identifier, "shop", table, strategy);
-            if strategy == Strategy::ChangeStream {
+            if strategy == "change_stream" {
                 config.database = "catalog".into();
             }
             shop.registry.add(config).unwrap()
         };
-        let orders = add("orders", "public.orders", Strategy::Logical);
-        let items = add("items", "public.items", Strategy::Polling);
-        let customers = add("customers", "public.customers", Strategy::Logical);
-        let carts = add("carts", "shop.carts", Strategy::ChangeStream);
-        let audit = add("audit", "public.audit", Strategy::Polling);
+        let orders = add("orders", "public.orders", "logical");
+        let items = add("items", "public.items", "polling");
+        let customers = add("customers", "public.customers", "logical");
+        let carts = add("carts", "shop.carts", "change_stream");
+        let audit = add("audit", "public.audit", "polling");
         orders.set_state(ListenerState::Running, None);
         orders.set_position("0/16B3748".into());
         orders.set_detail(Some(

@@ -4,8 +4,9 @@ use ratatui::style::Color;
 use serde_json::json;
 
 use crate::change::Op;
+use crate::tui::effect::Effect;
 use crate::tui::keys::Action;
-use crate::tui::state::{Effect, Focus, UiState, View};
+use crate::tui::state::{Focus, UiState, View};
 use crate::tui::testing::{Shop, change_of};
 use crate::tui::theme::Theme;
 
@@ -139,9 +140,10 @@ fn detail_of_a_mongodb_update_stacked_at_80x24() {
         json!({"_id": {"$oid": "65f1c0ffee0000000000002a"}, "items": 3, "total": 59.9}),
         5_000,
     );
-    update.update = Some(Box::new(
+    update.extensions.insert(
+        "update",
         json!({"updated": {"items": 3, "total": 59.9}, "removed": ["coupon"]}),
-    ));
+    );
     update.position = "{\"_data\":\"8265F1C0FF000000012B0229296E04\"}".into();
     let mut state = UiState::default();
     state.show_detail(41, update);
@@ -212,8 +214,8 @@ fn add_dialog_refused() {
         [Effect::Add(crate::runtime::Command::Add {
             database: "shop".into(),
             table: "public.orders".into(),
-            strategy: crate::config::Strategy::Polling,
-            cursor_column: Some("updated_at".into()),
+            strategy: "polling".into(),
+            options: vec!["updated_at".into()],
         })]
     );
     state

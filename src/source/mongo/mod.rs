@@ -18,17 +18,27 @@ mod values;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::path::Path;
+
 use chrono::Utc;
+use futures_util::future::BoxFuture;
 use mongodb::bson::{Document, doc};
 use mongodb::error::{Error as DriverError, ErrorKind as DriverErrorKind};
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection};
 use tokio::time::Instant;
 
-use crate::change::{Change, format_time};
-use crate::registry::{Control, ListenerState};
+use serde::Deserialize;
+
+use crate::change::{ChangeEvent, format_time};
+use crate::config::DatabaseConfig;
+use crate::registry::Control;
 use crate::secret::DatabaseUrl;
-use crate::source::{DRAIN_TIMEOUT, PendingPositions, SourceContext, SourceError, Wake};
+use crate::source::kind::{check_scheme, parse_options};
+use crate::source::{
+    DRAIN_TIMEOUT, OptionError, PendingPositions, SourceContext, SourceError, SourceKind, Strategy,
+    Wake,
+};
 use stream::{Position, Read, Reader, StreamOptions};
 use values::{Decoded, Namespace};
 
@@ -51,7 +61,111 @@ const STANDALONE_CODE: i32 = 40573;
 /// A server rejecting an option it does not know (pre-images before MongoDB 6.0).
 const UNKNOWN_FIELD_CODE: i32 = 40415;
 
-pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
+/// MongoDB: change streams on a replica set.
+pub struct Mongo;
+
+impl SourceKind for Mongo {
+    fn name(&self) -> &'static str {
+        "mongodb"
+    }
+
+    fn about(&self) -> &'static str {
+        "MongoDB change streams"
+    }
+
+    fn url_schemes(&self) -> &'static [&'static str] {
+        &["mongodb://"]
+    }
+
+    fn strategies(&self) -> &'static [&'static dyn Strategy] {
+        &[&ChangeStream]
+    }
+
+    fn check_database(
+        &self,
+        database: &DatabaseConfig,
+        url: &DatabaseUrl,
+        _config_dir: &Path,
+    ) -> Result<(), (&'static str, String)> {
+        if url.expose().starts_with("mongodb+srv://") {
+            return Err((
+                "url",
+                "mongodb+srv:// needs DNS SRV lookups, which this build leaves out: \
+                 list the hosts instead, as in mongodb://host1,host2/?replicaSet=rs0"
+                    .into(),
+            ));
+        }
+        check_scheme(self, url)?;
+        if database.ca_file.is_some() {
+            return Err((
+                "ca_file",
+                "applies to postgres; for MongoDB add tls=true&tlsCAFile=/path/to/ca.pem to \
+                 the URL"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_table(&self, table: &str) -> Result<(), String> {
+        Namespace::parse(table).map(|_| ())
+    }
+
+    fn table_noun(&self) -> &'static str {
+        "collection"
+    }
+
+    fn list_tables<'a>(
+        &'a self,
+        url: &'a DatabaseUrl,
+    ) -> BoxFuture<'a, Result<Vec<String>, SourceError>> {
+        Box::pin(list_collections(url))
+    }
+}
+
+/// `strategy = "change_stream"`.
+pub struct ChangeStream;
+
+/// A change stream listener's keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeStreamOptions {
+    /// The `fullDocument` option of the stream.
+    full_document: Option<String>,
+}
+
+impl ChangeStreamOptions {
+    fn parse(options: &toml::Table) -> Result<ChangeStreamOptions, OptionError> {
+        let parsed: ChangeStreamOptions = parse_options(options)?;
+        stream::full_document_mode(parsed.full_document.as_deref())
+            .map_err(|message| OptionError::new("full_document", message))?;
+        Ok(parsed)
+    }
+}
+
+impl Strategy for ChangeStream {
+    fn name(&self) -> &'static str {
+        "change_stream"
+    }
+
+    fn note(&self) -> &'static str {
+        "a MongoDB change stream"
+    }
+
+    fn option_keys(&self) -> &'static [&'static str] {
+        &["full_document"]
+    }
+
+    fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
+        ChangeStreamOptions::parse(options).map(|_| ())
+    }
+
+    fn run<'a>(&'a self, ctx: &'a mut SourceContext) -> BoxFuture<'a, Result<(), SourceError>> {
+        Box::pin(run(ctx))
+    }
+}
+
+async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
     let mut progress = Progress::default();
     let result = capture(ctx, &mut progress).await;
     // A retry within this run resumes after the last event handed on (spelled once here, not
@@ -63,14 +177,15 @@ pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
 }
 
 async fn capture(ctx: &mut SourceContext, progress: &mut Progress) -> Result<(), SourceError> {
-    let config = ctx.handle.config().clone();
-    let namespace = Namespace::parse(&config.table).map_err(SourceError::permanent)?;
+    let listener = ChangeStreamOptions::parse(&ctx.config().options)
+        .map_err(|error| SourceError::permanent(format!("{}: {}", error.key, error.message)))?;
+    let namespace = Namespace::parse(&ctx.config().table).map_err(SourceError::permanent)?;
     let mut options = StreamOptions {
-        full_document: stream::full_document_mode(config.full_document.as_deref())
+        full_document: stream::full_document_mode(listener.full_document.as_deref())
             .map_err(SourceError::permanent)?,
         pre_images: true,
     };
-    let table: Arc<str> = config.table.as_str().into();
+    let table: Arc<str> = ctx.config().table.as_str().into();
     let client = connect(&ctx.url).await?;
     let collection = client
         .database(&namespace.db)
@@ -135,20 +250,20 @@ async fn capture(ctx: &mut SourceContext, progress: &mut Progress) -> Result<(),
                         return finish(ctx, progress, reader, error, DRAIN_TIMEOUT).await;
                     }
                 };
-                let change = Change {
-                    listener: ctx.handle.clone(),
-                    seq: ctx.next_seq(),
+                let mut event = ChangeEvent {
                     table: table.clone(),
                     op: change.op,
                     key: change.key,
                     before: change.before,
                     after: change.after,
-                    update: change.update.map(Box::new),
+                    extensions: Default::default(),
                     position: position.token_text().into(),
                     commit_time: position.time,
-                    captured_at: Utc::now(),
                 };
-                if let Err(error) = ctx.send(change).await {
+                if let Some(update) = change.update {
+                    event.extensions.insert("update", update);
+                }
+                if let Err(error) = ctx.emit(event).await {
                     return finish(ctx, progress, reader, error, DRAIN_TIMEOUT).await;
                 }
                 progress.passed(ctx, position);
@@ -241,7 +356,7 @@ async fn open_stream(
             let note = "this server has no pre-images (MongoDB 6.0 or later gives them): \
                         before is null";
             tracing::warn!(listener = ctx.identity(), "{note}");
-            ctx.handle.set_detail(Some(note.to_string()));
+            ctx.set_detail(Some(note.to_string()));
             stream::open(collection, options, token).await
         }
         opened => opened,
@@ -264,15 +379,15 @@ async fn open_stream(
 }
 
 /// Says, everywhere the user looks, that the changes since `from` up to now were lost.
-fn report_gap(ctx: &SourceContext, from: &Position) {
+fn report_gap(ctx: &mut SourceContext, from: &Position) {
     let message = format!(
         "resume token no longer in the oplog: changes between {} and now ({}) were not captured",
         from.describe_time(),
         format_time(&Utc::now())
     );
     tracing::warn!(listener = ctx.identity(), "{message}");
-    ctx.handle.set_detail(Some(message.clone()));
-    ctx.handle.set_state(ListenerState::Running, Some(message));
+    ctx.set_detail(Some(message.clone()));
+    ctx.set_running_because(message);
 }
 
 /// Positions on their way to being saved.
@@ -324,7 +439,7 @@ impl Progress {
         if self.saved.as_ref() != Some(&saved) {
             ctx.save_position(&saved)?;
             // Show the token alone, as changes show their position.
-            ctx.handle.set_position(position.token_text());
+            ctx.set_position(position.token_text());
             self.saved = Some(saved);
         }
         Ok(())

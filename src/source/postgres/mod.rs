@@ -8,11 +8,95 @@ pub mod tls;
 pub mod value;
 
 use std::fmt;
+use std::path::Path;
 
+use futures_util::future::BoxFuture;
 use tokio_postgres::error::SqlState;
 
+use crate::config::DatabaseConfig;
 use crate::secret::DatabaseUrl;
-use crate::source::SourceError;
+use crate::source::kind::check_scheme;
+use crate::source::{SourceError, SourceKind, Strategy};
+
+/// PostgreSQL: logical replication, or polling for users without replication rights.
+pub struct Postgres;
+
+impl SourceKind for Postgres {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn about(&self) -> &'static str {
+        "PostgreSQL logical replication or polling"
+    }
+
+    fn url_schemes(&self) -> &'static [&'static str] {
+        &["postgres://", "postgresql://"]
+    }
+
+    fn strategies(&self) -> &'static [&'static dyn Strategy] {
+        &[&logical::Logical, &polling::Polling]
+    }
+
+    fn check_database(
+        &self,
+        database: &DatabaseConfig,
+        url: &DatabaseUrl,
+        config_dir: &Path,
+    ) -> Result<(), (&'static str, String)> {
+        check_scheme(self, url)?;
+        if let Some(ca_file) = &database.ca_file {
+            if url.expose().contains("sslrootcert=") {
+                return Err((
+                    "ca_file",
+                    "the URL names a CA file too (sslrootcert): give one of them".into(),
+                ));
+            }
+            let path = config_dir.join(ca_file);
+            if let Err(error) = std::fs::File::open(&path) {
+                return Err((
+                    "ca_file",
+                    format!("cannot read {}: {error}", path.display()),
+                ));
+            }
+        }
+        let url = self
+            .connection_url(database, config_dir)
+            .map_err(|e| ("url", e))?;
+        tls::Target::parse(&url).map_err(|e| ("url", e))?;
+        Ok(())
+    }
+
+    /// `ca_file` (relative to `config_dir`) is added as libpq's `sslrootcert` parameter.
+    fn connection_url(
+        &self,
+        database: &DatabaseConfig,
+        config_dir: &Path,
+    ) -> Result<DatabaseUrl, String> {
+        let url = database.resolve_url()?;
+        let Some(ca_file) = &database.ca_file else {
+            return Ok(url);
+        };
+        let path = config_dir.join(ca_file);
+        let text = url.expose();
+        let separator = if text.contains('?') { '&' } else { '?' };
+        Ok(DatabaseUrl::new(format!(
+            "{text}{separator}sslrootcert={}",
+            tls::percent_encode_path(&path)
+        )))
+    }
+
+    fn check_table(&self, table: &str) -> Result<(), String> {
+        TableName::parse(table).map(|_| ())
+    }
+
+    fn list_tables<'a>(
+        &'a self,
+        url: &'a DatabaseUrl,
+    ) -> BoxFuture<'a, Result<Vec<String>, SourceError>> {
+        Box::pin(list_tables(url))
+    }
+}
 
 /// A schema-qualified table name, parsed with SQL's rules: `"Shop"."Order Items"` keeps its
 /// case and spaces, an unquoted part is folded to lower case, and no schema means `public`.

@@ -13,16 +13,104 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, pin_mut};
+use serde::Deserialize;
 use serde_json::Value;
 use tokio_postgres::{Client, IsolationLevel};
 
-use crate::change::{Change, Columns, Op, Row};
+use crate::change::{ChangeEvent, Columns, Op, Row};
 use crate::registry::Control;
+use crate::source::kind::parse_options;
 use crate::source::postgres::value::text_to_json;
 use crate::source::postgres::{TableName, classify, connect, quote_ident};
-use crate::source::{DRAIN_TIMEOUT, PendingPositions, SourceContext, SourceError, Wake};
+use crate::source::{
+    DRAIN_TIMEOUT, OptionError, PendingPositions, Prompt, SourceContext, SourceError, Strategy,
+    Wake,
+};
+
+pub const DEFAULT_INTERVAL_MS: u64 = 500;
+pub const DEFAULT_MAX_TRACKED_ROWS: usize = 200_000;
+
+/// `strategy = "polling"`.
+pub struct Polling;
+
+/// A polling listener's keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PollingOptions {
+    /// A column that increases on insert and update.
+    cursor_column: Option<String>,
+    #[serde(default = "default_interval_ms")]
+    interval_ms: u64,
+    /// The most rows a poll compares to find updates and deletes.
+    #[serde(default = "default_max_tracked_rows")]
+    max_tracked_rows: usize,
+}
+
+fn default_interval_ms() -> u64 {
+    DEFAULT_INTERVAL_MS
+}
+
+fn default_max_tracked_rows() -> usize {
+    DEFAULT_MAX_TRACKED_ROWS
+}
+
+impl PollingOptions {
+    fn parse(options: &toml::Table) -> Result<(PollingOptions, String), OptionError> {
+        let parsed: PollingOptions = parse_options(options)?;
+        let cursor_column = match &parsed.cursor_column {
+            None => {
+                return Err(OptionError::new(
+                    "cursor_column",
+                    "polling needs a cursor_column that increases on insert and update",
+                ));
+            }
+            Some(column) if column.is_empty() => {
+                return Err(OptionError::new("cursor_column", "must not be empty"));
+            }
+            Some(column) => column.clone(),
+        };
+        if parsed.interval_ms == 0 {
+            return Err(OptionError::new("interval_ms", "must be at least 1"));
+        }
+        if parsed.max_tracked_rows == 0 {
+            return Err(OptionError::new("max_tracked_rows", "must be at least 1"));
+        }
+        Ok((parsed, cursor_column))
+    }
+}
+
+impl Strategy for Polling {
+    fn name(&self) -> &'static str {
+        "polling"
+    }
+
+    fn note(&self) -> &'static str {
+        "queries the table by a cursor column"
+    }
+
+    fn option_keys(&self) -> &'static [&'static str] {
+        &["cursor_column", "interval_ms", "max_tracked_rows"]
+    }
+
+    fn prompts(&self) -> &'static [Prompt] {
+        &[Prompt {
+            key: "cursor_column",
+            label: "cursor",
+            default: "updated_at",
+            help: "a column that increases on every insert and update",
+        }]
+    }
+
+    fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
+        PollingOptions::parse(options).map(|_| ())
+    }
+
+    fn run<'a>(&'a self, ctx: &'a mut SourceContext) -> BoxFuture<'a, Result<(), SourceError>> {
+        Box::pin(run(ctx))
+    }
+}
 
 /// A column of the watched table.
 #[derive(Debug, Clone)]
@@ -54,17 +142,14 @@ type RowKey = String;
 /// Each row's cursor text; `None` for a NULL cursor.
 type RowState = HashMap<RowKey, Option<String>>;
 
-pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
-    let config = ctx.handle.config().clone();
-    let table = TableName::parse(&config.table).map_err(SourceError::permanent)?;
-    let cursor_column = config
-        .cursor_column
-        .clone()
-        .ok_or_else(|| SourceError::permanent("polling needs cursor_column"))?;
+async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
+    let (options, cursor_column) = PollingOptions::parse(&ctx.config().options)
+        .map_err(|error| SourceError::permanent(format!("{}: {}", error.key, error.message)))?;
+    let table = TableName::parse(&ctx.config().table).map_err(SourceError::permanent)?;
     let mut client = connect(&ctx.url).await?;
     let shape = describe(&client, &table, &cursor_column, ctx).await?;
-    let table_label: std::sync::Arc<str> = config.table.as_str().into();
-    let interval = Duration::from_millis(config.interval_ms);
+    let table_label: Arc<str> = ctx.config().table.as_str().into();
+    let interval = Duration::from_millis(options.interval_ms);
 
     // After a restart, rows whose cursor passed the saved one changed while we were away.
     let mut resume_after = ctx.load_position()?;
@@ -75,7 +160,7 @@ pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
         let poll = poll_once(
             &mut client,
             &shape,
-            config.max_tracked_rows,
+            options.max_tracked_rows,
             previous.as_ref(),
         )
         .await;
@@ -103,20 +188,17 @@ pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
         }
         previous = Some(poll.state);
         for (op, key, after, position) in changes {
-            let change = Change {
-                listener: ctx.handle.clone(),
-                seq: ctx.next_seq(),
+            let change = ChangeEvent {
                 table: table_label.clone(),
                 op,
                 key: Some(key),
                 before: None,
                 after,
-                update: None,
+                extensions: Default::default(),
                 position: position.into(),
                 commit_time: None,
-                captured_at: Utc::now(),
             };
-            if let Err(error) = ctx.send(change).await {
+            if let Err(error) = ctx.emit(change).await {
                 return finish(ctx, &mut pending, error).await;
             }
         }

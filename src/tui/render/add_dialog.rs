@@ -6,7 +6,6 @@ use ratatui::layout::{Constraint, Layout};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, List, ListState, Paragraph};
 
-use crate::config::Strategy;
 use crate::tui::add_dialog::{AddDialog, Step, Tables};
 use crate::tui::frame::FrameData;
 use crate::tui::render::{SELECTED_MARK, centered, panel};
@@ -57,7 +56,7 @@ pub fn render(frame: &mut Frame, dialog: &AddDialog, data: &FrameData) {
             let items = dialog
                 .databases
                 .iter()
-                .map(|d| format!("{:<24} {}", d.name, d.kind.as_str()));
+                .map(|d| format!("{:<24} {}", d.name, d.kind.name()));
             render_list(frame, body, items, dialog.database, theme);
         }
         Step::Table => {
@@ -101,64 +100,65 @@ pub fn render(frame: &mut Frame, dialog: &AddDialog, data: &FrameData) {
             let items = dialog
                 .strategies()
                 .iter()
-                .map(|&s| format!("{:<14} {}", s.as_str(), strategy_note(s)));
+                .map(|s| format!("{:<14} {}", s.name(), s.note()));
             render_list(frame, body, items, dialog.strategy, theme);
         }
-        Step::CursorColumn => {
+        Step::Option(at) => {
+            let Some(prompt) = dialog.prompts().get(at) else {
+                return;
+            };
+            let value = dialog.options.get(at).map_or("", String::as_str);
+            let last = at + 1 == dialog.prompts().len();
             let lines = vec![
-                field("cursor column", &dialog.cursor_column),
+                field(&prompt.key.replace('_', " "), value),
                 Line::default(),
+                Line::styled(prompt.help, theme.dim()),
                 Line::styled(
-                    "a column that increases on every insert and update",
+                    if last {
+                        "Enter adds the listener"
+                    } else {
+                        "Enter goes on"
+                    },
                     theme.dim(),
                 ),
-                Line::styled("Enter adds the listener", theme.dim()),
             ];
             frame.render_widget(Paragraph::new(lines), body);
         }
     }
 }
 
-fn strategy_note(strategy: Strategy) -> &'static str {
-    match strategy {
-        Strategy::Logical => "logical replication: every change, in commit order",
-        Strategy::Polling => "queries the table by a cursor column",
-        Strategy::ChangeStream => "a MongoDB change stream",
-    }
-}
-
 /// The steps so far: done ones with their choice, the current one highlighted, later ones dim.
 fn choice_lines(dialog: &AddDialog, theme: Theme) -> Vec<Line<'static>> {
-    let strategy = dialog.strategies().get(dialog.strategy).copied();
-    let steps = [
+    let strategy = dialog.chosen_strategy();
+    let mut steps = vec![
         (
             Step::Database,
             "database",
             dialog
                 .database()
-                .map(|d| format!("{} ({})", d.name, d.kind.as_str())),
+                .map(|d| format!("{} ({})", d.name, d.kind.name())),
         ),
         (Step::Table, "table", Some(dialog.table.clone())),
         (
             Step::Strategy,
             "strategy",
-            strategy.map(|s| s.as_str().to_string()),
-        ),
-        (
-            Step::CursorColumn,
-            "cursor",
-            Some(dialog.cursor_column.clone()),
+            strategy.map(|s| s.name().to_string()),
         ),
     ];
+    for (at, prompt) in dialog.prompts().iter().enumerate() {
+        steps.push((
+            Step::Option(at),
+            prompt.label,
+            dialog.options.get(at).cloned(),
+        ));
+    }
     let current = steps
         .iter()
         .position(|(step, ..)| *step == dialog.step)
         .unwrap_or(0);
-    let polling = strategy == Some(Strategy::Polling);
     steps
         .into_iter()
         .enumerate()
-        .filter(|(_, (step, ..))| *step != Step::CursorColumn || polling)
         .map(|(at, (_, label, choice))| {
             let label = format!("{label:<LABEL_WIDTH$}");
             if at < current {

@@ -117,7 +117,8 @@ pub fn render(frame: &mut Frame, view: &DetailView, data: &FrameData) {
 /// Facts shown above before and after: listener, key, position, times, a MongoDB update
 /// description, and what changed.
 fn fact_count(view: &DetailView) -> usize {
-    4 + usize::from(view.change.update.is_some()) + usize::from(!view.changed.is_empty())
+    4 + usize::from(view.change.extensions.get("update").is_some())
+        + usize::from(!view.changed.is_empty())
 }
 
 fn facts<'a>(view: &'a DetailView, data: &FrameData, width: usize) -> Vec<Line<'a>> {
@@ -154,7 +155,7 @@ fn facts<'a>(view: &'a DetailView, data: &FrameData, width: usize) -> Vec<Line<'
             format!("committed {committed} · captured {captured}"),
         ),
     ];
-    if let Some(update) = &change.update {
+    if let Some(update) = change.extensions.get("update") {
         lines.push(fact("update", format::compact(update)));
     }
     if !view.changed.is_empty() {

@@ -35,7 +35,7 @@ pub fn render(frame: &mut Frame, area: Rect, data: &FrameData) {
         data.info
             .databases
             .iter()
-            .map(|d| format!("{} ({})", d.name, d.kind.as_str()))
+            .map(|d| format!("{} ({})", d.name, d.kind.name()))
             .collect::<Vec<_>>()
             .join(", ")
     };

@@ -17,7 +17,6 @@ use crate::tui::state::{Focus, UiState};
 use crate::tui::theme::Theme;
 
 /// "change_stream"
-const STRATEGY_WIDTH: u16 = 13;
 /// "retrying"
 const STATE_WIDTH: u16 = 8;
 /// "12.5k/s"
@@ -38,6 +37,15 @@ enum Column {
     Count(Op, u16),
     Rate(u16),
     Info,
+}
+
+/// The longest strategy name any source kind registers.
+fn strategy_width() -> u16 {
+    crate::source::strategy_names()
+        .iter()
+        .map(|name| name.len() as u16)
+        .max()
+        .unwrap_or(0)
 }
 
 impl Column {
@@ -69,9 +77,10 @@ impl Column {
             given
         };
         let identity = IDENTITY_MIN_WIDTH + grow(longest_identity - IDENTITY_MIN_WIDTH);
-        let strategy = left > STRATEGY_WIDTH;
+        let strategy_width = strategy_width();
+        let strategy = left > strategy_width;
         if strategy {
-            left -= STRATEGY_WIDTH + 1;
+            left -= strategy_width + 1;
         }
         let info = left > INFO_MIN_WIDTH;
         let rate_growth = if info {
@@ -99,7 +108,7 @@ impl Column {
             Column::Identity(width) | Column::Count(_, width) | Column::Rate(width) => {
                 Constraint::Length(width)
             }
-            Column::Strategy => Constraint::Length(STRATEGY_WIDTH),
+            Column::Strategy => Constraint::Length(strategy_width()),
             Column::State => Constraint::Length(STATE_WIDTH),
             Column::Info => Constraint::Fill(1),
         }
@@ -128,7 +137,7 @@ impl Column {
             Column::Identity(width) => {
                 Cell::from(format::ellipsize(&listener.identity, width as usize))
             }
-            Column::Strategy => Cell::from(listener.strategy),
+            Column::Strategy => Cell::from(listener.strategy.as_str()),
             Column::State => Cell::from(Span::styled(
                 listener.state.as_str(),
                 theme.state(listener.state),

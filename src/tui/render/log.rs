@@ -142,7 +142,11 @@ fn preview(change: &Change, width: usize) -> String {
         Op::Insert => format::fields(change.after.as_ref(), change.key.as_ref(), width),
         Op::Delete => format::fields(change.before.as_ref(), change.key.as_ref(), width),
         Op::Truncate => String::new(),
-        Op::Update => match (&change.before, &change.after, &change.update) {
+        Op::Update => match (
+            &change.before,
+            &change.after,
+            change.extensions.get("update"),
+        ) {
             (Some(before), Some(after), _) => {
                 let mut out = String::new();
                 for name in changed_fields(change) {

@@ -65,16 +65,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
+use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_postgres::Client;
 
-use crate::change::Change;
+use crate::change::ChangeEvent;
 use crate::registry::Control;
 use crate::secret::DatabaseUrl;
+use crate::source::kind::parse_options;
 use crate::source::postgres::pgoutput::{self, PgOutputMessage, pg_timestamp_to_unix_micros};
 use crate::source::postgres::{TableName, connect};
-use crate::source::{DRAIN_TIMEOUT, ErrorKind, PendingPositions, SourceContext, SourceError, Wake};
+use crate::source::{
+    DRAIN_TIMEOUT, ErrorKind, OptionError, PendingPositions, SourceContext, SourceError, Strategy,
+    Wake,
+};
 
 pub use setup::{format_lsn, parse_lsn};
 
@@ -90,19 +96,78 @@ const TEMPORARY_GAP: &str = concat!(
     "(configure `slot` for a persistent one)"
 );
 
-pub async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
-    let config = ctx.handle.config().clone();
+/// `strategy = "logical"`.
+pub struct Logical;
+
+/// A logical listener's keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogicalOptions {
+    /// A persistent slot; absent, a temporary one.
+    slot: Option<String>,
+    /// The publication, created for the table when absent.
+    publication: Option<String>,
+}
+
+impl LogicalOptions {
+    fn parse(options: &toml::Table) -> Result<LogicalOptions, OptionError> {
+        let parsed: LogicalOptions = parse_options(options)?;
+        for (key, name) in [("slot", &parsed.slot), ("publication", &parsed.publication)] {
+            if let Some(name) = name {
+                let valid = !name.is_empty()
+                    && name.len() <= 63
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !valid {
+                    return Err(OptionError::new(
+                        key,
+                        format!("{name:?}: use 1 to 63 lower-case letters, digits and '_'"),
+                    ));
+                }
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+impl Strategy for Logical {
+    fn name(&self) -> &'static str {
+        "logical"
+    }
+
+    fn note(&self) -> &'static str {
+        "logical replication: every change, in commit order"
+    }
+
+    fn option_keys(&self) -> &'static [&'static str] {
+        &["slot", "publication"]
+    }
+
+    fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
+        LogicalOptions::parse(options).map(|_| ())
+    }
+
+    fn run<'a>(&'a self, ctx: &'a mut SourceContext) -> BoxFuture<'a, Result<(), SourceError>> {
+        Box::pin(run(ctx))
+    }
+}
+
+async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
+    let options = LogicalOptions::parse(&ctx.config().options)
+        .map_err(|error| SourceError::permanent(format!("{}: {}", error.key, error.message)))?;
+    let config = ctx.config().clone();
     let table = TableName::parse(&config.table).map_err(SourceError::permanent)?;
     let client = connect(&ctx.url).await?;
     let server = setup::check_server(&client, &ctx.url).await?;
     let info = setup::describe_table(&client, &table, &ctx.url).await?;
-    let publication = config
+    let publication = options
         .publication
         .clone()
         .unwrap_or_else(|| setup::default_publication(&config.identifier));
     let created =
         setup::ensure_publication(&client, &publication, &table, &info, &server, &ctx.url).await?;
-    let slot = match &config.slot {
+    let slot = match &options.slot {
         Some(name) => Slot::Persistent(name.clone()),
         None => Slot::Temporary(temporary_slot_name()),
     };
@@ -197,7 +262,7 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
     let start = match existing {
         Some(existing) => existing.confirmed_flush,
         None => {
-            ctx.handle.set_detail(Some(format!(
+            ctx.set_detail(Some(format!(
                 "creating {} slot {}: waiting for the transactions running now to end",
                 slot.kind(),
                 slot.name()
@@ -231,7 +296,7 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         user: plan.server.user.clone(),
         table: plan.table,
         table_oid: plan.info.oid,
-        label: ctx.handle.config().table.as_str().into(),
+        label: ctx.config().table.as_str().into(),
         rows,
         tx: None,
         pending: PendingPositions::default(),
@@ -507,20 +572,17 @@ impl Session<'_> {
         if tx.seen <= tx.skip {
             return Ok(());
         }
-        let change = Change {
-            listener: ctx.handle.clone(),
-            seq: ctx.next_seq(),
+        let change = ChangeEvent {
             table: self.label.clone(),
             op: row.op,
             key: row.key,
             before: row.before,
             after: row.after,
-            update: None,
+            extensions: Default::default(),
             position: Arc::clone(&tx.position),
             commit_time: tx.commit_time,
-            captured_at: Utc::now(),
         };
-        ctx.send(change).await?;
+        ctx.emit(change).await?;
         self.sent.commit_lsn = tx.commit_lsn;
         self.sent.count = tx.seen;
         Ok(())
@@ -537,7 +599,7 @@ impl Session<'_> {
         if lsn > self.acked {
             self.acked = lsn;
             self.repl.update_applied_lsn(Lsn::from_u64(lsn));
-            ctx.handle.set_position(format_lsn(lsn));
+            ctx.set_position(format_lsn(lsn));
         }
     }
 
@@ -562,7 +624,7 @@ impl Session<'_> {
             parts.push(TEMPORARY_GAP.to_string());
         }
         parts.retain(|part| !part.is_empty());
-        ctx.handle.set_detail(Some(parts.join("; ")));
+        ctx.set_detail(Some(parts.join("; ")));
     }
 
     /// On a stop: waits (bounded) for the changes sent to be flushed, acknowledges them, lets

@@ -1,0 +1,20 @@
+//! What the UI's state asks of the runtime, carried out by the event loop.
+
+use std::sync::Arc;
+
+use crate::runtime::Command;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Quit,
+    TogglePause(Arc<str>),
+    Stop(Arc<str>),
+    /// Read the tables of a database for the add dialog; the answer carries `request`.
+    ListTables {
+        request: u64,
+        database: String,
+    },
+    Add(Command),
+    /// Copy entry `number` out of the log and show it.
+    OpenDetail(u64),
+}
