@@ -127,7 +127,7 @@ fn load_config(cli: &Cli) -> Result<LoadedConfig, String> {
 fn init_logging(cli: &Cli, loaded: &LoadedConfig) -> anyhow::Result<Option<PathBuf>> {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("CDC_TUI_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("cdc_tui=info,warn"));
+        .unwrap_or_else(|_| EnvFilter::new("cdc_tui=info,pgcluster=info,warn"));
     if cli.headless {
         tracing_subscriber::fmt()
             .with_env_filter(filter)

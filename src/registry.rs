@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, watch};
 
 use crate::change::Op;
-use crate::config::ListenerConfig;
+use crate::config::schema::ListenerConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListenerState {

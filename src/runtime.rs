@@ -39,7 +39,7 @@ pub enum RuntimeError {
     #[error("{key}: {message}")]
     InvalidListener { key: String, message: String },
     /// Pause, resume and stop need a listener that still runs.
-    #[error("{identity} is {state}: press r to restart it")]
+    #[error("{identity} is {state}: restart it first")]
     Ended {
         identity: String,
         state: ListenerState,
@@ -418,7 +418,9 @@ mod tests {
         );
         assert_eq!(
             Command::parse("add shop t sideways"),
-            Err("unknown strategy: sideways (use logical, polling or change_stream)".into())
+            Err(
+                "unknown strategy: sideways (use logical, polling, change_stream or follow)".into()
+            )
         );
         assert_eq!(
             Command::parse("add shop"),

@@ -238,6 +238,11 @@ async fn no_password_on_the_tui_screen_or_in_its_log_file() {
             .await,
         );
         tmux.keys("Escape");
+        // The next `a` must not follow Escape at once: a terminal reads the two as Alt-a.
+        tmux.wait_for("the add dialog closed", |screen| {
+            !screen.contains("Add a listener")
+        })
+        .await;
     }
     // The state line of each listener (the selected one's, on the table's bottom border,
     // thick while the table has the focus).

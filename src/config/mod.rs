@@ -3,7 +3,7 @@
 //! errors name the file, the line and the key.
 
 mod locate;
-mod schema;
+pub mod schema;
 mod validate;
 
 use std::path::{Path, PathBuf};

@@ -6,18 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::change::{Change, ChangeEvent};
-use crate::config::ListenerConfig;
+use crate::config::schema::ListenerConfig;
 use crate::pipeline::{Captured, ChangeSender};
 use crate::positions::PositionStore;
 use crate::registry::{Control, ListenerHandle, ListenerState};
 use crate::secret::DatabaseUrl;
 use crate::source::SourceError;
-use crate::source::kind::parse_options;
 
 /// How long a stopping listener waits for its last changes to be flushed before it gives up
 /// saving their position (they are then delivered again after a restart).
@@ -70,12 +68,6 @@ impl SourceContext {
     /// The listener's config.
     pub fn config(&self) -> &ListenerConfig {
         self.handle.config()
-    }
-
-    /// The strategy's options, parsed into its own struct (validation checked them).
-    pub fn options<T: DeserializeOwned>(&self) -> Result<T, SourceError> {
-        parse_options(&self.config().options)
-            .map_err(|error| SourceError::permanent(format!("{}: {}", error.key, error.message)))
     }
 
     /// The last sequence number sent to the handler (a send a stop cut short does not count).

@@ -10,7 +10,7 @@ use std::path::Path;
 use futures_util::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
-use crate::config::DatabaseConfig;
+use crate::config::schema::DatabaseConfig;
 use crate::secret::DatabaseUrl;
 use crate::source::{SourceContext, SourceError};
 
@@ -112,6 +112,14 @@ impl OptionError {
             key: key.to_string(),
             message: message.into(),
         }
+    }
+}
+
+/// Options that passed validation but not a strategy's parse at start: the config changed
+/// under a running program, which waiting will not mend.
+impl From<OptionError> for SourceError {
+    fn from(error: OptionError) -> Self {
+        SourceError::permanent(format!("{}: {}", error.key, error.message))
     }
 }
 

@@ -2,23 +2,34 @@
 //! [`Strategy`]s), registered in [`KINDS`]. A strategy captures through [`SourceContext`] (the
 //! API a source uses) under the supervisor ([`run_listener`]: retries with backoff, stop grace).
 //!
-//! A new kind is its folder plus one line in [`KINDS`].
+//! A new kind is its folder plus one line in `register_kinds!`.
 
 pub mod context;
 pub mod error;
 pub mod kind;
 pub mod supervisor;
 
-pub mod mongo;
-pub mod postgres;
-
 pub use context::{DRAIN_TIMEOUT, PendingPositions, SourceContext, Wake};
 pub use error::{ErrorKind, SourceError};
 pub use kind::{OptionError, Prompt, SourceKind, Strategy};
 pub use supervisor::run_listener;
 
-/// Every source kind, in the order dialogs and help list them.
-pub static KINDS: &[&dyn SourceKind] = &[&postgres::Postgres, &mongo::Mongo];
+/// Declares each kind's folder and lists its [`SourceKind`] in [`KINDS`], so a kind is
+/// registered by one line.
+macro_rules! register_kinds {
+    ($($folder:ident :: $kind:ident),* $(,)?) => {
+        $(pub mod $folder;)*
+
+        /// Every source kind, in the order dialogs and help list them.
+        pub static KINDS: &[&dyn SourceKind] = &[$(&$folder::$kind),*];
+    };
+}
+
+register_kinds! {
+    postgres::Postgres,
+    mongo::Mongo,
+    jsonl::Jsonl,
+}
 
 /// The kind registered under `name`.
 pub fn kind(name: &str) -> Option<&'static dyn SourceKind> {

@@ -115,7 +115,7 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
-    use crate::config::ListenerConfig;
+    use crate::config::schema::ListenerConfig;
     use crate::positions::PositionStore;
     use crate::registry::{ListenerHandle, Registry, StatusEvent};
     use crate::secret::DatabaseUrl;

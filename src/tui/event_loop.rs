@@ -189,6 +189,11 @@ impl UiLoop {
     fn note(&mut self, outcome: Result<String, RuntimeError>, now: Instant) {
         match outcome {
             Ok(text) => self.state.notify(text, false, now),
+            Err(RuntimeError::Ended { identity, state }) => self.state.notify(
+                format!("{identity} is {state}: press a to add it again"),
+                true,
+                now,
+            ),
             Err(error) => self.state.notify(error.to_string(), true, now),
         }
     }

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use serde::Deserialize;
 
 use crate::change::{ChangeEvent, format_time};
-use crate::config::DatabaseConfig;
+use crate::config::schema::DatabaseConfig;
 use crate::registry::Control;
 use crate::secret::DatabaseUrl;
 use crate::source::kind::{check_scheme, parse_options};
@@ -177,8 +177,7 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
 }
 
 async fn capture(ctx: &mut SourceContext, progress: &mut Progress) -> Result<(), SourceError> {
-    let listener = ChangeStreamOptions::parse(&ctx.config().options)
-        .map_err(|error| SourceError::permanent(format!("{}: {}", error.key, error.message)))?;
+    let listener = ChangeStreamOptions::parse(&ctx.config().options)?;
     let namespace = Namespace::parse(&ctx.config().table).map_err(SourceError::permanent)?;
     let mut options = StreamOptions {
         full_document: stream::full_document_mode(listener.full_document.as_deref())

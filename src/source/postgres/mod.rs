@@ -13,7 +13,7 @@ use std::path::Path;
 use futures_util::future::BoxFuture;
 use tokio_postgres::error::SqlState;
 
-use crate::config::DatabaseConfig;
+use crate::config::schema::DatabaseConfig;
 use crate::secret::DatabaseUrl;
 use crate::source::kind::check_scheme;
 use crate::source::{SourceError, SourceKind, Strategy};

@@ -143,8 +143,7 @@ type RowKey = String;
 type RowState = HashMap<RowKey, Option<String>>;
 
 async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
-    let (options, cursor_column) = PollingOptions::parse(&ctx.config().options)
-        .map_err(|error| SourceError::permanent(format!("{}: {}", error.key, error.message)))?;
+    let (options, cursor_column) = PollingOptions::parse(&ctx.config().options)?;
     let table = TableName::parse(&ctx.config().table).map_err(SourceError::permanent)?;
     let mut client = connect(&ctx.url).await?;
     let shape = describe(&client, &table, &cursor_column, ctx).await?;

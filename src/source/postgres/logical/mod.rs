@@ -154,8 +154,7 @@ impl Strategy for Logical {
 }
 
 async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
-    let options = LogicalOptions::parse(&ctx.config().options)
-        .map_err(|error| SourceError::permanent(format!("{}: {}", error.key, error.message)))?;
+    let options = LogicalOptions::parse(&ctx.config().options)?;
     let config = ctx.config().clone();
     let table = TableName::parse(&config.table).map_err(SourceError::permanent)?;
     let client = connect(&ctx.url).await?;
