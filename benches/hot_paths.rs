@@ -59,6 +59,7 @@ fn sample_changes(count: u64) -> Vec<Captured> {
                     table: "public.t".into(),
                     op: Op::ALL[(seq % 3) as usize],
                     key: Row::from_json(json!({"id": seq})),
+                    old_key: None,
                     before: Row::from_json(json!({"id": seq, "qty": 1, "note": "before"})),
                     after: Row::from_json(json!({"id": seq, "qty": 2, "note": "a row of text"})),
                     extensions: Default::default(),

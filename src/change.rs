@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -59,6 +60,8 @@ pub struct ChangeEvent {
     pub op: Op,
     /// The primary key (PostgreSQL) or `documentKey` (MongoDB); `None` for a truncate.
     pub key: Option<Row>,
+    /// An update that changed the key: the key before it.
+    pub old_key: Option<Row>,
     /// The row before the change; `None` where the source cannot give it.
     pub before: Option<Row>,
     /// The row after the change; `None` for deletes and truncates.
@@ -110,19 +113,71 @@ impl Extensions {
 /// Column names, shared by every row of one table shape.
 pub type Columns = Arc<[Box<str>]>;
 
+/// Which columns of a table shape hold JSON text to embed as written (PostgreSQL json and
+/// jsonb): per column, shared by every row; `None` when no column does.
+pub type RawJsonColumns = Option<Arc<[bool]>>;
+
 /// A row image or a key: values in column order, with names shared across rows, so a change
 /// costs one allocation per row (and its text values) instead of a map with its own names.
+///
+/// A raw JSON column's value is the database's JSON text as a string: the JSON lines embed it
+/// as written (every digit of a number, a `json` value's duplicate keys and key order, any
+/// depth), where parsing it into a [`Value`] would round numbers through f64.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     columns: Columns,
     values: Vec<Value>,
+    raw_json: RawJsonColumns,
 }
 
 impl Row {
     /// A row of `values`, one per column of `columns`.
     pub fn new(columns: Columns, values: Vec<Value>) -> Row {
         debug_assert_eq!(columns.len(), values.len(), "one value per column");
-        Row { columns, values }
+        Row {
+            columns,
+            values,
+            raw_json: None,
+        }
+    }
+
+    /// The same row, its columns flagged in `raw_json` holding JSON text to embed as written.
+    pub fn with_raw_json(mut self, raw_json: &RawJsonColumns) -> Row {
+        debug_assert!(
+            raw_json
+                .as_ref()
+                .is_none_or(|flags| flags.len() == self.values.len())
+        );
+        self.raw_json.clone_from(raw_json);
+        self
+    }
+
+    /// The JSON text of column `index`, if it is a raw JSON column holding some.
+    fn raw_json_text(&self, index: usize) -> Option<&str> {
+        let flags = self.raw_json.as_ref()?;
+        match (flags.get(index), self.values.get(index)) {
+            (Some(true), Some(Value::String(text))) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// Column `index`'s value as one line of text: JSON text as written, other values as
+    /// compact JSON.
+    pub fn value_text(&self, index: usize) -> std::borrow::Cow<'_, str> {
+        match self.raw_json_text(index) {
+            Some(text) => std::borrow::Cow::Borrowed(text.trim()),
+            None => std::borrow::Cow::Owned(
+                self.values
+                    .get(index)
+                    .map(|value| serde_json::to_string(value).unwrap_or_default())
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+
+    /// The index of the column `name`.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|column| &**column == name)
     }
 
     /// A row from a JSON object: its fields in order.
@@ -150,8 +205,7 @@ impl Row {
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
-        let at = self.columns.iter().position(|column| &**column == name)?;
-        self.values.get(at)
+        self.values.get(self.position(name)?)
     }
 
     pub fn len(&self) -> usize {
@@ -162,11 +216,19 @@ impl Row {
         self.values.is_empty()
     }
 
-    /// The row as a JSON object, as the JSON lines show it.
+    /// The row as a JSON object, for display: JSON text is parsed (a number past f64's
+    /// precision is rounded here, never in the JSON lines).
     pub fn to_json(&self) -> Value {
         Value::Object(
             self.iter()
-                .map(|(name, value)| (name.to_string(), value.clone()))
+                .enumerate()
+                .map(|(index, (name, value))| {
+                    let value = match self.raw_json_text(index) {
+                        Some(text) => serde_json::from_str(text).unwrap_or_else(|_| value.clone()),
+                        None => value.clone(),
+                    };
+                    (name.to_string(), value)
+                })
                 .collect(),
         )
     }
@@ -180,8 +242,15 @@ pub fn row_json(row: Option<&Row>) -> Value {
 impl Serialize for Row {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.len()))?;
-        for (name, value) in self.iter() {
-            map.serialize_entry(name, value)?;
+        for (index, (name, value)) in self.iter().enumerate() {
+            // Borrowed and checked, not copied: the text is valid JSON from the database.
+            match self
+                .raw_json_text(index)
+                .and_then(|text| serde_json::from_str::<&RawValue>(text).ok())
+            {
+                Some(raw) => map.serialize_entry(name, raw)?,
+                None => map.serialize_entry(name, value)?,
+            }
         }
         map.end()
     }
@@ -265,6 +334,9 @@ impl Serialize for Change {
         map.serialize_entry("table", &*self.table)?;
         map.serialize_entry("op", self.op.as_str())?;
         map.serialize_entry("key", &self.key)?;
+        if let Some(old_key) = &self.old_key {
+            map.serialize_entry("old_key", old_key)?;
+        }
         map.serialize_entry("before", &self.before)?;
         map.serialize_entry("after", &self.after)?;
         for (name, value) in self.extensions.iter() {
@@ -295,6 +367,7 @@ mod tests {
                 table: "public.orders".into(),
                 op: Op::Delete,
                 key: Some(Row::new(["zeta".into()].into(), vec![json!(7)])),
+                old_key: None,
                 before: Some(Row::new(
                     columns,
                     vec![json!(7), json!("a\"b"), Value::Null],
@@ -327,6 +400,57 @@ mod tests {
         );
         assert_eq!(row_json(None), Value::Null);
         assert_eq!(Row::from_json(Value::Null), None);
+    }
+
+    #[test]
+    fn json_text_is_embedded_as_written_and_an_old_key_printed_when_the_key_changed() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let texts = [
+            "123456789012345678901234567890",
+            "0.1000000000000000000001",
+            r#"{"a": 1, "a": 2, "b": [1e400, -0.0]}"#,
+            "null",
+            deep.as_str(),
+        ];
+        let columns: Columns = ["id".into(), "doc".into()].into();
+        let raw: RawJsonColumns = Some([false, true].into());
+        for text in texts {
+            let after =
+                Row::new(columns.clone(), vec![json!(100), json!(text)]).with_raw_json(&raw);
+            let change = Change {
+                listener: "t/public.t".into(),
+                seq: 1,
+                captured_at: Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 1).unwrap(),
+                event: ChangeEvent {
+                    table: "public.t".into(),
+                    op: Op::Update,
+                    key: Some(Row::new(["id".into()].into(), vec![json!(100)])),
+                    old_key: Some(Row::new(["id".into()].into(), vec![json!(1)])),
+                    before: None,
+                    after: Some(after.clone()),
+                    extensions: Extensions::default(),
+                    position: "0/1".into(),
+                    commit_time: None,
+                },
+            };
+            let mut line = Vec::new();
+            change.write_json_line(&mut line);
+            let line = String::from_utf8(line).unwrap();
+            assert!(
+                line.contains(&format!(r#""after":{{"id":100,"doc":{text}}}"#)),
+                "{text} is embedded as written: {line}"
+            );
+            assert!(
+                line.contains(r#""key":{"id":100},"old_key":{"id":1},"#),
+                "{line}"
+            );
+            assert_eq!(after.value_text(1), text, "shown as written");
+        }
+        let plain = Row::new(columns, vec![json!(1), json!("{}")]);
+        assert_eq!(
+            serde_json::to_string(&plain).unwrap(),
+            r#"{"id":1,"doc":"{}"}"#
+        );
     }
 
     #[test]

@@ -259,6 +259,7 @@ mod tests {
             table: "public.t".into(),
             op,
             key: Row::from_json(json!({"id": seq})),
+            old_key: None,
             before: None,
             after: Row::from_json(json!({"id": seq})),
             extensions: Default::default(),

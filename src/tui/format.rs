@@ -86,7 +86,43 @@ pub fn fields(row: Option<&Row>, skip: Option<&Row>, width: usize) -> String {
         return String::new();
     };
     let skipped = |name: &str| skip.is_some_and(|skip| skip.get(name).is_some());
-    pairs(row.iter().filter(|(name, _)| !skipped(name)), width)
+    let mut out = String::new();
+    for (index, (name, _)) in row.iter().enumerate() {
+        if out.len() > width {
+            break;
+        }
+        if skipped(name) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        let _ = write!(out, "{name}={}", row.value_text(index));
+    }
+    out
+}
+
+/// A key that an update changed, as `id=1→100` (fields that kept their value once).
+pub fn key_change(old: &Row, new: &Row, width: usize) -> String {
+    let mut out = String::new();
+    for (index, (name, _)) in new.iter().enumerate() {
+        if out.len() > width {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        let now = new.value_text(index);
+        match old.position(name).map(|at| old.value_text(at)) {
+            Some(was) if was != now => {
+                let _ = write!(out, "{name}={was}→{now}");
+            }
+            _ => {
+                let _ = write!(out, "{name}={now}");
+            }
+        }
+    }
+    out
 }
 
 /// A JSON object's fields as [`fields`] shows a row's (a MongoDB update description); other

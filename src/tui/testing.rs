@@ -72,6 +72,7 @@ pub fn change_of(
             table: table.into(),
             op,
             key: Row::from_json(key),
+            old_key: None,
             before: Row::from_json(before),
             after: Row::from_json(after),
             extensions: Default::default(),

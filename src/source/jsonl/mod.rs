@@ -322,6 +322,7 @@ fn decode(line: &[u8], filter: &TableFilter) -> Result<Option<ChangeEvent>, Stri
         None => "".into(),
     };
     let key = row(rest.remove("key"));
+    let old_key = row(rest.remove("old_key"));
     let before = row(rest.remove("before"));
     let after = row(rest.remove("after"));
     let commit_time: Option<DateTime<Utc>> = time(rest.remove("commit_time"));
@@ -333,6 +334,7 @@ fn decode(line: &[u8], filter: &TableFilter) -> Result<Option<ChangeEvent>, Stri
         table: table.into(),
         op,
         key,
+        old_key,
         before,
         after,
         extensions: Default::default(),

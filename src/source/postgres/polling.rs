@@ -191,6 +191,7 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
                 table: table_label.clone(),
                 op,
                 key: Some(key),
+                old_key: None,
                 before: None,
                 after,
                 extensions: Default::default(),

@@ -37,6 +37,12 @@ pub mod oid {
     pub const JSONB: u32 = 3802;
 }
 
+/// Whether values of this type are JSON text, embedded in the JSON lines as written (see
+/// `change::Row`) rather than parsed.
+pub fn is_json(type_oid: u32) -> bool {
+    matches!(type_oid, oid::JSON | oid::JSONB)
+}
+
 /// Converts one non-NULL value in PostgreSQL text format to JSON.
 ///
 /// Never fails: text that does not parse as its declared type is kept as a

@@ -148,7 +148,13 @@ fn facts<'a>(view: &'a DetailView, data: &FrameData, width: usize) -> Vec<Line<'
     };
     let mut lines = vec![
         fact("listener", change.identity().to_string()),
-        fact("key", format::compact(&row_json(change.key.as_ref()))),
+        fact(
+            "key",
+            match (&change.old_key, &change.key) {
+                (Some(old), Some(new)) => format::key_change(old, new, usize::MAX),
+                _ => format::compact(&row_json(change.key.as_ref())),
+            },
+        ),
         fact("position", change.position.to_string()),
         fact(
             "time",

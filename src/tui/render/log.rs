@@ -79,7 +79,10 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
     let keys: Vec<String> = log
         .rows
         .iter()
-        .map(|(_, change)| format::fields(change.key.as_ref(), None, KEY_WIDTH.1 as usize))
+        .map(|(_, change)| match (&change.old_key, &change.key) {
+            (Some(old), Some(new)) => format::key_change(old, new, KEY_WIDTH.1 as usize),
+            _ => format::fields(change.key.as_ref(), None, KEY_WIDTH.1 as usize),
+        })
         .collect();
     let widest = |widths: &mut dyn Iterator<Item = usize>| widths.max().unwrap_or(0) as u16;
     let table_width = widest(&mut log.rows.iter().map(|(_, c)| c.table.width()))

@@ -575,6 +575,7 @@ impl Session<'_> {
             table: self.label.clone(),
             op: row.op,
             key: row.key,
+            old_key: row.old_key,
             before: row.before,
             after: row.after,
             extensions: Default::default(),

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::change::{Columns, Op, Row};
+use crate::change::{Columns, Op, RawJsonColumns, Row};
 use crate::source::postgres::pgoutput::{OldTuple, Relation, ReplicaIdentity, Tuple, TupleValue};
-use crate::source::postgres::value::text_into_json;
+use crate::source::postgres::value::{is_json, text_into_json};
 
 /// The value reported for a TOASTed column that an update did not change and whose old value
 /// the server did not send (no `REPLICA IDENTITY FULL`).
@@ -23,6 +23,8 @@ pub fn unchanged_toast() -> Value {
 pub struct RowChange {
     pub op: Op,
     pub key: Option<Row>,
+    /// An update that changed the key: the key before it.
+    pub old_key: Option<Row>,
     pub before: Option<Row>,
     pub after: Option<Row>,
 }
@@ -46,6 +48,9 @@ pub struct TableRows {
     columns: Columns,
     /// The key's column names, in key order, shared by every key.
     key_names: Columns,
+    /// The json and jsonb columns of the relation and of the key, embedded as written.
+    raw_json: RawJsonColumns,
+    key_raw_json: RawJsonColumns,
     /// Indexes into the relation's columns, in key order.
     key_columns: Vec<usize>,
     /// Per column of the relation: its place in the key, if it is part of it.
@@ -96,6 +101,14 @@ impl TableRows {
         let name = |index: usize| relation.columns[index].name.as_str().into();
         self.columns = (0..relation.columns.len()).map(name).collect();
         self.key_names = self.key_columns.iter().map(|&index| name(index)).collect();
+        let json = |indexes: &mut dyn Iterator<Item = usize>| -> RawJsonColumns {
+            let flags: Vec<bool> = indexes
+                .map(|index| is_json(relation.columns[index].type_oid))
+                .collect();
+            flags.contains(&true).then(|| flags.into())
+        };
+        self.raw_json = json(&mut (0..relation.columns.len()));
+        self.key_raw_json = json(&mut self.key_columns.iter().copied());
         self.relation = Some(relation);
     }
 
@@ -105,23 +118,31 @@ impl TableRows {
         Ok(RowChange {
             op: Op::Insert,
             key: Some(after.key),
+            old_key: None,
             before: None,
             after: Some(after.row),
         })
     }
 
+    /// An update; the old tuple is the full old row (identity FULL), the old key (identity
+    /// DEFAULT or an index, sent only when the key changed), or absent.
     pub fn update(&self, old: Option<OldTuple>, new: Tuple) -> Result<RowChange, RowError> {
-        let full_old = match old {
-            Some(OldTuple::Full(tuple)) => Some(tuple),
-            _ => None,
+        let (full_old, old_key) = match old {
+            Some(OldTuple::Full(tuple)) => (Some(tuple), None),
+            Some(OldTuple::Key(tuple)) => (None, Some(self.row(tuple, None)?.key)),
+            None => (None, None),
         };
         let after = self.row(new, full_old.as_ref())?;
-        let before = match full_old {
-            Some(tuple) => Some(self.row(tuple, None)?.row),
-            None => None,
+        let (before, old_key) = match full_old {
+            Some(tuple) => {
+                let old = self.row(tuple, None)?;
+                (Some(old.row), Some(old.key))
+            }
+            None => (None, old_key),
         };
         Ok(RowChange {
             op: Op::Update,
+            old_key: old_key.filter(|old_key| *old_key != after.key),
             key: Some(after.key),
             before,
             after: Some(after.row),
@@ -134,6 +155,7 @@ impl TableRows {
         Ok(RowChange {
             op: Op::Delete,
             key: Some(old_row.key),
+            old_key: None,
             before: full.then_some(old_row.row),
             after: None,
         })
@@ -143,6 +165,7 @@ impl TableRows {
         RowChange {
             op: Op::Truncate,
             key: None,
+            old_key: None,
             before: None,
             after: None,
         }
@@ -177,8 +200,8 @@ impl TableRows {
             values.push(json);
         }
         Ok(KeyedRow {
-            row: Row::new(Arc::clone(&self.columns), values),
-            key: Row::new(Arc::clone(&self.key_names), key),
+            row: Row::new(Arc::clone(&self.columns), values).with_raw_json(&self.raw_json),
+            key: Row::new(Arc::clone(&self.key_names), key).with_raw_json(&self.key_raw_json),
         })
     }
 }
@@ -186,6 +209,8 @@ impl TableRows {
 fn value_json(type_oid: u32, value: TupleValue) -> Value {
     match value {
         TupleValue::Null => Value::Null,
+        // JSON text stays as written (see `change::Row`).
+        TupleValue::Text(text) if is_json(type_oid) => Value::String(text),
         TupleValue::Text(text) => text_into_json(type_oid, text),
         // Not requested (the stream asks for text), but never dropped: bytea-like hex.
         TupleValue::Binary(bytes) => {
@@ -300,6 +325,73 @@ mod tests {
         assert_eq!(
             row_json(full.key.as_ref()),
             json!({"order_id": 9, "line": 1})
+        );
+    }
+
+    #[test]
+    fn a_key_changing_update_carries_the_old_key_under_every_identity() {
+        let new = || Tuple(vec![text("1"), text("n"), text("100"), text("t")]);
+        // DEFAULT: the server sends the old key only when the key changed.
+        let old_key = OldTuple::Key(Tuple(vec![
+            text("1"),
+            TupleValue::Null,
+            text("7"),
+            TupleValue::Null,
+        ]));
+        let change = rows(ReplicaIdentity::Default)
+            .update(Some(old_key), new())
+            .unwrap();
+        assert_eq!(
+            row_json(change.old_key.as_ref()),
+            json!({"order_id": 7, "line": 1})
+        );
+        assert_eq!(
+            row_json(change.key.as_ref()),
+            json!({"order_id": 100, "line": 1})
+        );
+        assert_eq!(change.before, None);
+        let change = rows(ReplicaIdentity::Default).update(None, new()).unwrap();
+        assert_eq!(change.old_key, None, "no old tuple: the key did not change");
+
+        // FULL: the old row always comes; the old key only when it differs.
+        let full_old = |order_id: &str| {
+            OldTuple::Full(Tuple(vec![text("1"), text("o"), text(order_id), text("f")]))
+        };
+        let rows = rows(ReplicaIdentity::Full);
+        let change = rows.update(Some(full_old("7")), new()).unwrap();
+        assert_eq!(
+            row_json(change.old_key.as_ref()),
+            json!({"order_id": 7, "line": 1})
+        );
+        let change = rows.update(Some(full_old("100")), new()).unwrap();
+        assert_eq!(change.old_key, None, "the same key");
+        assert!(change.before.is_some());
+    }
+
+    #[test]
+    fn json_columns_keep_their_text() {
+        let mut rows = TableRows::new(vec!["id".into()]);
+        rows.set_relation(Relation {
+            oid: 1,
+            namespace: "public".into(),
+            name: "docs".into(),
+            replica_identity: ReplicaIdentity::Default,
+            columns: vec![
+                column("id", oid::INT4, true),
+                column("doc", oid::JSON, false),
+                column("b", oid::JSONB, false),
+            ],
+        });
+        let change = rows
+            .insert(Tuple(vec![
+                text("1"),
+                text(r#"{"n": 123456789012345678901234567890, "n": 0.1000000000000000000001}"#),
+                TupleValue::Null,
+            ]))
+            .unwrap();
+        assert_eq!(
+            serde_json::to_string(&change.after).unwrap(),
+            r#"{"id":1,"doc":{"n": 123456789012345678901234567890, "n": 0.1000000000000000000001},"b":null}"#
         );
     }
 
