@@ -127,9 +127,11 @@ async fn a_restart_paused_sends_nothing_until_resumed() {
     client.batch_execute(&insert(2)).await.unwrap();
     cdc.wait_for_changes(LISTENER, 2).await;
     cdc.wait_for_changes(WITNESS, 2).await;
-    // `stop` saves the position.
-    cdc.send_command(&format!("stop {LISTENER}")).await;
-    cdc.wait_for_state(LISTENER, "stopped").await;
+    // `stop` saves the positions.
+    for listener in [LISTENER, WITNESS] {
+        cdc.send_command(&format!("stop {listener}")).await;
+        cdc.wait_for_state(listener, "stopped").await;
+    }
     let dir = cdc.kill().await;
 
     client.batch_execute(&insert(3)).await.unwrap();
