@@ -1,9 +1,9 @@
 //! Mistakes a user can make, each answered with a message that says what is wrong and what
 //! to do. Tests elsewhere cover the rest (README's Troubleshooting table lists them all):
-//! config mistakes in `src/config.rs` and `tests/cli.rs`, wal_level, the REPLICATION
-//! privilege, a missing table and a slot in use in `tests/logical.rs`, a standalone MongoDB, a
-//! lost resume token and a dropped collection in `tests/mongo.rs`, a database that is down in
-//! `tests/polling.rs` and `tests/faults.rs`, no SELECT right and an unwritable state dir in
+//! config mistakes in `src/config.rs` and `tests/cli.rs`, a missing table and a database that
+//! is down for every source in `tests/contract.rs`, wal_level, the REPLICATION privilege and
+//! a slot in use in `tests/logical.rs`, a standalone MongoDB, a lost resume token and a
+//! dropped collection in `tests/mongo.rs`, no SELECT right and an unwritable state dir in
 //! `tests/faults.rs`, TLS mistakes in `tests/tls.rs`. Server limits (replication slots, WAL
 //! senders) are tested here on throwaway clusters of their own, since the shared one has room.
 

@@ -1,6 +1,7 @@
-//! Faults survived, each asserting what was delivered: a database down at start, a proxy
-//! cutting connections mid-stream, kill -9 with a persistent slot, a state dir that cannot be
-//! written, and a failing listener next to a working one.
+//! Faults survived, each asserting what was delivered: a proxy cutting connections
+//! mid-stream, kill -9 with a persistent slot acknowledging nothing unflushed, a state dir that
+//! cannot be written, and a failing listener next to a working one. A database down at start
+//! and kill -9 losing nothing, for every source, are the contract suite's (`tests/contract.rs`).
 
 mod support;
 
@@ -8,7 +9,6 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 
 use mongo_test_server::TestServer;
-use pgcluster::{ClusterOptions, PgCluster};
 use rand::Rng;
 use serde_json::Value;
 use support::proxy::Proxy;
@@ -86,67 +86,6 @@ async fn insert_rows(
         client.execute(&sql, &[&at, &last]).await.expect("insert");
         at = last + 1;
     }
-}
-
-/// The seconds of every "next try in N s" of `listener`'s retrying lines.
-fn next_tries(seen: &[Value], listener: &str) -> Vec<f64> {
-    statuses(seen, listener)
-        .iter()
-        .filter(|(state, _)| state == "retrying")
-        .map(|(_, reason)| {
-            let (_, after) = reason.rsplit_once("next try in ").expect("next try in");
-            after.trim_end_matches(" s)").parse().expect("seconds")
-        })
-        .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_down_at_start_is_retried_with_growing_waits_then_captured() {
-    let mut cluster = PgCluster::start(ClusterOptions::default())
-        .await
-        .expect("a dedicated cluster");
-    cluster.create_database("late").await.expect("database");
-    cluster
-        .connect("late")
-        .await
-        .expect("connect")
-        .batch_execute("CREATE TABLE late_t (id int PRIMARY KEY, v text)")
-        .await
-        .expect("table");
-    cluster.stop_server().await.expect("take the server down");
-
-    let identity = "late/public.late_t";
-    let mut cdc = Headless::start(&config(
-        &cluster.url("late"),
-        &logical("late", "public.late_t", ""),
-    ))
-    .await;
-    cdc.wait_for("three retries", |seen| {
-        next_tries(seen, identity).len() >= 3
-    })
-    .await;
-    let reason = reason_of(&cdc.seen, identity, "retrying");
-    assert!(
-        reason.contains(&format!("127.0.0.1:{}", cluster.port())) && reason.contains("refused"),
-        "the reason names the server and the error: {reason}"
-    );
-    cluster.start_server().await.expect("the server comes up");
-    cdc.wait_for_state(identity, "running").await;
-    let waits = next_tries(&cdc.seen, identity);
-    assert_eq!(&waits[..3], &[0.5, 1.0, 2.0], "capped exponential backoff");
-    assert!(waits.windows(2).all(|pair| pair[1] >= pair[0]), "{waits:?}");
-
-    let client = cluster.connect("late").await.expect("connect");
-    insert_rows(&client, "late_t", (1, 100), 10).await;
-    let ids = Ids::new(identity);
-    cdc.wait_for("the 100 rows made after it came up", |seen| {
-        ids.borrow_mut().scan(seen) >= 100
-    })
-    .await;
-    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
-    ids.borrow_mut().scan(&cdc.seen);
-    assert_eq!(ids.borrow().ids, (1..=100).collect::<Vec<_>>());
-    cluster.stop().await.expect("stop the cluster");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,6 +289,18 @@ async fn kill_9_acknowledges_nothing_past_the_last_flush_and_loses_nothing() {
         resent, 0,
         "a change acknowledged before the kill came again"
     );
+    let slots: Vec<(String, bool)> = client
+        .query(
+            "SELECT slot_name::text, temporary FROM pg_replication_slots \
+             WHERE database = current_database()",
+            &[],
+        )
+        .await
+        .expect("slots")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(slots, [(slot.clone(), false)], "the persistent slot, kept");
     eprintln!(
         "kill -9: first run {} rows, last flushed commit {last_flushed:X}, confirmed \
          {confirmed:X}, next commit {next_commit:X}",

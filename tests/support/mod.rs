@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod ca;
+pub mod mongo;
 pub mod proxy;
 pub mod tmux;
 
@@ -284,6 +285,14 @@ impl Headless {
         .await;
     }
 
+    /// Waits until `listener` has printed at least `count` changes.
+    pub async fn wait_for_changes(&mut self, listener: &str, count: usize) {
+        self.wait_for(&format!("{count} changes of {listener}"), |seen| {
+            changes_of(seen, listener).len() >= count
+        })
+        .await;
+    }
+
     /// Waits for a status line of `listener` in `state`.
     pub async fn wait_for_state(&mut self, listener: &str, state: &str) {
         self.wait_for(&format!("{listener} {state}"), |seen| {
@@ -370,6 +379,25 @@ pub fn assert_failed_at_once(seen: &[Value], listener: &str) {
         statuses.iter().all(|(state, _)| state != "retrying"),
         "{listener} fails at once: waiting would not help; {statuses:?}"
     );
+}
+
+/// The change lines of one listener.
+pub fn changes_of<'a>(seen: &'a [Value], listener: &str) -> Vec<&'a Value> {
+    seen.iter()
+        .filter(|line| line["type"] == "change" && line["listener"] == listener)
+        .collect()
+}
+
+/// The seconds of every "next try in N s" of `listener`'s retrying lines.
+pub fn next_tries(seen: &[Value], listener: &str) -> Vec<f64> {
+    statuses(seen, listener)
+        .iter()
+        .filter(|(state, _)| state == "retrying")
+        .map(|(_, reason)| {
+            let (_, after) = reason.rsplit_once("next try in ").expect("next try in");
+            after.trim_end_matches(" s)").parse().expect("seconds")
+        })
+        .collect()
 }
 
 /// The change lines of one `op` (`insert`, `update`, `delete`, `truncate`).

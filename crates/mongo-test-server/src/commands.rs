@@ -257,9 +257,14 @@ fn opt_doc<'a>(cmd: &'a Document, key: &str) -> CmdResult<Option<&'a Document>> 
     }
 }
 
-fn collection_arg<'a>(cmd: &'a Document, name: &str) -> CmdResult<&'a str> {
+/// The collection a command names; as MongoDB, a name it cannot have is an InvalidNamespace
+/// error naming the namespace.
+fn collection_arg<'a>(cmd: &'a Document, db: &str, name: &str) -> CmdResult<&'a str> {
     match cmd.get(name) {
-        Some(Bson::String(s)) if !s.is_empty() && !s.contains('\0') && !s.starts_with('$') => Ok(s),
+        Some(Bson::String(s)) if s.contains(['\0', '$']) => Err(CommandError::invalid_namespace(
+            format!("Invalid namespace specified '{db}.{s}'"),
+        )),
+        Some(Bson::String(s)) if !s.is_empty() => Ok(s),
         _ => Err(CommandError::invalid_namespace(format!(
             "collection name for '{name}' must be a non-empty string"
         ))),
@@ -462,7 +467,7 @@ fn repl_set_get_status(shared: &Shared) -> CmdResult<Document> {
 // ----- CRUD ---------------------------------------------------------------
 
 fn insert(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
-    let coll = collection_arg(cmd, "insert")?;
+    let coll = collection_arg(cmd, db, "insert")?;
     let docs = doc_array(cmd, "documents")?;
     let ordered = cmd.get("ordered").is_none_or(|v| truthy(Some(v)));
     let mut n = 0;
@@ -487,7 +492,7 @@ fn insert(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
 }
 
 fn update(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
-    let coll = collection_arg(cmd, "update")?;
+    let coll = collection_arg(cmd, db, "update")?;
     let statements = doc_array(cmd, "updates")?;
     let ordered = cmd.get("ordered").is_none_or(|v| truthy(Some(v)));
     let (mut n, mut modified) = (0i64, 0i64);
@@ -547,7 +552,7 @@ fn update(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
 }
 
 fn delete(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
-    let coll = collection_arg(cmd, "delete")?;
+    let coll = collection_arg(cmd, db, "delete")?;
     let statements = doc_array(cmd, "deletes")?;
     let ordered = cmd.get("ordered").is_none_or(|v| truthy(Some(v)));
     let mut n = 0usize;
@@ -588,7 +593,7 @@ fn find_and_modify(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Docum
     } else {
         "findandmodify"
     };
-    let coll = collection_arg(cmd, name)?;
+    let coll = collection_arg(cmd, db, name)?;
     let filter = opt_doc(cmd, "query")?.cloned().unwrap_or_default();
     let sort = opt_doc(cmd, "sort")?;
     let fields = opt_doc(cmd, "fields")?;
@@ -669,7 +674,7 @@ fn query_docs(
 }
 
 fn find(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
-    let coll = collection_arg(cmd, "find")?;
+    let coll = collection_arg(cmd, db, "find")?;
     let filter = opt_doc(cmd, "filter")?.cloned().unwrap_or_default();
     let limit = opt_i64(cmd, "limit")?;
     let mut docs = query_docs(
@@ -693,7 +698,7 @@ fn find(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
 }
 
 fn count(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
-    let coll = collection_arg(cmd, "count")?;
+    let coll = collection_arg(cmd, db, "count")?;
     let filter = opt_doc(cmd, "query")?.cloned().unwrap_or_default();
     let docs = query_docs(
         shared,
@@ -815,7 +820,7 @@ fn list_databases(shared: &Shared, cmd: &Document) -> CmdResult<Document> {
 }
 
 fn list_indexes(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
-    let coll = collection_arg(cmd, "listIndexes")?;
+    let coll = collection_arg(cmd, db, "listIndexes")?;
     if !shared
         .store()
         .collection_names(db)
@@ -846,14 +851,14 @@ fn db_stats(shared: &Shared, db: &str) -> Document {
 }
 
 fn create(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
-    let coll = collection_arg(cmd, "create")?;
+    let coll = collection_arg(cmd, db, "create")?;
     // MongoDB 7 treats re-creating an existing collection with the same options as success.
     shared.store().create_collection(db, coll);
     Ok(Document::new())
 }
 
 fn create_indexes(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
-    let coll = collection_arg(cmd, "createIndexes")?;
+    let coll = collection_arg(cmd, db, "createIndexes")?;
     let mut store = shared.store();
     let existed = store.collection_names(db).iter().any(|c| c == coll);
     store.create_collection(db, coll);
@@ -866,7 +871,7 @@ fn create_indexes(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Docume
 }
 
 fn drop_collection(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
-    let coll = collection_arg(cmd, "drop")?;
+    let coll = collection_arg(cmd, db, "drop")?;
     if shared.store().drop_collection(db, coll) {
         Ok(doc! { "nIndexesWas": 1, "ns": format!("{db}.{coll}") })
     } else {
@@ -878,7 +883,7 @@ fn drop_collection(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Docum
 
 fn aggregate(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
     let target = match cmd.get("aggregate") {
-        Some(Bson::String(_)) => Some(collection_arg(cmd, "aggregate")?),
+        Some(Bson::String(_)) => Some(collection_arg(cmd, db, "aggregate")?),
         Some(v) if as_i64(v) == Some(1) => None,
         _ => {
             return Err(CommandError::failed_to_parse(

@@ -246,6 +246,16 @@ async fn crud_round_trip() {
     .unwrap_err();
     assert_eq!(server_code(&err), Some(43));
 
+    // A collection name MongoDB does not allow: InvalidNamespace, naming the namespace.
+    let bad: Collection<Document> = client.database("app").collection("bad$name");
+    let err = within("watch a bad name", bad.watch()).await.unwrap_err();
+    assert_eq!(server_code(&err), Some(73), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("Invalid namespace specified 'app.bad$name'"),
+        "{err}"
+    );
+
     within("drop", coll.drop()).await.unwrap();
     let names = within(
         "list_collection_names",
