@@ -176,3 +176,36 @@ async fn a_restart_paused_sends_nothing_until_resumed() {
     );
     assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
 }
+
+#[tokio::test]
+async fn deletes_after_a_truncate_carry_the_polls_position() {
+    let db = TestDb::new("polling_truncate").await;
+    let client = db.client().await;
+    client.batch_execute(SCHEMA).await.unwrap();
+    let mut cdc = Headless::start(&config(&db, 100)).await;
+    cdc.wait_for_state(LISTENER, "running").await;
+    client
+        .batch_execute(
+            r#"INSERT INTO "Shop"."Order Items" (order_id, line, product, qty, price)
+               SELECT 7, g, 'p', 1, 1 FROM generate_series(1, 3) g"#,
+        )
+        .await
+        .unwrap();
+    cdc.wait_for_ops("3 inserts", &[("insert", 3)]).await;
+    client
+        .batch_execute(r#"TRUNCATE "Shop"."Order Items""#)
+        .await
+        .unwrap();
+    cdc.wait_for_ops("3 deletes", &[("delete", 3)]).await;
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+
+    // The table is empty: the poll's position is the highest cursor it last held, that of
+    // the last insert (inserts come in cursor order).
+    let highest = changes_with_op(&cdc.seen, "insert")[2]["position"].clone();
+    assert!(highest.as_str().is_some_and(|p| !p.is_empty()), "{highest}");
+    let positions: Vec<&Value> = changes_with_op(&cdc.seen, "delete")
+        .iter()
+        .map(|c| &c["position"])
+        .collect();
+    assert_eq!(positions, [&highest; 3], "deletes at the poll's position");
+}

@@ -152,6 +152,8 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
 
     // After a restart, rows whose cursor passed the saved one changed while we were away.
     let mut resume_after = ctx.load_position()?;
+    // The position of the last poll that found rows: that of a poll that finds none.
+    let mut last_position = resume_after.clone();
     let mut previous: Option<RowState> = None;
     let mut pending = PendingPositions::default();
 
@@ -161,6 +163,7 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
             &shape,
             options.max_tracked_rows,
             previous.as_ref(),
+            last_position.as_deref(),
         )
         .await;
         let poll = poll.map_err(|error| match error {
@@ -203,6 +206,7 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
             }
         }
         if let Some(max) = poll.max_cursor {
+            last_position = Some(max.clone());
             pending.push(ctx.last_sent_seq(), max);
         }
         save_flushed(ctx, &mut pending)?;
@@ -262,12 +266,15 @@ struct Poll {
     max_cursor: Option<String>,
 }
 
-/// Reads the state of the table and, given the previous state, the changes since.
+/// Reads the state of the table and, given the previous state, the changes since. A deleted
+/// row is reported at the poll's position: the highest cursor in the table, or
+/// `last_position` (the last poll's) when no row is left, as after a TRUNCATE.
 async fn poll_once(
     client: &mut Client,
     shape: &TableShape,
     max_tracked_rows: usize,
     previous: Option<&RowState>,
+    last_position: Option<&str>,
 ) -> Result<Poll, PollError> {
     let transaction = client
         .build_transaction()
@@ -335,14 +342,10 @@ async fn poll_once(
             .filter(|key| !state.contains_key(*key))
             .collect();
         deleted.sort();
+        let position = max_cursor.as_deref().or(last_position).unwrap_or_default();
         for key_text in deleted {
             let key = key_row(shape, key_text);
-            changes.push((
-                Op::Delete,
-                key,
-                None,
-                max_cursor.clone().unwrap_or_default(),
-            ));
+            changes.push((Op::Delete, key, None, position.to_string()));
         }
     }
     transaction.commit().await?;
