@@ -290,3 +290,168 @@ async fn no_password_on_the_tui_screen_or_in_its_log_file() {
     );
     assert_no_password("the TUI's log file", &log);
 }
+
+/// Passwords that are also ordinary text: masking them wherever their text appears would
+/// garble messages, and they must still never be shown where a password stands. Each: (name,
+/// the password of a role named `name`, given to `name_bad` whose password is another one).
+fn common_passwords(pid: u32) -> Vec<(String, String)> {
+    let same = format!("same_{pid}");
+    vec![
+        (format!("one_{pid}"), "o".to_string()),
+        (format!("word_{pid}"), "password".to_string()),
+        (format!("postgres_{pid}"), "postgres".to_string()),
+        (same.clone(), same),
+        (format!("encoded_{pid}"), "p@ss/w:rd".to_string()),
+    ]
+}
+
+/// The password of `user` in these URLs: the user's own name for the user-equals-password case.
+fn password_in_url(user: &str, password: &str, same: &str) -> String {
+    if password == same {
+        user.to_string()
+    } else {
+        password.to_string()
+    }
+}
+
+/// No password shown where one stands, and every mask where a password stood (after the `:`
+/// of a userinfo, or a setting's `=` or quote), never inside a word.
+fn assert_not_shown(what: &str, text: &str, user: &str, password: &str) {
+    let encoded = percent_encode(password);
+    for shown in [
+        format!("{user}:{password}"),
+        format!("{user}:{encoded}"),
+        format!("password={password}"),
+        format!("password={encoded}"),
+        format!("password: \"{password}\""),
+    ] {
+        assert!(!text.contains(&shown), "{what} shows {shown}:\n{text}");
+    }
+    for (at, _) in text.match_indices("***") {
+        let before = text[..at].chars().next_back();
+        assert!(
+            matches!(before, Some(':' | '=' | '"' | '\'' | '[')),
+            "{what} masks something that is no password: …{}…",
+            &text[at.saturating_sub(30)..(at + 30).min(text.len())]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_and_common_passwords_neither_leak_nor_garble_messages() {
+    let db = TestDb::new("common").await;
+    let pid = std::process::id();
+    let cases = common_passwords(pid);
+    let same = format!("same_{pid}");
+    let closed = closed_port();
+    let mut roles = String::new();
+    let mut config = String::new();
+    for (user, password) in &cases {
+        let bad = format!("{user}_bad");
+        let bad_password = password_in_url(&bad, password, &same);
+        roles.push_str(&format!(
+            "CREATE ROLE {user} LOGIN SUPERUSER PASSWORD '{password}' IN ROLE {PASSWORD_GROUP};
+             CREATE ROLE {bad} LOGIN SUPERUSER PASSWORD 'something-else' IN ROLE {PASSWORD_GROUP};"
+        ));
+        config.push_str(&format!(
+            r#"
+[[database]]
+name = "{user}"
+kind = "postgres"
+url = "{right}"
+
+[[database]]
+name = "{bad}"
+kind = "postgres"
+url = "{wrong}"
+
+[[database]]
+name = "{user}_mongo"
+kind = "mongodb"
+url = "mongodb://{user}:{encoded}@127.0.0.1:{closed}/?serverSelectionTimeoutMS=300"
+
+[[listener]]
+identifier = "{user}"
+database = "{user}"
+table = "c_t"
+strategy = "logical"
+
+[[listener]]
+identifier = "{bad}"
+database = "{bad}"
+table = "c_t"
+strategy = "logical"
+
+[[listener]]
+identifier = "{user}_mongo"
+database = "{user}_mongo"
+table = "shop.orders"
+strategy = "change_stream"
+"#,
+            right = url_as(user, password, &db.name).await,
+            wrong = url_as(&bad, &bad_password, &db.name).await,
+            encoded = percent_encode(password),
+        ));
+    }
+    let client = db.client().await;
+    client
+        .batch_execute(&format!("{roles} CREATE TABLE c_t (id int PRIMARY KEY);"))
+        .await
+        .expect("roles and table");
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("cdc.toml"), &config).expect("config");
+    let mut cdc = Headless::start_in_with_env(dir, &[("CDC_TUI_LOG", "debug")]).await;
+    for (user, _) in &cases {
+        cdc.wait_for_state(&format!("{user}/c_t"), "running").await;
+        cdc.wait_for_state(&format!("{user}_bad/c_t"), "failed")
+            .await;
+        cdc.wait_for_state(&format!("{user}_mongo/shop.orders"), "retrying")
+            .await;
+    }
+    client
+        .batch_execute("INSERT INTO c_t VALUES (1)")
+        .await
+        .expect("insert");
+    cdc.wait_for(
+        "the insert on every listener with the right password",
+        |seen| seen.iter().filter(|line| line["type"] == "change").count() == cases.len(),
+    )
+    .await;
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+
+    let stdout: String = cdc.seen.iter().map(|line| format!("{line}\n")).collect();
+    let stderr = cdc.stderr();
+    for (user, password) in &cases {
+        let bad = format!("{user}_bad");
+        // The server's words, whole: a password `o`, `password` or the user's own name
+        // takes nothing out of them.
+        let failed = support::reason_of(&cdc.seen, &format!("{bad}/c_t"), "failed");
+        let expected = format!("FATAL: password authentication failed for user \"{bad}\"");
+        assert_eq!(failed, expected);
+        assert!(stderr.contains(&expected), "the log has it whole too");
+        let retrying =
+            support::reason_of(&cdc.seen, &format!("{user}_mongo/shop.orders"), "retrying");
+        assert!(
+            retrying.contains("Server selection timeout: No available servers")
+                && retrying.contains("Connection refused"),
+            "{retrying}"
+        );
+        let bad_password = password_in_url(&bad, password, &same);
+        for (what, text) in [("stdout", &stdout), ("the logs (stderr)", &stderr)] {
+            assert_not_shown(what, text, user, password);
+            assert_not_shown(what, text, &bad, &bad_password);
+        }
+    }
+    // The URL-encoded one is distinctive enough to be looked for anywhere, in pieces too.
+    for (what, text) in [("stdout", &stdout), ("the logs (stderr)", &stderr)] {
+        for piece in [
+            "p@ss/w:rd",
+            "p%40ss%2Fw%3Ard",
+            "ss/w:rd",
+            "p@ss/",
+            "%2Fw%3Ard",
+        ] {
+            assert!(!text.contains(piece), "{what} shows {piece}");
+        }
+    }
+}

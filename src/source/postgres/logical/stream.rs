@@ -280,7 +280,9 @@ mod tests {
             ErrorKind::Transient
         );
         let io = wire_error(
-            &PgWireError::Io(std::sync::Arc::new(std::io::Error::other("s3cret reset"))),
+            &PgWireError::Io(std::sync::Arc::new(std::io::Error::other(
+                "reset talking to postgres://app:s3cret@db/shop",
+            ))),
             "slot_a",
             "app",
             &url,
