@@ -444,3 +444,50 @@ fn an_unusable_url_is_a_config_error_naming_the_line_and_key() {
         assert!(!stderr.contains("s3cret"), "{stderr}");
     }
 }
+
+#[test]
+fn a_url_cut_at_the_wrong_place_is_a_config_error_saying_how_to_encode_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The password `p@ss/w:rd` as written: a parser takes `ss` for the host.
+    let cases = [
+        (
+            "postgres",
+            "postgres://cdc:p@ss/w:rd@127.0.0.1:5432/shop",
+            "cdc.toml:9: database[1].url: the password contains '@', '/' and ':': write them \
+             as %40, %2F and %3A",
+        ),
+        (
+            "mongodb",
+            "mongodb://cdc:p@ss/w:rd@127.0.0.1:27017/?replicaSet=rs0",
+            "cdc.toml:9: database[1].url: the password contains '@', '/' and ':': write them \
+             as %40, %2F and %3A",
+        ),
+        (
+            "postgres",
+            "postgres://cdc:no#pe@127.0.0.1/shop",
+            "cdc.toml:9: database[1].url: the password contains '#': write it as %23",
+        ),
+    ];
+    for (kind, url, expected) in cases {
+        std::fs::write(
+            dir.path().join("cdc.toml"),
+            format!(
+                "{}[[database]]\nname = \"shop\"\nkind = \"{kind}\"\nurl = \"{url}\"\n",
+                database("fine", "postgres", "postgres://cdc:p%40ss%2Fw%3Ard@db/shop")
+            ),
+        )
+        .expect("config");
+        let output = Command::new(env!("CARGO_BIN_EXE_cdc-tui"))
+            .arg("--check-config")
+            .current_dir(dir.path())
+            .output()
+            .expect("run cdc-tui");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{url}: {stderr}");
+        assert!(stderr.contains(expected), "{url}: {stderr}");
+        assert!(output.stdout.is_empty(), "{url}");
+        for secret in ["p@ss", "w:rd", "no#pe"] {
+            assert!(!stderr.contains(secret), "{stderr}");
+        }
+    }
+}

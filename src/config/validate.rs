@@ -73,6 +73,8 @@ pub(super) fn validate(file: ConfigFile, config_dir: &Path) -> Result<Config, Re
         let url = database
             .resolve_url()
             .map_err(|message| Rejected::new(at(url_key), message))?;
+        crate::secret::check_userinfo(url.expose())
+            .map_err(|message| Rejected::new(at(url_key), message))?;
         kind.check_database(database, &url, config_dir)
             .map_err(|(name, message)| {
                 Rejected::new(at(if name == "url" { url_key } else { name }), message)
