@@ -144,9 +144,9 @@ pub fn check_userinfo(url: &str) -> Result<(), String> {
             }
         }
         let bad_percent = text.split('%').skip(1).any(|after| {
-            !after
+            after
                 .get(..2)
-                .is_some_and(|hex| u8::from_str_radix(hex, 16).is_ok())
+                .is_none_or(|hex| !hex.bytes().all(|byte| byte.is_ascii_hexdigit()))
         });
         if bad_percent {
             found.push('%');
@@ -187,6 +187,7 @@ pub fn percent_decode(text: &str) -> String {
     while at < bytes.len() {
         let hex = bytes
             .get(at + 1..at + 3)
+            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
             .and_then(|hex| std::str::from_utf8(hex).ok())
             .and_then(|hex| u8::from_str_radix(hex, 16).ok());
         match (bytes[at], hex) {
@@ -486,7 +487,7 @@ mod tests {
             url.redact("password authentication failed for user \"cdc\""),
             "password authentication failed for user \"cdc\""
         );
-        assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
+        assert_eq!(percent_decode("a%2Fb%zz%4%+1"), "a/b%zz%4%+1");
     }
 
     #[test]
@@ -526,6 +527,10 @@ mod tests {
             ),
             (
                 "postgres://cdc:100%@db/shop",
+                "the password contains '%': write it as %25",
+            ),
+            (
+                "postgres://cdc:a%+1b@db/shop",
                 "the password contains '%': write it as %25",
             ),
             (
