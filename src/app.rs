@@ -198,10 +198,11 @@ async fn run(
     }
 
     let ui_result = if headless {
-        let commands = tokio::spawn(headless::read_commands(runtime.clone()));
-        signals::terminated().await;
-        commands.abort();
-        Ok(())
+        // A signal, or stdin at its end with no listener left that can progress.
+        tokio::select! {
+            () = signals::terminated() => Ok(()),
+            served = headless::serve(runtime.clone()) => served,
+        }
     } else {
         let ui = tui::UiContext {
             runtime: runtime.clone(),

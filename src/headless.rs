@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::change::format_time;
-use crate::registry::{ListenerState, StatusEvent};
+use crate::registry::{Control, ListenerHandle, ListenerState, StatusEvent};
 use crate::runtime::{Command, Runtime};
 
 /// Writes one JSON line to stdout. A closed stdout is ignored here: the handler's sink sees
@@ -87,8 +87,60 @@ fn drain(events: &mut broadcast::Receiver<StatusEvent>, mut print: impl FnMut(St
     }
 }
 
+/// Serves headless mode until nothing can progress: reads control commands from stdin until
+/// it ends (capture goes on), then waits until every listener is stopped or failed (while one
+/// runs, pauses or retries, it could still deliver). `Ok` when every listener was stopped on
+/// purpose (a `stop` command; none at all counts), else the error names the ones that were
+/// not (exit 1). A signal ends the run sooner, elsewhere.
+pub async fn serve(runtime: Arc<Runtime>) -> anyhow::Result<()> {
+    read_commands(runtime.clone()).await;
+    let registry = runtime.registry();
+    // Subscribed before looking, so no state change falls between a look and the wait.
+    let mut events = registry.subscribe();
+    loop {
+        if let Some(outcome) = nothing_can_progress(&registry.handles()) {
+            return outcome.map_err(|failed| {
+                anyhow::anyhow!(
+                    "stdin is closed and no listener can go on: {}",
+                    failed.join("; ")
+                )
+            });
+        }
+        // A lag only means: look again.
+        if let Err(broadcast::error::RecvError::Closed) = events.recv().await {
+            // No listener can announce anything any more; a signal ends the run.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// `None` while a listener can still progress; `Some(Ok)` when every one was stopped on
+/// purpose, else `Some(Err)` with each other one and its state (and reason).
+fn nothing_can_progress(handles: &[Arc<ListenerHandle>]) -> Option<Result<(), Vec<String>>> {
+    let mut not_on_purpose = Vec::new();
+    for handle in handles {
+        let snapshot = handle.snapshot();
+        if !snapshot.state.is_final() {
+            return None;
+        }
+        let on_purpose =
+            snapshot.state == ListenerState::Stopped && handle.control() == Control::Stop;
+        if !on_purpose {
+            not_on_purpose.push(match snapshot.reason {
+                Some(reason) => format!("{} {}: {reason}", snapshot.identity, snapshot.state),
+                None => format!("{} {}", snapshot.identity, snapshot.state),
+            });
+        }
+    }
+    Some(if not_on_purpose.is_empty() {
+        Ok(())
+    } else {
+        Err(not_on_purpose)
+    })
+}
+
 /// Reads control commands from stdin until it ends; end of input does not stop capture.
-pub async fn read_commands(runtime: Arc<Runtime>) {
+async fn read_commands(runtime: Arc<Runtime>) {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
         match lines.next_line().await {
@@ -132,6 +184,63 @@ mod tests {
             reason: None,
             at: Utc::now(),
         }
+    }
+
+    #[test]
+    fn nothing_can_progress_once_every_listener_is_stopped_or_failed() {
+        use crate::config::{ListenerConfig, Strategy};
+        use crate::registry::Registry;
+        let registry = Registry::new();
+        assert_eq!(
+            nothing_can_progress(&registry.handles()),
+            Some(Ok(())),
+            "none at all"
+        );
+        let add = |name: &str| {
+            registry
+                .add(ListenerConfig::new(
+                    name,
+                    "shop",
+                    "public.t",
+                    Strategy::Polling,
+                ))
+                .unwrap()
+        };
+        let (a, b) = (add("a"), add("b"));
+        assert_eq!(nothing_can_progress(&registry.handles()), None, "starting");
+        registry.stop("a/public.t").unwrap();
+        a.set_state(ListenerState::Stopped, None);
+        for (state, reason) in [
+            (ListenerState::Running, None),
+            (ListenerState::Paused, None),
+            (
+                ListenerState::Retrying,
+                Some("connection refused".to_string()),
+            ),
+        ] {
+            b.set_state(state, reason);
+            assert_eq!(nothing_can_progress(&registry.handles()), None, "{state}");
+        }
+        b.set_state(ListenerState::Failed, Some("no such table".into()));
+        assert_eq!(
+            nothing_can_progress(&registry.handles()),
+            Some(Err(vec!["b/public.t failed: no such table".to_string()]))
+        );
+        // Stopped on purpose: by a stop command, not a source that ended by itself.
+        let c = add("c");
+        c.set_state(ListenerState::Stopped, None);
+        registry.stop("b/public.t").unwrap();
+        let outcome = nothing_can_progress(&registry.handles());
+        assert_eq!(
+            outcome,
+            Some(Err(vec![
+                "b/public.t failed: no such table".to_string(),
+                "c/public.t stopped".to_string()
+            ]))
+        );
+        registry.stop("c/public.t").unwrap();
+        b.set_state(ListenerState::Stopped, None);
+        assert_eq!(nothing_can_progress(&registry.handles()), Some(Ok(())));
     }
 
     #[test]

@@ -491,3 +491,142 @@ fn a_url_cut_at_the_wrong_place_is_a_config_error_saying_how_to_encode_it() {
         }
     }
 }
+
+/// The status lines, as (listener, state), in order.
+fn status_lines(seen: &[serde_json::Value]) -> Vec<(String, String)> {
+    seen.iter()
+        .filter(|line| line["type"] == "status")
+        .map(|line| {
+            (
+                line["listener"].as_str().unwrap_or_default().to_string(),
+                line["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_stdin_closed_a_failed_listener_ends_headless_with_exit_1() {
+    let db = TestDb::new("ends_failed").await;
+    let config = format!(
+        "{}{}{}",
+        database("shop", "postgres", &db.url),
+        listener(
+            "missing",
+            "shop",
+            "public.no_such_table",
+            "strategy = \"logical\""
+        ),
+        listener(
+            "gone",
+            "shop",
+            "public.no_such_table",
+            "strategy = \"polling\"\ncursor_column = \"updated_at\""
+        ),
+    );
+    // As `cdc-tui --headless < /dev/null | jq`: nothing will ever come on stdin.
+    let mut cdc = Headless::start(&config).await;
+    cdc.close_stdin();
+    let code = cdc.wait_for_exit("cdc-tui to end by itself").await;
+    assert_eq!(code, Some(1), "{}", cdc.stderr());
+    let statuses = status_lines(&cdc.seen);
+    for identity in ["missing/public.no_such_table", "gone/public.no_such_table"] {
+        let last = statuses
+            .iter()
+            .rev()
+            .find(|(listener, _)| listener == identity);
+        assert_eq!(
+            last.map(|(_, state)| state.as_str()),
+            Some("failed"),
+            "{statuses:?}"
+        );
+    }
+    assert!(
+        cdc.stderr().contains(
+            "stdin is closed and no listener can go on: missing/public.no_such_table failed: table"
+        ),
+        "{}",
+        cdc.stderr()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_stdin_closed_headless_runs_on_while_a_listener_can_deliver() {
+    let db = TestDb::new("ends_not").await;
+    db.client()
+        .await
+        .batch_execute("CREATE TABLE alive_t (id int PRIMARY KEY)")
+        .await
+        .expect("table");
+    let config = format!(
+        "[pipeline]\ntimeout_ms = 0\n\n{}{}{}",
+        database("shop", "postgres", &db.url),
+        listener(
+            "missing",
+            "shop",
+            "public.no_such_table",
+            "strategy = \"logical\""
+        ),
+        listener("alive", "shop", "public.alive_t", "strategy = \"logical\""),
+    );
+    let mut cdc = Headless::start(&config).await;
+    cdc.close_stdin();
+    cdc.wait_for_state("missing/public.no_such_table", "failed")
+        .await;
+    cdc.wait_for_state("alive/public.alive_t", "running").await;
+    // One listener failed and stdin is at its end, yet the other still captures.
+    db.client()
+        .await
+        .batch_execute("INSERT INTO alive_t VALUES (1)")
+        .await
+        .expect("insert");
+    cdc.wait_for("the insert", |seen| {
+        seen.iter().any(|line| line["type"] == "change")
+    })
+    .await;
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_every_listener_then_closing_stdin_exits_0() {
+    let db = TestDb::new("ends_stopped").await;
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE TABLE stop_t (id int PRIMARY KEY, updated_at timestamptz DEFAULT now())",
+        )
+        .await
+        .expect("table");
+    let config = format!(
+        "{}{}{}",
+        database("shop", "postgres", &db.url),
+        listener("logical", "shop", "public.stop_t", "strategy = \"logical\""),
+        listener(
+            "polling",
+            "shop",
+            "public.stop_t",
+            "strategy = \"polling\"\ncursor_column = \"updated_at\""
+        ),
+    );
+    let mut cdc = Headless::start(&config).await;
+    let identities = ["logical/public.stop_t", "polling/public.stop_t"];
+    for identity in identities {
+        cdc.wait_for_state(identity, "running").await;
+        cdc.send_command(&format!("stop {identity}")).await;
+    }
+    cdc.close_stdin();
+    let code = cdc.wait_for_exit("cdc-tui to end by itself").await;
+    assert_eq!(code, Some(0), "{}", cdc.stderr());
+    let statuses = status_lines(&cdc.seen);
+    for identity in identities {
+        let last = statuses
+            .iter()
+            .rev()
+            .find(|(listener, _)| listener == identity);
+        assert_eq!(
+            last.map(|(_, state)| state.as_str()),
+            Some("stopped"),
+            "{statuses:?}"
+        );
+    }
+}

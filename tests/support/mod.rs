@@ -322,9 +322,22 @@ impl Headless {
             .status()
             .expect("kill");
         assert!(status.success());
+        self.wait_for_exit(&format!("cdc-tui to exit after SIG{signal}"))
+            .await
+    }
+
+    /// Closes the binary's stdin (end of input). Until then it stays open: a test that never
+    /// calls this runs with stdin open, as a terminal would leave it.
+    pub fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+
+    /// Waits (up to [`DEADLINE`]) for the binary to exit by itself, reads the rest of stdout
+    /// into `seen`, and returns the exit code.
+    pub async fn wait_for_exit(&mut self, what: &str) -> Option<i32> {
         let status = tokio::time::timeout(DEADLINE, self.child.wait())
             .await
-            .expect("cdc-tui exits after a signal")
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}; saw {:#?}", self.seen))
             .expect("wait");
         while let Ok(Some(line)) =
             tokio::time::timeout(Duration::from_secs(5), self.lines.recv()).await
