@@ -188,7 +188,7 @@ mod tests {
 
     #[test]
     fn nothing_can_progress_once_every_listener_is_stopped_or_failed() {
-        use crate::config::{ListenerConfig, Strategy};
+        use crate::config::ListenerConfig;
         use crate::registry::Registry;
         let registry = Registry::new();
         assert_eq!(
@@ -198,12 +198,7 @@ mod tests {
         );
         let add = |name: &str| {
             registry
-                .add(ListenerConfig::new(
-                    name,
-                    "shop",
-                    "public.t",
-                    Strategy::Polling,
-                ))
+                .add(ListenerConfig::new(name, "shop", "public.t", "polling"))
                 .unwrap()
         };
         let (a, b) = (add("a"), add("b"));

@@ -182,7 +182,7 @@ async fn deletes_after_a_truncate_carry_the_polls_position() {
     let db = TestDb::new("polling_truncate").await;
     let client = db.client().await;
     client.batch_execute(SCHEMA).await.unwrap();
-    let mut cdc = Headless::start(&config(&db, 100)).await;
+    let mut cdc = Headless::start(&config(&db, &listener("items", ""))).await;
     cdc.wait_for_state(LISTENER, "running").await;
     client
         .batch_execute(
