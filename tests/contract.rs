@@ -37,4 +37,5 @@ suite! {
     logical => crate::contract::postgres_logical::Logical;
     polling => crate::contract::postgres_polling::Polling;
     change_stream => crate::contract::mongo_change_stream::ChangeStream;
+    follow => crate::contract::jsonl_follow::Follow;
 }

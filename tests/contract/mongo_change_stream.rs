@@ -86,8 +86,8 @@ impl Harness for ChangeStream {
         self.mongo = Some(mongo);
     }
 
-    fn address(&self) -> String {
-        self.address.clone()
+    fn unreachable(&self) -> (String, &'static str) {
+        (self.address.clone(), "refused")
     }
 
     fn config(&self, listeners: &[(&str, &str)]) -> String {
@@ -111,10 +111,10 @@ impl Harness for ChangeStream {
         }
     }
 
-    fn bad_table(&self) -> (String, &'static str) {
+    fn bad_table(&self) -> Option<(String, &'static str)> {
         // A collection that does not exist is no error in MongoDB (a change stream on it
         // waits for it to be made); a name it cannot have is.
-        (format!("{}.$bad", self.mongo().db), "InvalidNamespace")
+        Some((format!("{}.$bad", self.mongo().db), "InvalidNamespace"))
     }
 
     async fn insert(&self, ids: RangeInclusive<i64>) {

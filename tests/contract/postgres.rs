@@ -134,8 +134,8 @@ impl<S: Strategy> Harness for Postgres<S> {
         self.client = Some(cluster.connect(OWN_DB).await.expect("connect"));
     }
 
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+    fn unreachable(&self) -> (String, &'static str) {
+        (format!("127.0.0.1:{}", self.port), "refused")
     }
 
     fn config(&self, listeners: &[(&str, &str)]) -> String {
@@ -158,8 +158,8 @@ impl<S: Strategy> Harness for Postgres<S> {
         TABLE.to_string()
     }
 
-    fn bad_table(&self) -> (String, &'static str) {
-        (r#""Sales"."No Such Table""#.to_string(), "does not exist")
+    fn bad_table(&self) -> Option<(String, &'static str)> {
+        Some((r#""Sales"."No Such Table""#.to_string(), "does not exist"))
     }
 
     async fn insert(&self, ids: RangeInclusive<i64>) {
