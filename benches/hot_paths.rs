@@ -11,7 +11,7 @@ use cdc_tui::config::ListenerConfig;
 use cdc_tui::pipeline::collate::collate;
 use cdc_tui::pipeline::timings::BatchTiming;
 use cdc_tui::pipeline::{
-    Batch, Captured, FlushTimings, Handler, HandlerConfig, LogRing, Sink, SinkError,
+    Batch, Captured, FlushTimings, Handler, HandlerConfig, Item, LogRing, Sink, SinkError,
 };
 use cdc_tui::positions::PositionStore;
 use cdc_tui::registry::{ListenerState, Registry};
@@ -67,7 +67,21 @@ fn sample_changes(count: u64) -> Vec<Captured> {
                     commit_time: Some(chrono::Utc::now()),
                 },
             };
-            Captured { listener, change }
+            Captured {
+                listener,
+                item: Item::Change(change),
+            }
+        })
+        .collect()
+}
+
+/// The changes of captured items.
+fn changes_of(captured: Vec<Captured>) -> Vec<Change> {
+    captured
+        .into_iter()
+        .filter_map(|captured| match captured.item {
+            Item::Change(change) => Some(change),
+            Item::Note(_) => None,
         })
         .collect()
 }
@@ -92,7 +106,7 @@ fn decoding(c: &mut Criterion) {
 }
 
 fn encoding(c: &mut Criterion) {
-    let change = sample_changes(1).remove(0).change;
+    let change = changes_of(sample_changes(1)).remove(0);
     let mut line = Vec::with_capacity(512);
     let mut group = c.benchmark_group("json");
     group.throughput(Throughput::Elements(1));
@@ -184,10 +198,7 @@ fn frame(c: &mut Criterion) {
         });
     }
     let log = Arc::new(LogRing::new(LOG));
-    let changes: Vec<Change> = sample_changes(LOG as u64)
-        .into_iter()
-        .map(|captured| captured.change)
-        .collect();
+    let changes = changes_of(sample_changes(LOG as u64));
     log.extend(changes.clone());
     let runtime = Arc::new(Runtime::new(
         registry,

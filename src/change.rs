@@ -269,6 +269,57 @@ impl Change {
     }
 }
 
+/// What a source says beside its changes, printed in place among them: a table's shape that
+/// changed, a table that joined or left the scope, a collection dropped or renamed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note {
+    /// The identity of the listener that saw it.
+    pub listener: Arc<str>,
+    pub captured_at: DateTime<Utc>,
+    pub kind: NoteKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NoteKind {
+    /// `{"type":"schema","table":…,"change":"columns","detail":"added note text"}`; `change`
+    /// is `columns`, `joined`, `left`, `dropped` or `renamed`.
+    Schema {
+        table: Arc<str>,
+        change: &'static str,
+        detail: String,
+    },
+}
+
+impl Note {
+    /// Appends the headless JSON line (with its newline) to `out`.
+    pub fn write_json_line(&self, out: &mut Vec<u8>) {
+        // Serializing into a Vec cannot fail: every field is a string.
+        let _ = serde_json::to_writer(&mut *out, self);
+        out.push(b'\n');
+    }
+}
+
+impl Serialize for Note {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        match &self.kind {
+            NoteKind::Schema {
+                table,
+                change,
+                detail,
+            } => {
+                map.serialize_entry("type", "schema")?;
+                map.serialize_entry("listener", &*self.listener)?;
+                map.serialize_entry("table", &**table)?;
+                map.serialize_entry("change", change)?;
+                map.serialize_entry("detail", detail)?;
+            }
+        }
+        map.serialize_entry("captured_at", &Millis(&self.captured_at))?;
+        map.end()
+    }
+}
+
 /// RFC 3339 in UTC with milliseconds, as SPEC shows: `2026-11-25T10:00:00.123Z`.
 pub fn format_time(time: &DateTime<Utc>) -> String {
     Millis(time).to_string()
@@ -450,6 +501,30 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&plain).unwrap(),
             r#"{"id":1,"doc":"{}"}"#
+        );
+    }
+
+    #[test]
+    fn a_schema_note_prints_as_spec_shows_it() {
+        let note = Note {
+            listener: "app/public.*".into(),
+            captured_at: Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 1).unwrap(),
+            kind: NoteKind::Schema {
+                table: "public.orders".into(),
+                change: "columns",
+                detail: "added note text".into(),
+            },
+        };
+        let mut line = Vec::new();
+        note.write_json_line(&mut line);
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            concat!(
+                r#"{"type":"schema","listener":"app/public.*","table":"public.orders","#,
+                r#""change":"columns","detail":"added note text","#,
+                r#""captured_at":"2026-11-25T10:00:01.000Z"}"#,
+                "\n"
+            )
         );
     }
 

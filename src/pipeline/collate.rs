@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::change::{Change, Op};
-use crate::pipeline::Captured;
+use crate::change::{Change, Note, Op};
+use crate::pipeline::{Captured, Item};
 use crate::registry::ListenerHandle;
 
 pub struct Packet {
@@ -22,16 +22,27 @@ pub struct Batch {
     /// Batch numbers count from 1 in each run.
     pub number: u64,
     pub changes: Vec<Change>,
+    /// Notes among the changes: each goes before the change at its index (after the last
+    /// change when the index is `changes.len()`).
+    pub notes: Vec<(usize, Note)>,
     pub packets: Vec<Packet>,
     pub waited: Duration,
 }
 
-/// The batch's changes in arrival order, and its packets in order of first appearance; a
-/// batch has few packets, so a linear search beats hashing.
-pub fn collate(captured: Vec<Captured>) -> (Vec<Change>, Vec<Packet>) {
+/// The batch's changes in arrival order, its notes in place among them, and its packets in
+/// order of first appearance; a batch has few packets, so a linear search beats hashing.
+pub fn collate(captured: Vec<Captured>) -> (Vec<Change>, Vec<(usize, Note)>, Vec<Packet>) {
     let mut packets: Vec<Packet> = Vec::new();
     let mut changes = Vec::with_capacity(captured.len());
-    for Captured { listener, change } in captured {
+    let mut notes = Vec::new();
+    for Captured { listener, item } in captured {
+        let change = match item {
+            Item::Change(change) => change,
+            Item::Note(note) => {
+                notes.push((changes.len(), *note));
+                continue;
+            }
+        };
         let found = packets.iter_mut().find(|packet| {
             Arc::ptr_eq(&packet.listener, &listener)
                 && packet.op == change.op
@@ -52,5 +63,5 @@ pub fn collate(captured: Vec<Captured>) -> (Vec<Change>, Vec<Packet>) {
         }
         changes.push(change);
     }
-    (changes, packets)
+    (changes, notes, packets)
 }

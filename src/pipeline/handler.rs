@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::change::Change;
+use crate::change::{Change, Note};
 use crate::pipeline::chunker::Chunker;
 use crate::pipeline::collate::{Batch, Packet, collate};
 use crate::pipeline::log_ring::LogRing;
@@ -25,12 +25,23 @@ use crate::registry::ListenerHandle;
 /// slows the source down instead of growing memory.
 pub type ChangeSender = mpsc::Sender<Captured>;
 
-/// A change on its way to the handler, with the listener the handler counts and acknowledges
-/// it through (the change itself names its listener only).
+/// A change (or a note among the changes) on its way to the handler, with the listener the
+/// handler counts and acknowledges it through (the change itself names its listener only).
 #[derive(Debug, Clone)]
 pub struct Captured {
     pub listener: Arc<ListenerHandle>,
-    pub change: Change,
+    pub item: Item,
+}
+
+#[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "changes are nearly every item: boxing them would cost an allocation each"
+)]
+pub enum Item {
+    Change(Change),
+    /// Boxed: notes are rare, and changes should not pay for their size.
+    Note(Box<Note>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -116,11 +127,12 @@ impl Handler {
             };
             let Some(chunk) = chunk else { break };
             number += 1;
-            let (changes, packets) = collate(chunk.changes);
+            let (changes, notes, packets) = collate(chunk.changes);
             let batch = Batch {
                 number,
                 packets,
                 changes,
+                notes,
                 waited: chunk.waited,
             };
             // Exactly one of the two holds the flusher.
@@ -268,12 +280,12 @@ mod tests {
         };
         Captured {
             listener: listener.clone(),
-            change: Change {
+            item: Item::Change(Change {
                 listener: listener.identity_arc(),
                 seq,
                 captured_at: Utc::now(),
                 event,
-            },
+            }),
         }
     }
 

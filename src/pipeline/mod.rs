@@ -9,7 +9,7 @@ pub mod sinks;
 pub mod timings;
 
 pub use collate::{Batch, Packet};
-pub use handler::{Captured, ChangeSender, Handler, HandlerConfig};
+pub use handler::{Captured, ChangeSender, Handler, HandlerConfig, Item};
 pub use log_ring::LogRing;
 pub use sinks::{Sink, SinkError};
 pub use timings::{FlushTimings, TimingsSnapshot};

@@ -18,7 +18,7 @@ pub struct SinkError {
 }
 
 pub trait Sink: Send {
-    /// Writes the batch's changes, in order.
+    /// Writes the batch's changes in order, its notes in place among them.
     fn write_batch(&mut self, batch: &Batch) -> Result<(), SinkError>;
 
     /// Called after every sink wrote the batch, with its timing.
@@ -62,8 +62,15 @@ impl<W: Write + Send> JsonLinesSink<W> {
 
 impl<W: Write + Send> Sink for JsonLinesSink<W> {
     fn write_batch(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        for change in &batch.changes {
+        let mut notes = batch.notes.iter().peekable();
+        for (at, change) in batch.changes.iter().enumerate() {
+            while let Some((_, note)) = notes.next_if(|(before, _)| *before == at) {
+                note.write_json_line(&mut self.buffer);
+            }
             change.write_json_line(&mut self.buffer);
+        }
+        for (_, note) in notes {
+            note.write_json_line(&mut self.buffer);
         }
         self.write_buffer()
     }

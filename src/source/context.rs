@@ -9,9 +9,9 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::change::{Change, ChangeEvent};
+use crate::change::{Change, ChangeEvent, Note, NoteKind};
 use crate::config::schema::ListenerConfig;
-use crate::pipeline::{Captured, ChangeSender};
+use crate::pipeline::{Captured, ChangeSender, Item};
 use crate::positions::PositionStore;
 use crate::registry::{Control, ListenerHandle, ListenerState};
 use crate::secret::DatabaseUrl;
@@ -81,12 +81,12 @@ impl SourceContext {
         let seq = self.last_sent + 1;
         let captured = Captured {
             listener: self.handle.clone(),
-            change: Change {
+            item: Item::Change(Change {
                 listener: self.handle.identity_arc(),
                 seq,
                 captured_at: Utc::now(),
                 event,
-            },
+            }),
         };
         tokio::select! {
             biased;
@@ -95,6 +95,24 @@ impl SourceContext {
                 self.last_sent = seq;
                 Ok(())
             }
+            () = wait_for_stop(&mut self.control) => Err(SourceError::stopped()),
+        }
+    }
+
+    /// Sends a note to be printed in place among this listener's changes (a schema change),
+    /// waiting while the queue is full. A stop ends the wait.
+    pub async fn note(&mut self, kind: NoteKind) -> Result<(), SourceError> {
+        let captured = Captured {
+            listener: self.handle.clone(),
+            item: Item::Note(Box::new(Note {
+                listener: self.handle.identity_arc(),
+                captured_at: Utc::now(),
+                kind,
+            })),
+        };
+        tokio::select! {
+            biased;
+            sent = self.changes.send(captured) => sent.map_err(|_| SourceError::stopped()),
             () = wait_for_stop(&mut self.control) => Err(SourceError::stopped()),
         }
     }
