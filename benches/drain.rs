@@ -26,9 +26,9 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
-use pgcluster::{ClusterOptions, PgCluster, find_server_bindir};
 use cdc_tui::source::postgres::logical::{format_lsn, parse_lsn};
 use chrono::{DateTime, Utc};
+use pgcluster::{ClusterOptions, PgCluster, find_server_bindir};
 use tokio_postgres::Client;
 
 /// The release binary, built by `cargo bench` with the bench profile.

@@ -7,8 +7,8 @@ mod support;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 
-use pgcluster::{ClusterOptions, PgCluster};
 use mongo_test_server::TestServer;
+use pgcluster::{ClusterOptions, PgCluster};
 use rand::Rng;
 use serde_json::Value;
 use support::proxy::Proxy;

@@ -9,12 +9,12 @@ use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use cdc_tui::config::{ListenerConfig, Strategy};
-use pgcluster::{ClusterOptions, PgCluster};
 use cdc_tui::pipeline::{Batch, Handler, HandlerConfig, Sink, SinkError};
 use cdc_tui::positions::PositionStore;
 use cdc_tui::registry::{ListenerState, Registry};
 use cdc_tui::secret::DatabaseUrl;
 use cdc_tui::source::{SourceContext, run_listener};
+use pgcluster::{ClusterOptions, PgCluster};
 use serde_json::{Value, json};
 use support::{
     DEADLINE, Headless, TestDb, assert_batches_account_for_changes, drop_slot, eventually, lsn,

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use tokio::task::JoinHandle;
 
 use crate::config::{DEMO_DATABASE, DatabaseKind};
-use pgcluster::{ClusterError, ClusterOptions, PgCluster};
 use crate::runtime::Database;
 use crate::secret::DatabaseUrl;
+use pgcluster::{ClusterError, ClusterOptions, PgCluster};
 
 const SCHEMA: &str = include_str!("../../assets/demo_schema.sql");
 
