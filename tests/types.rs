@@ -4,17 +4,25 @@
 //! (`pg_recvlogical -P wal2json` on a slot of its own, the same WAL decoded independently).
 //! The only differences allowed are README's mapping ("Values keep their types").
 //!
-//! The table has a generated column too: PostgreSQL 15's pgoutput does not send it, polling
-//! reads it.
+//! Also: generated columns, which PostgreSQL 15's pgoutput does not send (the logical
+//! listener's detail says so) and polling reads.
 
 mod support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use cdc_tui::config::{ListenerConfig, Strategy};
+use cdc_tui::pipeline::{Batch, Handler, HandlerConfig, Sink, SinkError};
+use cdc_tui::positions::PositionStore;
+use cdc_tui::registry::{ListenerState, Registry};
+use cdc_tui::secret::DatabaseUrl;
+use cdc_tui::source::{SourceContext, run_listener};
 use serde_json::Value;
-use support::{DEADLINE, Headless, TestDb, drop_slot, eventually};
+use support::{DEADLINE, Headless, TestDb, drop_slot, eventually, wait_until};
 
 /// The table's columns: name, type, and the values its rows hold (as SQL expressions; row `n`
 /// takes the `n`th value, NULL where a column has fewer, and the last row is NULL throughout).
@@ -907,4 +915,117 @@ interval_ms = 100
 
     assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
     drop_slot(&client, SLOT).await;
+}
+
+/// Hands every change line the handler flushes to the test.
+struct Lines(Arc<Mutex<Vec<Value>>>);
+
+impl Sink for Lines {
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        let mut lines = self.0.lock().expect("lines");
+        for change in &batch.changes {
+            let mut line = Vec::new();
+            change.write_json_line(&mut line);
+            lines.push(serde_json::from_slice(&line).expect("a JSON line"));
+        }
+        Ok(())
+    }
+}
+
+/// In-process, to read the listener's detail (headless prints no detail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logical_notes_the_generated_columns_its_changes_lack() {
+    let db = TestDb::new("types_generated").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE priced (id int PRIMARY KEY, net numeric NOT NULL, \
+                                  total numeric GENERATED ALWAYS AS (net * 2) STORED)",
+        )
+        .await
+        .expect("create the table");
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await
+        .expect("the version")
+        .get(0);
+
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let (handler, changes) = Handler::new(
+        HandlerConfig {
+            chunk_size: 100,
+            timeout: Duration::from_millis(20),
+            log_capacity: 100,
+        },
+        vec![Box::new(Lines(Arc::clone(&lines)))],
+    );
+    let handler = tokio::spawn(handler.run());
+    let registry = Registry::new();
+    let handle = registry
+        .add(ListenerConfig::new(
+            "priced",
+            "db",
+            "public.priced",
+            Strategy::Logical,
+        ))
+        .expect("add");
+    let state_dir = tempfile::tempdir().expect("state dir");
+    let ctx = SourceContext::new(
+        handle.clone(),
+        DatabaseUrl::new(db.url.clone()),
+        PositionStore::new(state_dir.path()),
+        changes,
+    );
+    let listener = tokio::spawn(run_listener(ctx));
+    wait_until("running", || handle.state() == ListenerState::Running).await;
+
+    let note = "generated column \"total\" is not in the changes: pgoutput sends no generated \
+                columns before PostgreSQL 18 (polling reads them)";
+    let detail = || handle.snapshot().detail.unwrap_or_default();
+    // PostgreSQL 18+ is asked for stored generated columns: there is nothing to note.
+    let sent = version >= 180_000;
+    assert_eq!(
+        detail().contains(note),
+        !sent,
+        "before any change: {}",
+        detail()
+    );
+
+    client
+        .batch_execute("INSERT INTO priced VALUES (1, 2.5)")
+        .await
+        .expect("insert");
+    let after = eventually("the insert", async || {
+        let lines = lines.lock().expect("lines");
+        match lines.first() {
+            Some(line) => Ok(line["after"].clone()),
+            None => Err("no change yet"),
+        }
+    })
+    .await;
+    let mut expected = serde_json::json!({"id": 1, "net": "2.5"});
+    if sent {
+        expected["total"] = "5.0".into();
+    }
+    assert_eq!(after, expected);
+    // The Relation message has come, saying which columns the stream sends: the same note.
+    assert_eq!(
+        detail().contains(note),
+        !sent,
+        "after a change: {}",
+        detail()
+    );
+
+    registry.stop(handle.identity()).expect("stop");
+    tokio::time::timeout(DEADLINE, listener)
+        .await
+        .expect("the listener stops")
+        .expect("listener task");
+    drop(registry);
+    drop(handle);
+    tokio::time::timeout(DEADLINE, handler)
+        .await
+        .expect("the handler ends")
+        .expect("handler task")
+        .expect("flushes");
 }
