@@ -814,11 +814,17 @@ interval_ms = 100
     // Polling runs once its first poll fixed the baseline: the rows below are new to it.
     cdc.wait_for_state(POLLING, "running").await;
 
-    client.batch_execute(&insert_sql()).await.expect("insert");
-    // The insert position, past the commit (the cluster runs with synchronous_commit = off,
-    // so the write position may still lie before it).
+    // Committed synchronously (the cluster runs with synchronous_commit = off): the WAL is
+    // flushed through the commit, so wal2json can be read up to the flush position.
+    client
+        .batch_execute(&format!(
+            "BEGIN; SET LOCAL synchronous_commit = on; {}; COMMIT;",
+            insert_sql()
+        ))
+        .await
+        .expect("insert");
     let end_lsn: String = client
-        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
         .await
         .expect("the WAL position")
         .get(0);
