@@ -193,6 +193,25 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// A string as an SQL literal, as PostgreSQL's `quote_literal` writes it: quotes doubled, and
+/// with a backslash the `E'…'` form with backslashes doubled, which reads the same whatever
+/// `standard_conforming_strings` is. For text pasted into a simple-protocol query.
+pub fn quote_literal(text: &str) -> String {
+    let mut literal = String::with_capacity(text.len() + 3);
+    if text.contains('\\') {
+        literal.push('E');
+    }
+    literal.push('\'');
+    for c in text.chars() {
+        if c == '\'' || c == '\\' {
+            literal.push(c);
+        }
+        literal.push(c);
+    }
+    literal.push('\'');
+    literal
+}
+
 /// Opens an ordinary SQL connection, with the TLS the URL asks for (see [`tls`]); its
 /// connection task ends with the client.
 pub async fn connect(url: &DatabaseUrl) -> Result<tokio_postgres::Client, SourceError> {
@@ -335,6 +354,17 @@ mod tests {
         for bad in ["", "a.b.c", "\"open", "Order Items", "a.", ".a", "\"a\"b"] {
             assert!(TableName::parse(bad).is_err(), "{bad:?} should be rejected");
         }
+    }
+
+    #[test]
+    fn literals_read_back_as_the_text_whatever_the_string_settings() {
+        assert_eq!(
+            quote_literal("2024-05-01 12:00:00+00"),
+            "'2024-05-01 12:00:00+00'"
+        );
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal(r"a\b'c"), r"E'a\\b''c'");
+        assert_eq!(quote_literal(""), "''");
     }
 
     #[test]

@@ -7,9 +7,15 @@
 //! sound: a row whose transaction commits after a later-stamped row was read still shows up
 //! as a change on the next poll, whatever its cursor value. The cost is one scan of (key,
 //! cursor) per poll, bounded by `max_tracked_rows` (documented in README).
+//!
+//! Every query runs on the simple query protocol, whose results come in text format: each
+//! value as its type's output function prints it, which is what pgoutput sends, so polling and
+//! logical print the same JSON for the same value ([`super::value`]). (A `col::text` cast is
+//! not the output function for every type: `char(5)` loses its padding, `inet` gains a `/128`
+//! mask, `bool` spells `true`.) Generated columns are ordinary columns to a `SELECT`: polling
+//! reads them.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,13 +23,13 @@ use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, pin_mut};
 use serde::Deserialize;
 use serde_json::Value;
-use tokio_postgres::{Client, IsolationLevel};
+use tokio_postgres::{Client, IsolationLevel, SimpleQueryMessage, SimpleQueryRow};
 
-use crate::change::{ChangeEvent, Columns, Op, Row};
+use crate::change::{ChangeEvent, Columns, Op, RawJsonColumns, Row};
 use crate::registry::Control;
 use crate::source::kind::parse_options;
-use crate::source::postgres::value::text_to_json;
-use crate::source::postgres::{TableName, classify, connect, quote_ident};
+use crate::source::postgres::value::{is_json, text_to_json};
+use crate::source::postgres::{TableName, classify, connect, quote_ident, quote_literal};
 use crate::source::{
     DRAIN_TIMEOUT, OptionError, PendingPositions, Prompt, SourceContext, SourceError, Strategy,
     Wake,
@@ -127,13 +133,34 @@ struct TableShape {
     /// The names of `columns`, and of the key's, shared by every row.
     names: Columns,
     key_names: Columns,
+    /// The json and jsonb columns of the table and of the key, embedded as written.
+    raw_json: RawJsonColumns,
+    key_raw_json: RawJsonColumns,
     cursor_column: usize,
-    /// `SELECT key::text…, cursor::text FROM t ORDER BY cursor`
+    /// `SELECT key…, cursor FROM t ORDER BY cursor`
     state_sql: String,
-    /// `SELECT col::text… FROM t WHERE cursor >= $1 ORDER BY cursor, key…`
+    /// `SELECT col… FROM t WHERE cursor >= `: [`TableShape::rows_sql`] adds the rest.
     rows_sql: String,
-    /// `SELECT max(cursor)::text FROM t`
+    /// The cursor column's type, as the catalog spells it.
+    cursor_type: String,
+    /// `ORDER BY cursor, key…`
+    rows_order: String,
+    /// `SELECT max(cursor) FROM t`
     max_sql: String,
+}
+
+impl TableShape {
+    /// `SELECT col… FROM t WHERE cursor >= '<from>'::type ORDER BY cursor, key…`: the full
+    /// rows from a cursor value (its output text, read back by the type's input function).
+    fn rows_sql(&self, from: &str) -> String {
+        format!(
+            "{}{}::{} {}",
+            self.rows_sql,
+            quote_literal(from),
+            self.cursor_type,
+            self.rows_order
+        )
+    }
 }
 
 /// The key columns' text joined by a separator no key text holds (PostgreSQL text cannot
@@ -285,7 +312,8 @@ async fn poll_once(
 
     let mut state = RowState::with_capacity(previous.map_or(0, HashMap::len));
     let rows = transaction
-        .query_raw(shape.state_sql.as_str(), std::iter::empty::<&str>())
+        .client()
+        .simple_query_raw(&shape.state_sql)
         .await?;
     pin_mut!(rows);
     let key_count = shape.key_columns.len();
@@ -293,8 +321,10 @@ async fn poll_once(
     // bound for reading the moved rows in full.
     let mut moved = std::collections::HashSet::new();
     let mut low: Option<String> = None;
-    while let Some(row) = rows.next().await {
-        let row = row?;
+    while let Some(message) = rows.next().await {
+        let SimpleQueryMessage::Row(row) = message? else {
+            continue;
+        };
         if state.len() >= max_tracked_rows {
             return Err(PollError::Source(SourceError::permanent(format!(
                 "the table has more than max_tracked_rows = {max_tracked_rows} rows; polling \
@@ -307,9 +337,9 @@ async fn poll_once(
             if index > 0 {
                 key.push('\0');
             }
-            key.push_str(row.get::<_, Option<&str>>(index).unwrap_or(""));
+            key.push_str(row.get(index).unwrap_or(""));
         }
-        let cursor = row.get::<_, Option<String>>(key_count);
+        let cursor = row.get(key_count).map(str::to_owned);
         if previous.is_some_and(|previous| previous.get(&key) != Some(&cursor)) {
             if low.is_none() {
                 low.clone_from(&cursor);
@@ -318,12 +348,12 @@ async fn poll_once(
         }
         state.insert(key, cursor);
     }
-    let max_cursor: Option<String> = transaction.query_one(&shape.max_sql, &[]).await?.get(0);
+    let max_cursor = first_value(transaction.client(), &shape.max_sql).await?;
 
     let mut changes = Vec::new();
     if let Some(previous) = previous {
         if let Some(low) = low {
-            let rows = transaction.query(&shape.rows_sql, &[&low]).await?;
+            let rows = text_rows(transaction.client(), &shape.rows_sql(&low)).await?;
             for row in rows {
                 let (key_text, key, after, cursor) = row_values(shape, &row);
                 if !moved.contains(&key_text) || state.get(&key_text) != Some(&cursor) {
@@ -365,8 +395,7 @@ async fn changed_since(
     saved: &str,
     url: &crate::secret::DatabaseUrl,
 ) -> Result<Vec<FoundChange>, SourceError> {
-    let rows = client
-        .query(&shape.rows_sql, &[&saved])
+    let rows = text_rows(client, &shape.rows_sql(saved))
         .await
         .map_err(|error| classify(&error, url))?;
     Ok(rows
@@ -379,11 +408,32 @@ async fn changed_since(
         .collect())
 }
 
+/// The rows of a query, in text format (see the module's comment).
+async fn text_rows(
+    client: &Client,
+    sql: &str,
+) -> Result<Vec<SimpleQueryRow>, tokio_postgres::Error> {
+    let messages = client.simple_query(sql).await?;
+    Ok(messages
+        .into_iter()
+        .filter_map(|message| match message {
+            SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The first value of a one-row query, in text format.
+async fn first_value(client: &Client, sql: &str) -> Result<Option<String>, tokio_postgres::Error> {
+    let rows = text_rows(client, sql).await?;
+    Ok(rows.first().and_then(|row| row.get(0)).map(str::to_owned))
+}
+
 /// (key text, key, row, cursor text) of one full row.
-fn row_values(shape: &TableShape, row: &tokio_postgres::Row) -> (RowKey, Row, Row, Option<String>) {
+fn row_values(shape: &TableShape, row: &SimpleQueryRow) -> (RowKey, Row, Row, Option<String>) {
     let values: Vec<Value> = (shape.columns.iter().enumerate())
         .map(|(index, column)| {
-            row.get::<_, Option<&str>>(index)
+            row.get(index)
                 .map_or(Value::Null, |text| text_to_json(column.type_oid, text))
         })
         .collect();
@@ -392,12 +442,12 @@ fn row_values(shape: &TableShape, row: &tokio_postgres::Row) -> (RowKey, Row, Ro
         if position > 0 {
             key_text.push('\0');
         }
-        key_text.push_str(row.get::<_, Option<&str>>(index).unwrap_or(""));
+        key_text.push_str(row.get(index).unwrap_or(""));
     }
     let key = shape.key_columns.iter().map(|&index| values[index].clone());
-    let key = Row::new(Arc::clone(&shape.key_names), key.collect());
-    let cursor = row.get::<_, Option<String>>(shape.cursor_column);
-    let after = Row::new(Arc::clone(&shape.names), values);
+    let key = Row::new(Arc::clone(&shape.key_names), key.collect()).with_raw_json(&shape.key_raw_json);
+    let cursor = row.get(shape.cursor_column).map(str::to_owned);
+    let after = Row::new(Arc::clone(&shape.names), values).with_raw_json(&shape.raw_json);
     (key_text, key, after, cursor)
 }
 
@@ -406,7 +456,7 @@ fn key_row(shape: &TableShape, key_text: &str) -> Row {
     let values = (shape.key_columns.iter().zip(key_text.split('\0')))
         .map(|(&index, text)| text_to_json(shape.columns[index].type_oid, text))
         .collect();
-    Row::new(Arc::clone(&shape.key_names), values)
+    Row::new(Arc::clone(&shape.key_names), values).with_raw_json(&shape.key_raw_json)
 }
 
 /// Reads the table's columns and primary key from the catalog and prepares the SQL.
@@ -466,19 +516,20 @@ async fn describe(
 
     let quoted = table.quoted();
     let cursor_sql = quote_ident(cursor_column);
-    let text_list = |indexes: &mut dyn Iterator<Item = usize>| {
+    // The columns themselves, no casts: the text-format results are their output text.
+    let column_list = |indexes: &mut dyn Iterator<Item = usize>| {
         let mut list = String::new();
         for (n, index) in indexes.enumerate() {
             if n > 0 {
                 list.push_str(", ");
             }
-            let _ = write!(list, "{}::text", quote_ident(&columns[index].name));
+            list.push_str(&quote_ident(&columns[index].name));
         }
         list
     };
     let state_sql = format!(
-        "SELECT {}, {cursor_sql}::text FROM {quoted} ORDER BY {cursor_sql} NULLS LAST",
-        text_list(&mut key_columns.iter().copied())
+        "SELECT {}, {cursor_sql} FROM {quoted} ORDER BY {cursor_sql} NULLS LAST",
+        column_list(&mut key_columns.iter().copied())
     );
     let key_order = key_columns
         .iter()
@@ -487,24 +538,34 @@ async fn describe(
         .join(", ");
     // `cursor_type` comes from format_type(), the catalog's own spelling of the type.
     let rows_sql = format!(
-        "SELECT {} FROM {quoted} WHERE {cursor_sql} >= $1::text::{cursor_type} \
-         ORDER BY {cursor_sql}, {key_order}",
-        text_list(&mut (0..columns.len()))
+        "SELECT {} FROM {quoted} WHERE {cursor_sql} >= ",
+        column_list(&mut (0..columns.len()))
     );
-    let max_sql = format!("SELECT max({cursor_sql})::text FROM {quoted}");
+    let rows_order = format!("ORDER BY {cursor_sql}, {key_order}");
+    let max_sql = format!("SELECT max({cursor_sql}) FROM {quoted}");
     let names = columns.iter().map(|c| c.name.as_str().into()).collect();
     let key_names = key_columns
         .iter()
         .map(|&index| columns[index].name.as_str().into())
         .collect();
+    let json = |indexes: &mut dyn Iterator<Item = usize>| -> RawJsonColumns {
+        let flags: Vec<bool> = indexes.map(|index| is_json(columns[index].type_oid)).collect();
+        flags.contains(&true).then(|| flags.into())
+    };
+    let raw_json = json(&mut (0..columns.len()));
+    let key_raw_json = json(&mut key_columns.iter().copied());
     Ok(TableShape {
         columns,
         key_columns,
         names,
         key_names,
+        raw_json,
+        key_raw_json,
         cursor_column: cursor_index,
         state_sql,
         rows_sql,
+        cursor_type,
+        rows_order,
         max_sql,
     })
 }

@@ -1,12 +1,15 @@
-//! PostgreSQL text-format value + type OID -> JSON.
+//! PostgreSQL output text + type OID -> JSON: the one decoding path of both PostgreSQL
+//! listeners.
 //!
-//! Shared by the logical-replication listener (pgoutput text values,
-//! booleans as `t`/`f`) and the polling listener (`column::text`, booleans
-//! as `true`/`false`), so both produce the same JSON. This mapping is the
-//! product's public JSON contract: only types whose text form maps
-//! losslessly onto JSON become numbers/bools/objects; everything else
-//! (numeric, money, dates, uuid, arrays, ...) stays the exact string
-//! PostgreSQL sent, so no precision or formatting is lost.
+//! Both read every value in the form the type's output function prints it: the logical
+//! listener gets pgoutput's text values (pgoutput calls the output function), the polling
+//! listener reads its rows as text-format results (the server calls the same output function
+//! for them; a `::text` cast would not: `char(5)` would lose its padding, `inet` gain a mask,
+//! `bool` print `true`). So the same value prints the same JSON whichever strategy captured
+//! it. This mapping is the product's public JSON contract (README, "Values keep their types"):
+//! only types whose text maps losslessly onto JSON become numbers, booleans or embedded JSON;
+//! everything else (numeric, money, dates, uuid, arrays, enums, domains, composites, ...)
+//! stays the exact string PostgreSQL printed, so no precision or formatting is lost.
 
 use serde_json::{Number, Value};
 
@@ -74,13 +77,14 @@ fn typed(type_oid: u32, text: &str) -> Option<Value> {
             .ok()
             .and_then(Number::from_f64)
             .map(Value::Number),
-        // `t`/`f` from pgoutput, `true`/`false` from `::text` casts.
+        // boolout prints `t` / `f`.
         oid::BOOL => match text {
-            "t" | "true" => Some(Value::Bool(true)),
-            "f" | "false" => Some(Value::Bool(false)),
+            "t" => Some(Value::Bool(true)),
+            "f" => Some(Value::Bool(false)),
             _ => None,
         },
-        oid::JSON | oid::JSONB => serde_json::from_str(text).ok(),
+        // JSON text stays as written: the row embeds it (see `change::Row`).
+        oid::JSON | oid::JSONB => None,
         // Listed explicitly (although the fallback arm does the same) to
         // document that these are strings on purpose: numeric and money
         // would lose precision or formatting as JSON numbers, bytea stays
@@ -181,38 +185,40 @@ mod tests {
         ]);
         // float4 "0.1" must not pick up f32 rounding noise.
         assert_eq!(text_to_json(oid::FLOAT4, "0.1").to_string(), "0.1");
+        // The same number, in JSON's spelling (README): the sign of zero is kept.
+        for (text, json) in [
+            ("-0", "-0.0"),
+            ("1e+100", "1e+100"),
+            ("5e-324", "5e-324"),
+            ("1.5", "1.5"),
+            ("100", "100.0"),
+        ] {
+            assert_eq!(text_to_json(oid::FLOAT8, text).to_string(), json, "{text}");
+        }
     }
 
     #[test]
-    fn booleans_in_both_spellings() {
+    fn booleans_as_boolout_prints_them() {
         check(&[
             (oid::BOOL, "t", json!(true)),
-            (oid::BOOL, "true", json!(true)),
             (oid::BOOL, "f", json!(false)),
-            (oid::BOOL, "false", json!(false)),
+            // Not boolout's spelling (a `::text` cast's): kept as the text it is.
+            (oid::BOOL, "true", json!("true")),
             (oid::BOOL, "maybe", json!("maybe")),
         ]);
     }
 
     #[test]
-    fn json_and_jsonb_are_embedded() {
+    fn json_and_jsonb_keep_their_text_for_the_row_to_embed() {
         check(&[
             (
                 oid::JSON,
-                r#"{"a": [1, 2, {"b": null}]}"#,
-                json!({"a": [1, 2, {"b": null}]}),
+                r#"{"a": [1, 2, {"b": null}], "a": 1e400}"#,
+                json!(r#"{"a": [1, 2, {"b": null}], "a": 1e400}"#),
             ),
-            (
-                oid::JSONB,
-                r#"{"a": 1, "b": "x"}"#,
-                json!({"a": 1, "b": "x"}),
-            ),
-            (oid::JSONB, "[]", json!([])),
-            (oid::JSONB, "\"str\"", json!("str")),
-            (oid::JSONB, "42", json!(42)),
-            (oid::JSONB, "null", Value::Null),
-            (oid::JSON, "{not json", json!("{not json")),
+            (oid::JSONB, "null", json!("null")),
         ]);
+        assert!(is_json(oid::JSON) && is_json(oid::JSONB) && !is_json(oid::TEXT));
     }
 
     #[test]

@@ -35,13 +35,20 @@
 //!
 //! # Values
 //!
-//! Values are typed by the column types of the table's Relation message
-//! ([`super::value::text_to_json`]). `key` is the primary key (the replica identity columns
-//! when the table has none). `before` is the old row under `REPLICA IDENTITY FULL`, else null.
+//! Values are pgoutput's text (each type's output function) typed by the column types of the
+//! table's Relation message ([`super::value`], the one decoding polling shares). `key` is the
+//! primary key (the replica identity columns when the table has none). `before` is the old
+//! row under `REPLICA IDENTITY FULL`, else null.
 //! A TOASTed column that an update did not change is never reported as null: it is taken from
 //! the old row when `REPLICA IDENTITY FULL` sent one, else reported as the marker
 //! `{"unchanged_toast": true}`. A TRUNCATE is a `truncate` change with null key, before and
 //! after.
+//!
+//! Generated columns are in the changes only where pgoutput sends them: never before
+//! PostgreSQL 18; on 18+ stored ones when the publication has `publish_generated_columns =
+//! stored` (asked for when cdc-tui creates it), virtual ones never. The detail names the
+//! generated columns the changes lack, from the catalog until the table's Relation message
+//! says which columns the stream sends.
 //!
 //! # Exactness
 //!
@@ -85,7 +92,7 @@ use crate::source::{
 pub use setup::{format_lsn, parse_lsn};
 
 use rows::{RowChange, TableRows};
-use setup::{Server, TableInfo};
+use setup::{GeneratedColumn, Server, TableInfo};
 
 /// How often the slot's retained WAL is read for the detail.
 const DETAIL_REFRESH: Duration = Duration::from_secs(3);
@@ -159,13 +166,15 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
     let table = TableName::parse(&config.table).map_err(SourceError::permanent)?;
     let client = connect(&ctx.url).await?;
     let server = setup::check_server(&client, &ctx.url).await?;
-    let info = setup::describe_table(&client, &table, &ctx.url).await?;
+    let info = setup::describe_table(&client, &table, &server, &ctx.url).await?;
     let publication = options
         .publication
         .clone()
         .unwrap_or_else(|| setup::default_publication(&config.identifier));
     let created =
         setup::ensure_publication(&client, &publication, &table, &info, &server, &ctx.url).await?;
+    let published_generated = !info.generated.is_empty()
+        && setup::publishes_stored_generated(&client, &publication, &server, &ctx.url).await?;
     let slot = match &options.slot {
         Some(name) => Slot::Persistent(name.clone()),
         None => Slot::Temporary(temporary_slot_name()),
@@ -176,6 +185,7 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
         info: &info,
         server: &server,
         publication: &publication,
+        published_generated,
         slot: &slot,
     };
     let result = stream_changes(ctx, plan).await;
@@ -223,6 +233,8 @@ struct Plan<'a> {
     info: &'a TableInfo,
     server: &'a Server,
     publication: &'a str,
+    /// The publication sends stored generated columns (PostgreSQL 18+).
+    published_generated: bool,
     slot: &'a Slot,
 }
 
@@ -288,6 +300,11 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         .map_err(|error| wire_error(&error, &ctx.url))?;
 
     let rows = TableRows::new(plan.info.primary_key.clone());
+    // Until a Relation message says which columns the stream sends: what the server version
+    // and the publication promise.
+    let unsent: Vec<_> = (plan.info.generated.iter())
+        .filter(|column| !(column.stored && plan.published_generated))
+        .collect();
     let mut session = Session {
         client: plan.client,
         repl,
@@ -303,6 +320,10 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         sent_before,
         sent: sent_before.unwrap_or_default(),
         identity_hint: setup::identity_hint(plan.info.identity, plan.table),
+        generated: &plan.info.generated,
+        generated_hint: setup::generated_hint(&unsent, plan.server.version_num, plan.publication),
+        version_num: plan.server.version_num,
+        publication: plan.publication,
         gap: reconnected && matches!(slot, Slot::Temporary(_)),
         usage: String::new(),
         next_refresh: Instant::now(),
@@ -396,6 +417,11 @@ struct Session<'a> {
     /// What this run has sent so far (handed on to the next session when this one ends).
     sent: SentThrough,
     identity_hint: Option<String>,
+    /// The table's generated columns, and the note on those the changes lack.
+    generated: &'a [GeneratedColumn],
+    generated_hint: Option<String>,
+    version_num: i32,
+    publication: &'a str,
     /// A temporary slot was lost with an earlier connection of this run.
     gap: bool,
     usage: String,
@@ -500,6 +526,12 @@ impl Session<'_> {
         let change = match message {
             PgOutputMessage::Relation(relation) if relation.oid == oid => {
                 self.identity_hint = setup::identity_hint(relation.replica_identity, self.table);
+                // The columns the stream really sends.
+                let unsent: Vec<_> = (self.generated.iter())
+                    .filter(|column| !relation.columns.iter().any(|c| c.name == column.name))
+                    .collect();
+                self.generated_hint =
+                    setup::generated_hint(&unsent, self.version_num, self.publication);
                 self.rows.set_relation(relation);
                 self.publish_detail(ctx);
                 return Ok(());
@@ -620,6 +652,7 @@ impl Session<'_> {
     fn publish_detail(&self, ctx: &SourceContext) {
         let mut parts = vec![self.usage.clone()];
         parts.extend(self.identity_hint.clone());
+        parts.extend(self.generated_hint.clone());
         if self.gap {
             parts.push(TEMPORARY_GAP.to_string());
         }

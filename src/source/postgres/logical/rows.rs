@@ -209,8 +209,6 @@ impl TableRows {
 fn value_json(type_oid: u32, value: TupleValue) -> Value {
     match value {
         TupleValue::Null => Value::Null,
-        // JSON text stays as written (see `change::Row`).
-        TupleValue::Text(text) if is_json(type_oid) => Value::String(text),
         TupleValue::Text(text) => text_into_json(type_oid, text),
         // Not requested (the stream asks for text), but never dropped: bytea-like hex.
         TupleValue::Binary(bytes) => {

@@ -60,26 +60,49 @@ pub struct TableInfo {
     pub identity: ReplicaIdentity,
     /// Primary key column names in key order; empty when there is none.
     pub primary_key: Vec<String>,
+    /// The generated columns, in column order.
+    pub generated: Vec<GeneratedColumn>,
+}
+
+/// A generated column (`GENERATED ALWAYS AS (…)`, PostgreSQL 12+).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedColumn {
+    pub name: String,
+    /// `STORED`; else `VIRTUAL` (PostgreSQL 18+), which logical replication never sends.
+    pub stored: bool,
 }
 
 pub async fn describe_table(
     client: &Client,
     table: &TableName,
+    server: &Server,
     url: &DatabaseUrl,
 ) -> Result<TableInfo, SourceError> {
+    // `attgenerated` exists from PostgreSQL 12, the first with generated columns.
+    let generated = if server.version_num >= 120_000 {
+        "ARRAY(SELECT a.attname::text FROM pg_attribute a \
+               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                 AND a.attgenerated <> '' ORDER BY a.attnum), \
+         ARRAY(SELECT a.attgenerated = 's' FROM pg_attribute a \
+               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                 AND a.attgenerated <> '' ORDER BY a.attnum)"
+    } else {
+        "ARRAY[]::text[], ARRAY[]::bool[]"
+    };
+    let sql = format!(
+        "SELECT c.oid, c.relreplident::text, c.relkind::text, \
+                ARRAY(SELECT a.attname::text \
+                      FROM pg_index i \
+                      CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n) \
+                      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
+                      WHERE i.indrelid = c.oid AND i.indisprimary \
+                      ORDER BY k.n), \
+                {generated} \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relname = $2"
+    );
     let row = client
-        .query_opt(
-            "SELECT c.oid, c.relreplident::text, c.relkind::text, \
-                    ARRAY(SELECT a.attname::text \
-                          FROM pg_index i \
-                          CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n) \
-                          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
-                          WHERE i.indrelid = c.oid AND i.indisprimary \
-                          ORDER BY k.n) \
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = $1 AND c.relname = $2",
-            &[&table.schema, &table.name],
-        )
+        .query_opt(&sql, &[&table.schema, &table.name])
         .await
         .map_err(|error| classify(&error, url))?;
     let Some(row) = row else {
@@ -102,10 +125,15 @@ pub async fn describe_table(
         "i" => ReplicaIdentity::Index,
         _ => ReplicaIdentity::Default,
     };
+    let names: Vec<String> = row.get(4);
+    let stored: Vec<bool> = row.get(5);
     Ok(TableInfo {
         oid: row.get(0),
         identity,
         primary_key: row.get(3),
+        generated: (names.into_iter().zip(stored))
+            .map(|(name, stored)| GeneratedColumn { name, stored })
+            .collect(),
     })
 }
 
@@ -121,6 +149,62 @@ pub fn identity_hint(identity: ReplicaIdentity, table: &TableName) -> Option<Str
         "REPLICA IDENTITY {name}: before images are null; ALTER TABLE {} REPLICA IDENTITY FULL \
          to get them",
         table.display_name()
+    ))
+}
+
+/// Whether `publication` publishes stored generated columns: only PostgreSQL 18+ can
+/// (`publish_generated_columns = stored`), and pgoutput sends them only then.
+pub async fn publishes_stored_generated(
+    client: &Client,
+    publication: &str,
+    server: &Server,
+    url: &DatabaseUrl,
+) -> Result<bool, SourceError> {
+    if server.version_num < 180_000 {
+        return Ok(false);
+    }
+    let row = client
+        .query_opt(
+            "SELECT pubgencols::text = 's' FROM pg_publication WHERE pubname = $1",
+            &[&publication],
+        )
+        .await
+        .map_err(|error| classify(&error, url))?;
+    Ok(row.is_some_and(|row| row.get(0)))
+}
+
+/// The note in the listener's detail for generated columns the changes lack: `missing` are
+/// the table's generated columns that the stream does not send.
+pub fn generated_hint(
+    missing: &[&GeneratedColumn],
+    version_num: i32,
+    publication: &str,
+) -> Option<String> {
+    if missing.is_empty() {
+        return None;
+    }
+    let names = missing
+        .iter()
+        .map(|column| quote_ident(&column.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (noun, verb) = if missing.len() == 1 {
+        ("generated column", "is")
+    } else {
+        ("generated columns", "are")
+    };
+    let why = if version_num < 180_000 {
+        "pgoutput sends no generated columns before PostgreSQL 18".to_string()
+    } else if missing.iter().all(|column| !column.stored) {
+        "logical replication never sends virtual generated columns".to_string()
+    } else {
+        format!(
+            "ALTER PUBLICATION {} SET (publish_generated_columns = stored) publishes stored ones",
+            quote_ident(publication)
+        )
+    };
+    Some(format!(
+        "{noun} {names} {verb} not in the changes: {why} (polling reads them)"
     ))
 }
 
@@ -186,15 +270,7 @@ pub async fn ensure_publication(
              a primary key) first"
         )));
     }
-    let mut sql = format!(
-        "CREATE PUBLICATION {} FOR TABLE {}",
-        quote_ident(publication),
-        table.quoted()
-    );
-    if server.version_num >= 130_000 {
-        // Changes of partitions are published as changes of the watched (root) table.
-        sql.push_str(" WITH (publish_via_partition_root = true)");
-    }
+    let sql = create_publication_sql(publication, table, server.version_num);
     match client.batch_execute(&sql).await {
         Ok(()) => Ok(true),
         // Created by someone else in the meantime: use it.
@@ -209,6 +285,28 @@ pub async fn ensure_publication(
         }
         Err(error) => Err(classify(&error, url)),
     }
+}
+
+/// `CREATE PUBLICATION … FOR TABLE …` with the options this server version has.
+fn create_publication_sql(publication: &str, table: &TableName, version_num: i32) -> String {
+    let mut options = Vec::new();
+    if version_num >= 130_000 {
+        // Changes of partitions are published as changes of the watched (root) table.
+        options.push("publish_via_partition_root = true");
+    }
+    if version_num >= 180_000 {
+        // Stored generated columns are sent only when asked for (virtual ones never are).
+        options.push("publish_generated_columns = stored");
+    }
+    let mut sql = format!(
+        "CREATE PUBLICATION {} FOR TABLE {}",
+        quote_ident(publication),
+        table.quoted()
+    );
+    if !options.is_empty() {
+        sql.push_str(&format!(" WITH ({})", options.join(", ")));
+    }
+    sql
 }
 
 /// Drops a publication this listener created; failures are logged (it is then left behind).
@@ -400,6 +498,52 @@ mod tests {
         assert_eq!(default_publication("orders"), "cdc_tui_orders");
         assert_eq!(default_publication("My Orders-2"), "cdc_tui_my_orders_2");
         assert_eq!(default_publication(&"x".repeat(100)).len(), 63);
+    }
+
+    #[test]
+    fn publications_ask_for_what_the_server_version_has() {
+        let table = TableName::parse("public.orders").unwrap();
+        assert_eq!(
+            create_publication_sql("p", &table, 120_000),
+            r#"CREATE PUBLICATION "p" FOR TABLE "public"."orders""#
+        );
+        assert_eq!(
+            create_publication_sql("p", &table, 150_004),
+            r#"CREATE PUBLICATION "p" FOR TABLE "public"."orders" WITH (publish_via_partition_root = true)"#
+        );
+        assert_eq!(
+            create_publication_sql("p", &table, 180_000),
+            r#"CREATE PUBLICATION "p" FOR TABLE "public"."orders" WITH (publish_via_partition_root = true, publish_generated_columns = stored)"#
+        );
+    }
+
+    #[test]
+    fn generated_columns_the_changes_lack_are_named_with_the_reason() {
+        let stored = GeneratedColumn {
+            name: "total".into(),
+            stored: true,
+        };
+        let virtual_ = GeneratedColumn {
+            name: "Tax Rate".into(),
+            stored: false,
+        };
+        assert_eq!(generated_hint(&[], 150_000, "p"), None);
+        assert_eq!(
+            generated_hint(&[&stored], 150_000, "p").unwrap(),
+            "generated column \"total\" is not in the changes: pgoutput sends no generated \
+             columns before PostgreSQL 18 (polling reads them)"
+        );
+        assert_eq!(
+            generated_hint(&[&stored, &virtual_], 180_000, "p").unwrap(),
+            "generated columns \"total\", \"Tax Rate\" are not in the changes: ALTER \
+             PUBLICATION \"p\" SET (publish_generated_columns = stored) publishes stored ones \
+             (polling reads them)"
+        );
+        assert_eq!(
+            generated_hint(&[&virtual_], 180_000, "p").unwrap(),
+            "generated column \"Tax Rate\" is not in the changes: logical replication never \
+             sends virtual generated columns (polling reads them)"
+        );
     }
 
     #[test]
