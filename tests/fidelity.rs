@@ -42,7 +42,10 @@ async fn json_and_jsonb_arrive_exactly_as_postgresql_prints_them() {
     let db = TestDb::new("fidelity_json").await;
     let client = db.client().await;
     client
-        .batch_execute("CREATE TABLE docs (id int PRIMARY KEY, j json, b jsonb)")
+        .batch_execute(
+            "CREATE TABLE docs (id int PRIMARY KEY, j json, b jsonb, \
+             at timestamptz NOT NULL DEFAULT clock_timestamp())",
+        )
         .await
         .unwrap();
     let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
@@ -54,60 +57,68 @@ async fn json_and_jsonb_arrive_exactly_as_postgresql_prints_them() {
         r#"{"big": 1e400, "neg": -0.0, "text": "tab\there \u00e9"}"#.to_string(),
         "null".to_string(),
     ];
-    let mut cdc = Headless::start(&config(&db, &logical("docs", "public.docs"))).await;
+    let polling = "[[listener]]\nidentifier = \"polled\"\ndatabase = \"db\"\ntable = \"public.docs\"\n\
+                   strategy = \"polling\"\ncursor_column = \"at\"\ninterval_ms = 50\n\n";
+    let listeners = logical("docs", "public.docs") + polling;
+    let mut cdc = Headless::start(&config(&db, &listeners)).await;
     cdc.wait_for_state("docs/public.docs", "running").await;
+    cdc.wait_for_state("polled/public.docs", "running").await;
     for (id, value) in values.iter().enumerate() {
         client
             .execute(
-                "INSERT INTO docs VALUES ($1, $2::text::json, $2::text::jsonb)",
+                "INSERT INTO docs (id, j, b) VALUES ($1, $2::text::json, $2::text::jsonb)",
                 &[&(id as i32), value],
             )
             .await
             .unwrap();
     }
     client
-        .execute("INSERT INTO docs VALUES (99, NULL, NULL)", &[])
+        .execute("INSERT INTO docs (id) VALUES (99)", &[])
         .await
         .unwrap();
-    let lines = written_lines(&cdc, values.len() + 1).await;
+    let lines = written_lines(&cdc, 2 * (values.len() + 1)).await;
     // PostgreSQL's own output functions (json_out keeps the input; jsonb_out normalizes).
     let printed = client
         .query("SELECT id, j::text, b::text FROM docs ORDER BY id", &[])
         .await
         .unwrap();
     assert_eq!(printed.len(), values.len() + 1);
-    for row in &printed {
-        let id: i32 = row.get(0);
-        let (j, b): (Option<String>, Option<String>) = (row.get(1), row.get(2));
-        let line = lines
+    let line_of = |listener: &str, id: i32| {
+        lines
             .iter()
-            .find(|line| line.contains(&format!(r#""after":{{"id":{id},"#)))
-            .unwrap_or_else(|| panic!("no change line for id {id}: {lines:#?}"));
-        let expected = format!(
-            r#""after":{{"id":{id},"j":{},"b":{}}}"#,
-            j.as_deref().unwrap_or("null"),
-            b.as_deref().unwrap_or("null")
-        );
+            .find(|line| {
+                line.contains(&format!(r#""listener":"{listener}""#))
+                    && line.contains(&format!(r#""after":{{"id":{id},"#))
+            })
+            .unwrap_or_else(|| panic!("no change line of {listener} for id {id}: {lines:#?}"))
+    };
+    for listener in ["docs/public.docs", "polled/public.docs"] {
+        for row in &printed {
+            let id: i32 = row.get(0);
+            let (j, b): (Option<String>, Option<String>) = (row.get(1), row.get(2));
+            let expected = format!(
+                r#""after":{{"id":{id},"j":{},"b":{},"at":"#,
+                j.as_deref().unwrap_or("null"),
+                b.as_deref().unwrap_or("null")
+            );
+            let line = line_of(listener, id);
+            assert!(
+                line.contains(&expected),
+                "{listener} id {id}: expected {expected} in {line}"
+            );
+        }
+        // json keeps its duplicate keys and their order; jsonb keeps the last one, sorted.
+        let line = line_of(listener, 2);
         assert!(
-            line.contains(&expected),
-            "id {id}: expected {expected} in {line}"
+            line.contains(r#""j":{"a": 1, "a": 2, "z": 0, "b": 1}"#),
+            "{line}"
         );
+        assert!(line.contains(r#""b":{"a": 2, "b": 1, "z": 0}"#), "{line}");
     }
-    // json keeps its duplicate keys and their order; jsonb keeps the last one, sorted.
-    let duplicate: i32 = 2;
-    let line = lines
-        .iter()
-        .find(|line| line.contains(&format!(r#""after":{{"id":{duplicate},"#)))
-        .unwrap();
-    assert!(
-        line.contains(r#""j":{"a": 1, "a": 2, "z": 0, "b": 1}"#),
-        "{line}"
-    );
-    assert!(line.contains(r#""b":{"a": 2, "b": 1, "z": 0}"#), "{line}");
     // A json `null` and SQL NULL both print `null`, as README says.
     cdc.wait_for("every insert on stdout", |seen| {
         let printed = |kind: &str| seen.iter().filter(|line| line["type"] == kind).count();
-        printed("change") + printed("beyond_serde_json") == values.len() + 1
+        printed("change") + printed("beyond_serde_json") == 2 * (values.len() + 1)
     })
     .await;
     let nulls: Vec<&Value> = cdc
@@ -115,7 +126,7 @@ async fn json_and_jsonb_arrive_exactly_as_postgresql_prints_them() {
         .into_iter()
         .filter(|change| change["after"]["id"] == json!(5) || change["after"]["id"] == json!(99))
         .collect();
-    assert_eq!(nulls.len(), 2);
+    assert_eq!(nulls.len(), 4);
     assert!(nulls.iter().all(|change| change["after"]["j"].is_null()));
 }
 
