@@ -142,7 +142,14 @@ impl DatabaseConfig {
 }
 
 /// The keys every listener has, whatever its strategy.
-pub const LISTENER_KEYS: [&str; 5] = ["identifier", "database", "table", "strategy", "paused"];
+pub const LISTENER_KEYS: [&str; 6] = [
+    "identifier",
+    "database",
+    "table",
+    "exclude",
+    "strategy",
+    "paused",
+];
 
 /// One listener: what every listener has, and its strategy's own options as given (checked by
 /// the strategy when the config is validated, and parsed by it again when it starts).
@@ -150,7 +157,10 @@ pub const LISTENER_KEYS: [&str; 5] = ["identifier", "database", "table", "strate
 pub struct ListenerConfig {
     pub identifier: String,
     pub database: String,
+    /// A table, a pattern, or patterns separated by commas (a TOML list is joined so).
     pub table: String,
+    /// Patterns left out of the scope.
+    pub exclude: Vec<String>,
     pub strategy: String,
     pub paused: bool,
     pub options: toml::Table,
@@ -162,10 +172,30 @@ pub struct ListenerConfig {
 pub(super) struct ListenerCommon {
     pub identifier: String,
     pub database: String,
-    pub table: String,
+    pub table: Tables,
+    #[serde(default)]
+    pub exclude: Vec<String>,
     pub strategy: String,
     #[serde(default)]
     pub paused: bool,
+}
+
+/// `table = "public.*"` or `table = ["public.orders", "public.order_*"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum Tables {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Tables {
+    /// As a listener's `table`: a list joined by commas.
+    pub fn joined(self) -> String {
+        match self {
+            Tables::One(table) => table,
+            Tables::Many(tables) => tables.join(", "),
+        }
+    }
 }
 
 impl ListenerConfig {
@@ -180,6 +210,7 @@ impl ListenerConfig {
             identifier: identifier.to_string(),
             database: database.to_string(),
             table: table.to_string(),
+            exclude: Vec::new(),
             strategy: strategy.to_string(),
             paused: false,
             options: toml::Table::new(),

@@ -188,7 +188,8 @@ fn listener(index: usize, mut table: toml::Table) -> Result<ListenerConfig, Reje
     Ok(ListenerConfig {
         identifier: common.identifier,
         database: common.database,
-        table: common.table,
+        table: common.table.joined(),
+        exclude: common.exclude,
         strategy: common.strategy,
         paused: common.paused,
         options,
@@ -242,6 +243,8 @@ pub fn check_listener(
     })?;
     kind.check_table(&listener.table)
         .map_err(|message| ("table".to_string(), message))?;
+    kind.check_exclude(&listener.exclude)
+        .map_err(|message| ("exclude".to_string(), message))?;
     for name in listener.options.keys() {
         if !strategy.option_keys().contains(&name.as_str()) {
             let takers: Vec<String> = source::strategies_taking(name)

@@ -49,6 +49,14 @@ pub trait SourceKind: Sync {
     /// Checks the `table` of a listener (its syntax; whether it exists is found at start).
     fn check_table(&self, table: &str) -> Result<(), String>;
 
+    /// Checks a listener's `exclude` patterns; kinds without patterns take none.
+    fn check_exclude(&self, exclude: &[String]) -> Result<(), String> {
+        match exclude {
+            [] => Ok(()),
+            _ => Err(format!("a {} listener takes no exclude", self.name())),
+        }
+    }
+
     /// What the add dialog calls a table of this kind.
     fn table_noun(&self) -> &'static str {
         "table"

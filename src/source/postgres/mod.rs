@@ -4,6 +4,7 @@
 pub mod logical;
 pub mod pgoutput;
 pub mod polling;
+pub mod scope;
 pub mod tls;
 pub mod value;
 
@@ -16,6 +17,7 @@ use tokio_postgres::error::SqlState;
 use crate::config::schema::DatabaseConfig;
 use crate::secret::DatabaseUrl;
 use crate::source::kind::check_scheme;
+use crate::source::postgres::scope::{Scope, TablePattern};
 use crate::source::{SourceError, SourceKind, Strategy};
 
 /// PostgreSQL: logical replication, or polling for users without replication rights.
@@ -87,7 +89,11 @@ impl SourceKind for Postgres {
     }
 
     fn check_table(&self, table: &str) -> Result<(), String> {
-        TableName::parse(table).map(|_| ())
+        Scope::parse(table, &[]).map(|_| ())
+    }
+
+    fn check_exclude(&self, exclude: &[String]) -> Result<(), String> {
+        Scope::parse("*.*", exclude).map(|_| ())
     }
 
     fn list_tables<'a>(
@@ -108,55 +114,9 @@ pub struct TableName {
 
 impl TableName {
     pub fn parse(text: &str) -> Result<TableName, String> {
-        let mut parts = Vec::new();
-        let mut chars = text.trim().chars().peekable();
-        loop {
-            let mut part = String::new();
-            if chars.peek() == Some(&'"') {
-                chars.next();
-                loop {
-                    match chars.next() {
-                        Some('"') if chars.peek() == Some(&'"') => {
-                            chars.next();
-                            part.push('"');
-                        }
-                        Some('"') => break,
-                        Some(c) => part.push(c),
-                        None => return Err(format!("{text:?}: a quoted name is not closed")),
-                    }
-                }
-            } else {
-                while let Some(&c) = chars.peek() {
-                    if c == '.' {
-                        break;
-                    }
-                    if c == '"' || c.is_whitespace() {
-                        return Err(format!(
-                            "{text:?}: quote a name with spaces or quotes, as in \"My Table\""
-                        ));
-                    }
-                    part.push(c.to_ascii_lowercase());
-                    chars.next();
-                }
-            }
-            if part.is_empty() {
-                return Err(format!("{text:?}: an empty name"));
-            }
-            parts.push(part);
-            match chars.next() {
-                None => break,
-                Some('.') => continue,
-                Some(_) => return Err(format!("{text:?}: expected '.' after a quoted name")),
-            }
-        }
-        match <[String; 2]>::try_from(parts) {
-            Ok([schema, name]) => Ok(TableName { schema, name }),
-            Err(parts) if parts.len() == 1 => Ok(TableName {
-                schema: "public".into(),
-                name: parts.into_iter().next().unwrap_or_default(),
-            }),
-            Err(_) => Err(format!("{text:?}: use table or schema.table")),
-        }
+        TablePattern::parse(text)?.exact().ok_or_else(|| {
+            format!("{text:?} is a pattern: name one table here (quote a name with a '*' in it)")
+        })
     }
 
     /// The name as a user would type it: parts quoted only where SQL needs quotes.
