@@ -16,6 +16,7 @@ use crate::pipeline::{Handler, HandlerConfig, Sink};
 use crate::positions::PositionStore;
 use crate::registry::Registry;
 use crate::runtime::{Database, Runtime};
+use crate::secret::DatabaseUrl;
 use crate::{headless, signals, tui};
 
 /// The repo's cdc.toml: the demo's listeners when no config file exists.
@@ -83,6 +84,10 @@ pub fn main(cli: Cli) -> ExitCode {
     };
     let extra_databases: Vec<Database> = demo.iter().map(Demo::database).collect();
     let outcome = runtime.block_on(run(loaded, cli.headless, log_file, extra_databases));
+    if cli.url.is_some() {
+        // Nothing left behind: a URL run's state dir is its own.
+        let _ = std::fs::remove_dir_all(url_state_dir());
+    }
     if let Some(demo) = demo
         && let Err(error) = runtime.block_on(demo.stop())
     {
@@ -103,6 +108,9 @@ pub fn main(cli: Cli) -> ExitCode {
 }
 
 fn load_config(cli: &Cli) -> Result<LoadedConfig, String> {
+    if let Some(url) = &cli.url {
+        return url_config(url, &cli.tables, cli.demo);
+    }
     let path = cli.config.clone().unwrap_or_else(config::default_path);
     if cli.config.is_none() && !path.exists() {
         if cli.demo {
@@ -121,6 +129,74 @@ fn load_config(cli: &Cli) -> Result<LoadedConfig, String> {
         ));
     }
     config::load(&path, cli.demo).map_err(|error| error.to_string())
+}
+
+/// `cdc-tui URL`: a config of one database and one listener on its whole scope (or the
+/// `--table` patterns), its state (nothing a temporary slot needs) in a directory of its own
+/// that is removed on exit.
+fn url_config(url: &str, tables: &[String], demo: bool) -> Result<LoadedConfig, String> {
+    let database = DatabaseUrl::new(url.to_string());
+    let kind = crate::source::KINDS
+        .iter()
+        .find(|kind| {
+            kind.url_schemes()
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
+        })
+        .ok_or_else(|| {
+            let schemes: Vec<&str> = crate::source::KINDS
+                .iter()
+                .flat_map(|kind| kind.url_schemes().iter().copied())
+                .collect();
+            format!(
+                "{}: a URL to watch starts with {}",
+                database.masked(),
+                crate::source::either(&schemes)
+            )
+        })?;
+    let name = url_database_name(url).unwrap_or_else(|| kind.name().to_string());
+    let table = if tables.is_empty() {
+        kind.whole_scope(&database)
+    } else {
+        tables.join(", ")
+    };
+    let quote = |text: &str| format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""));
+    let state = url_state_dir();
+    let text = format!(
+        "[state]\ndir = {}\n\n[[database]]\nname = {}\nkind = {}\nurl = {}\n\n\
+         [[listener]]\nidentifier = {}\ndatabase = {}\ntable = {}\nstrategy = {}\n",
+        quote(&state.display().to_string()),
+        quote(&name),
+        quote(kind.name()),
+        quote(url),
+        quote(&name),
+        quote(&name),
+        quote(&table),
+        quote(
+            kind.strategies()
+                .first()
+                .map_or("", |strategy| strategy.name())
+        ),
+    );
+    let path = PathBuf::from("(URL on the command line)");
+    let config = config::check_text(&path, &text, demo).map_err(|error| {
+        // The generated text names no line the user wrote: say what was wrong with the URL.
+        format!("{}: {}{}", database.masked(), error.key, error.message)
+    })?;
+    Ok(LoadedConfig { config, path })
+}
+
+/// The database a URL names (its path), for the listener's name.
+fn url_database_name(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let path = rest.split_once('/')?.1;
+    let name = path.split(['?', '#']).next()?;
+    (!name.is_empty()).then(|| crate::secret::percent_decode(name))
+}
+
+/// Where a URL run keeps its state: a directory of this process's, removed on exit.
+pub fn url_state_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("cdc-tui-{}", std::process::id()))
 }
 
 /// Logs go to stderr in headless mode and to a file in TUI mode; never to stdout.

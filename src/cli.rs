@@ -11,6 +11,13 @@ use clap::Parser;
     about = crate::source::about()
 )]
 pub struct Cli {
+    /// Watch this database with no config file: every table (or collection) the URL's user
+    /// can read, one listener, a temporary slot where one is needed (postgres://…, mongodb://…)
+    #[arg(value_name = "URL")]
+    pub url: Option<String>,
+    /// With URL: watch only these (repeatable): public.orders, public.*, shop.*
+    #[arg(short, long = "table", value_name = "PATTERN", requires = "url")]
+    pub tables: Vec<String>,
     /// Config file; default ./cdc.toml, else $XDG_CONFIG_HOME/cdc-tui/cdc.toml
     #[arg(short, long, value_name = "PATH")]
     pub config: Option<PathBuf>,

@@ -57,6 +57,11 @@ pub trait SourceKind: Sync {
         }
     }
 
+    /// The scope of `cdc-tui URL` without `--table`: everything the URL's user can read.
+    fn whole_scope(&self, _url: &DatabaseUrl) -> String {
+        "*".to_string()
+    }
+
     /// What the add dialog calls a table of this kind.
     fn table_noun(&self) -> &'static str {
         "table"

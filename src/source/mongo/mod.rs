@@ -115,6 +115,19 @@ impl SourceKind for Mongo {
         "collection"
     }
 
+    /// The URL's database (`mongodb://h/shop`: `shop.*`), else the deployment (`*`).
+    fn whole_scope(&self, url: &DatabaseUrl) -> String {
+        let text = url.expose();
+        let after_hosts = text
+            .strip_prefix("mongodb://")
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(_, path)| path.split('?').next().unwrap_or_default());
+        match after_hosts {
+            Some(db) if !db.is_empty() => format!("{db}.*"),
+            _ => "*".to_string(),
+        }
+    }
+
     fn list_tables<'a>(
         &'a self,
         url: &'a DatabaseUrl,

@@ -92,6 +92,10 @@ impl SourceKind for Postgres {
         Scope::parse(table, &[]).map(|_| ())
     }
 
+    fn whole_scope(&self, _url: &DatabaseUrl) -> String {
+        "*.*".to_string()
+    }
+
     fn check_exclude(&self, exclude: &[String]) -> Result<(), String> {
         Scope::parse("*.*", exclude).map(|_| ())
     }

@@ -67,6 +67,7 @@ mod rows;
 mod setup;
 mod stream;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -78,11 +79,14 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_postgres::Client;
 
-use crate::change::ChangeEvent;
+use crate::change::{ChangeEvent, NoteKind};
 use crate::registry::Control;
 use crate::secret::DatabaseUrl;
 use crate::source::kind::parse_options;
-use crate::source::postgres::pgoutput::{self, PgOutputMessage, pg_timestamp_to_unix_micros};
+use crate::source::postgres::pgoutput::{
+    self, PgOutputMessage, Relation, pg_timestamp_to_unix_micros,
+};
+use crate::source::postgres::scope::{Scope, Shape};
 use crate::source::postgres::{TableName, connect};
 use crate::source::{
     DRAIN_TIMEOUT, ErrorKind, OptionError, PendingPositions, SourceContext, SourceError, Strategy,
@@ -163,29 +167,59 @@ impl Strategy for Logical {
 async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
     let options = LogicalOptions::parse(&ctx.config().options)?;
     let config = ctx.config().clone();
-    let table = TableName::parse(&config.table).map_err(SourceError::permanent)?;
+    let scope = Scope::parse(&config.table, &config.exclude).map_err(SourceError::permanent)?;
     let client = connect(&ctx.url).await?;
     let server = setup::check_server(&client, &ctx.url).await?;
-    let info = setup::describe_table(&client, &table, &server, &ctx.url).await?;
     let publication = options
         .publication
         .clone()
         .unwrap_or_else(|| setup::default_publication(&config.identifier));
-    let created =
-        setup::ensure_publication(&client, &publication, &table, &info, &server, &ctx.url).await?;
-    let published_generated = !info.generated.is_empty()
-        && setup::publishes_stored_generated(&client, &publication, &server, &ctx.url).await?;
+    let (target, created) = match scope.shape() {
+        Shape::One(table) => {
+            let info = setup::describe_table(&client, &table, &server, &ctx.url).await?;
+            let created =
+                setup::ensure_publication(&client, &publication, &table, &info, &server, &ctx.url)
+                    .await?;
+            let published_generated = !info.generated.is_empty()
+                && setup::publishes_stored_generated(&client, &publication, &server, &ctx.url)
+                    .await?;
+            let target = Target::One {
+                table,
+                info,
+                published_generated,
+            };
+            (target, created)
+        }
+        _ => {
+            let tables = scope.tables(&client, &ctx.url).await?;
+            let (created, skipped) = setup::ensure_scope_publication(
+                &client,
+                &publication,
+                &scope,
+                &tables,
+                &server,
+                &ctx.url,
+            )
+            .await?;
+            let target = Target::Scope(ScopeState {
+                scope,
+                known: tables,
+                skipped,
+                // Tables made later are added to a publication this listener created.
+                adds_tables: created,
+            });
+            (target, created)
+        }
+    };
     let slot = match &options.slot {
         Some(name) => Slot::Persistent(name.clone()),
         None => Slot::Temporary(temporary_slot_name()),
     };
     let plan = Plan {
         client: &client,
-        table: &table,
-        info: &info,
+        target: &target,
         server: &server,
         publication: &publication,
-        published_generated,
         slot: &slot,
     };
     let result = stream_changes(ctx, plan).await;
@@ -229,14 +263,116 @@ fn temporary_slot_name() -> String {
 #[derive(Clone, Copy)]
 struct Plan<'a> {
     client: &'a Client,
-    table: &'a TableName,
-    info: &'a TableInfo,
+    target: &'a Target,
     server: &'a Server,
     publication: &'a str,
-    /// The publication sends stored generated columns (PostgreSQL 18+).
-    published_generated: bool,
     slot: &'a Slot,
 }
+
+/// What the listener watches.
+enum Target {
+    /// One table, named exactly.
+    One {
+        table: TableName,
+        info: TableInfo,
+        /// The publication sends stored generated columns (PostgreSQL 18+).
+        published_generated: bool,
+    },
+    /// The tables of a scope, each taken as its Relation message arrives.
+    Scope(ScopeState),
+}
+
+/// A scope and the tables it held when last looked at.
+#[derive(Clone)]
+struct ScopeState {
+    scope: Scope,
+    known: Vec<TableName>,
+    /// Tables of the scope left out of the publication, and why.
+    skipped: Vec<setup::Skipped>,
+    /// Tables made later are added to the publication (one this listener created).
+    adds_tables: bool,
+}
+
+/// A table the session takes changes of.
+struct Watched {
+    name: TableName,
+    label: Arc<str>,
+    rows: TableRows,
+    identity_hint: Option<String>,
+    generated: Vec<GeneratedColumn>,
+    generated_hint: Option<String>,
+    /// The columns (name, type) of its last Relation message, to tell a change of shape.
+    columns: Option<Vec<(String, u32)>>,
+}
+
+impl Watched {
+    fn new(
+        name: TableName,
+        label: Arc<str>,
+        info: &TableInfo,
+        generated_hint: Option<String>,
+    ) -> Self {
+        Watched {
+            identity_hint: setup::identity_hint(info.identity, &name),
+            rows: TableRows::new(info.primary_key.clone()),
+            generated: info.generated.clone(),
+            generated_hint,
+            columns: None,
+            name,
+            label,
+        }
+    }
+
+    /// Takes a Relation message of this table; says what changed since the last one.
+    fn relation(
+        &mut self,
+        relation: Relation,
+        version_num: i32,
+        publication: &str,
+    ) -> Option<String> {
+        self.identity_hint = setup::identity_hint(relation.replica_identity, &self.name);
+        // The columns the stream really sends.
+        let unsent: Vec<_> = (self.generated.iter())
+            .filter(|column| !relation.columns.iter().any(|c| c.name == column.name))
+            .collect();
+        self.generated_hint = setup::generated_hint(&unsent, version_num, publication);
+        let columns: Vec<(String, u32)> = (relation.columns.iter())
+            .map(|column| (column.name.clone(), column.type_oid))
+            .collect();
+        let change = self
+            .columns
+            .as_ref()
+            .filter(|before| **before != columns)
+            .map(|before| describe_columns_change(before, &columns));
+        self.columns = Some(columns);
+        self.rows.set_relation(relation);
+        change
+    }
+}
+
+/// `added note (type 25), dropped qty`: what differs between two shapes of a table.
+fn describe_columns_change(before: &[(String, u32)], after: &[(String, u32)]) -> String {
+    let mut parts = Vec::new();
+    for (name, type_oid) in after {
+        match before.iter().find(|(old, _)| old == name) {
+            None => parts.push(format!("added {name} (type {type_oid})")),
+            Some((_, old_type)) if old_type != type_oid => {
+                parts.push(format!("retyped {name} (type {old_type} to {type_oid})"));
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, _) in before {
+        if !after.iter().any(|(new, _)| new == name) {
+            parts.push(format!("dropped {name}"));
+        }
+    }
+    if parts.is_empty() {
+        parts.push("columns reordered".to_string());
+    }
+    parts.join(", ")
+}
+
 
 /// Opens the replication session (creating the slot on it when needed), then streams until an
 /// error or a stop.
@@ -299,30 +435,39 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         .await?
         .map_err(|error| wire_error(&error, &ctx.url))?;
 
-    let rows = TableRows::new(plan.info.primary_key.clone());
-    // Until a Relation message says which columns the stream sends: what the server version
-    // and the publication promise.
-    let unsent: Vec<_> = (plan.info.generated.iter())
-        .filter(|column| !(column.stored && plan.published_generated))
-        .collect();
+    let mut watched = HashMap::new();
+    let scope = match plan.target {
+        Target::One {
+            table,
+            info,
+            published_generated,
+        } => {
+            // Until a Relation message says which columns the stream sends: what the server
+            // version and the publication promise.
+            let unsent: Vec<_> = (info.generated.iter())
+                .filter(|column| !(column.stored && *published_generated))
+                .collect();
+            let hint = setup::generated_hint(&unsent, plan.server.version_num, plan.publication);
+            let label: Arc<str> = ctx.config().table.as_str().into();
+            watched.insert(info.oid, Watched::new(table.clone(), label, info, hint));
+            None
+        }
+        Target::Scope(scope) => Some(scope.clone()),
+    };
     let mut session = Session {
         client: plan.client,
         repl,
         slot,
         user: plan.server.user.clone(),
-        table: plan.table,
-        table_oid: plan.info.oid,
-        label: ctx.config().table.as_str().into(),
-        rows,
+        watched,
+        ignored: HashSet::new(),
+        scope,
+        server: plan.server,
         tx: None,
         pending: PendingPositions::default(),
         acked: start,
         sent_before,
         sent: sent_before.unwrap_or_default(),
-        identity_hint: setup::identity_hint(plan.info.identity, plan.table),
-        generated: &plan.info.generated,
-        generated_hint: setup::generated_hint(&unsent, plan.server.version_num, plan.publication),
-        version_num: plan.server.version_num,
         publication: plan.publication,
         gap: reconnected && matches!(slot, Slot::Temporary(_)),
         usage: String::new(),
@@ -330,7 +475,7 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         status_interval,
     };
     ctx.set_running();
-    session.refresh_detail(ctx).await;
+    session.refresh(ctx).await?;
     let streamed = session.stream(ctx).await;
     ctx.sent_through = Some(session.sent.to_string());
     match streamed {
@@ -403,10 +548,13 @@ struct Session<'a> {
     repl: ReplicationClient,
     slot: &'a Slot,
     user: String,
-    table: &'a TableName,
-    table_oid: u32,
-    label: Arc<str>,
-    rows: TableRows,
+    /// The tables whose changes are taken, by relation OID.
+    watched: HashMap<u32, Watched>,
+    /// Relations seen that the scope leaves out.
+    ignored: HashSet<u32>,
+    /// A scope's patterns and its tables as last listed; `None` for one table.
+    scope: Option<ScopeState>,
+    server: &'a Server,
     tx: Option<Transaction>,
     /// Commit end LSNs waiting for their changes to be flushed.
     pending: PendingPositions<u64>,
@@ -416,11 +564,6 @@ struct Session<'a> {
     sent_before: Option<SentThrough>,
     /// What this run has sent so far (handed on to the next session when this one ends).
     sent: SentThrough,
-    identity_hint: Option<String>,
-    /// The table's generated columns, and the note on those the changes lack.
-    generated: &'a [GeneratedColumn],
-    generated_hint: Option<String>,
-    version_num: i32,
     publication: &'a str,
     /// A temporary slot was lost with an earlier connection of this run.
     gap: bool,
@@ -436,7 +579,7 @@ impl Session<'_> {
                 self.pause(ctx).await?;
             }
             if Instant::now() >= self.next_refresh {
-                self.refresh_detail(ctx).await;
+                self.refresh(ctx).await?;
             }
             let next = tokio::select! {
                 biased;
@@ -472,7 +615,7 @@ impl Session<'_> {
             match ctx.while_paused(self.next_refresh).await? {
                 None => return Ok(()),
                 Some(Wake::Flushed) => self.acknowledge(ctx),
-                Some(Wake::Deadline) => self.refresh_detail(ctx).await,
+                Some(Wake::Deadline) => self.refresh(ctx).await?,
                 Some(Wake::Control) => {}
             }
         }
@@ -522,31 +665,29 @@ impl Session<'_> {
         ctx: &mut SourceContext,
         message: PgOutputMessage,
     ) -> Result<(), SourceError> {
-        let oid = self.table_oid;
-        let change = match message {
-            PgOutputMessage::Relation(relation) if relation.oid == oid => {
-                self.identity_hint = setup::identity_hint(relation.replica_identity, self.table);
-                // The columns the stream really sends.
-                let unsent: Vec<_> = (self.generated.iter())
-                    .filter(|column| !relation.columns.iter().any(|c| c.name == column.name))
+        let (label, change) = match message {
+            PgOutputMessage::Relation(relation) => return self.relation(ctx, relation).await,
+            PgOutputMessage::Insert(insert) => match self.watched.get(&insert.relation_oid) {
+                Some(table) => (table.label.clone(), table.rows.insert(insert.new)),
+                None => return Ok(()),
+            },
+            PgOutputMessage::Update(update) => match self.watched.get(&update.relation_oid) {
+                Some(table) => (table.label.clone(), table.rows.update(update.old, update.new)),
+                None => return Ok(()),
+            },
+            PgOutputMessage::Delete(delete) => match self.watched.get(&delete.relation_oid) {
+                Some(table) => (table.label.clone(), table.rows.delete(delete.old)),
+                None => return Ok(()),
+            },
+            PgOutputMessage::Truncate(truncate) => {
+                let labels: Vec<Arc<str>> = (truncate.relation_oids.iter())
+                    .filter_map(|oid| self.watched.get(oid))
+                    .map(|table| table.label.clone())
                     .collect();
-                self.generated_hint =
-                    setup::generated_hint(&unsent, self.version_num, self.publication);
-                self.rows.set_relation(relation);
-                self.publish_detail(ctx);
+                for label in labels {
+                    self.emit(ctx, label, TableRows::truncate()).await?;
+                }
                 return Ok(());
-            }
-            PgOutputMessage::Insert(insert) if insert.relation_oid == oid => {
-                self.rows.insert(insert.new)
-            }
-            PgOutputMessage::Update(update) if update.relation_oid == oid => {
-                self.rows.update(update.old, update.new)
-            }
-            PgOutputMessage::Delete(delete) if delete.relation_oid == oid => {
-                self.rows.delete(delete.old)
-            }
-            PgOutputMessage::Truncate(truncate) if truncate.relation_oids.contains(&oid) => {
-                Ok(TableRows::truncate())
             }
             // The client reports these as events; handled here too should it ever pass them on.
             PgOutputMessage::Begin(begin) => {
@@ -557,17 +698,119 @@ impl Session<'_> {
                 self.commit(ctx, commit.end_lsn);
                 return Ok(());
             }
-            // Other tables, types, origins, logical messages.
+            // Types, origins, logical messages.
             _ => return Ok(()),
         };
         let change = change.map_err(|error| {
-            SourceError::permanent(format!(
-                "pgoutput: a change of {} does not fit: {error}",
-                self.table.display_name()
-            ))
+            SourceError::permanent(format!("pgoutput: a change of {label} does not fit: {error}"))
         })?;
-        self.emit(ctx, change).await
+        self.emit(ctx, label, change).await
     }
+
+    /// A Relation message: a watched table's (new) shape, or a table of the scope met for the
+    /// first time in this session; tables the scope leaves out are passed over.
+    async fn relation(
+        &mut self,
+        ctx: &mut SourceContext,
+        relation: Relation,
+    ) -> Result<(), SourceError> {
+        let oid = relation.oid;
+        if let Some(table) = self.watched.get_mut(&oid) {
+            let changed = table.relation(relation, self.server.version_num, self.publication);
+            let label = table.label.clone();
+            self.publish_detail(ctx);
+            if let Some(detail) = changed {
+                ctx.note(NoteKind::Schema {
+                    table: label,
+                    change: "columns",
+                    detail,
+                })
+                .await?;
+            }
+            return Ok(());
+        }
+        let name = TableName {
+            schema: relation.namespace.clone(),
+            name: relation.name.clone(),
+        };
+        let in_scope = self
+            .scope
+            .as_ref()
+            .is_some_and(|scope| scope.scope.matches(&name));
+        if !in_scope || self.ignored.contains(&oid) {
+            self.ignored.insert(oid);
+            return Ok(());
+        }
+        // Its key and generated columns from the catalog; a table renamed or dropped since
+        // is taken with what the message says.
+        let info = setup::describe_table(self.client, &name, self.server, &ctx.url)
+            .await
+            .unwrap_or(TableInfo {
+                oid,
+                identity: relation.replica_identity,
+                primary_key: Vec::new(),
+                generated: Vec::new(),
+            });
+        let label: Arc<str> = name.display_name().into();
+        let mut table = Watched::new(name, label, &info, None);
+        table.relation(relation, self.server.version_num, self.publication);
+        self.watched.insert(oid, table);
+        self.publish_detail(ctx);
+        Ok(())
+    }
+
+    /// Looks again at which tables a scope holds: one made since joins (added to the
+    /// publication where this listener manages it), one gone leaves; each is a `schema` line.
+    async fn rescan_scope(&mut self, ctx: &mut SourceContext) -> Result<(), SourceError> {
+        let Some(scope) = self.scope.as_mut() else {
+            return Ok(());
+        };
+        let Ok(now) = scope.scope.tables(self.client, &ctx.url).await else {
+            // Looked at again at the next refresh.
+            return Ok(());
+        };
+        let mut notes = Vec::new();
+        for table in now.iter().filter(|table| !scope.known.contains(table)) {
+            let detail = if scope.adds_tables {
+                match setup::add_to_publication(self.client, self.publication, table, &ctx.url)
+                    .await
+                {
+                    Ok(()) => format!("added to publication {}", self.publication),
+                    Err(why) => {
+                        scope.skipped.push(setup::Skipped {
+                            table: table.clone(),
+                            why: "could not be added to the publication",
+                        });
+                        format!("left out of publication {}: {why}", self.publication)
+                    }
+                }
+            } else {
+                format!(
+                    "captured if publication {} publishes it",
+                    self.publication
+                )
+            };
+            notes.push((table.display_name(), "joined", detail));
+        }
+        for table in scope.known.iter().filter(|table| !now.contains(table)) {
+            notes.push((
+                table.display_name(),
+                "left",
+                "dropped or renamed".to_string(),
+            ));
+        }
+        scope.known = now;
+        for (table, change, detail) in notes {
+            ctx.note(NoteKind::Schema {
+                table: table.into(),
+                change,
+                detail,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
 
     fn begin(&mut self, commit_lsn: u64, commit_time: i64) {
         let skip = match self.sent_before {
@@ -592,8 +835,13 @@ impl Session<'_> {
         self.acknowledge(ctx);
     }
 
-    /// Sends one change to the handler, waiting while its queue is full.
-    async fn emit(&mut self, ctx: &mut SourceContext, row: RowChange) -> Result<(), SourceError> {
+    /// Sends one change of the table `label` to the handler, waiting while its queue is full.
+    async fn emit(
+        &mut self,
+        ctx: &mut SourceContext,
+        label: Arc<str>,
+        row: RowChange,
+    ) -> Result<(), SourceError> {
         let Some(tx) = self.tx.as_mut() else {
             return Err(SourceError::permanent(
                 "pgoutput: a change arrived outside a transaction",
@@ -604,7 +852,7 @@ impl Session<'_> {
             return Ok(());
         }
         let change = ChangeEvent {
-            table: self.label.clone(),
+            table: label,
             op: row.op,
             key: row.key,
             old_key: row.old_key,
@@ -635,6 +883,13 @@ impl Session<'_> {
         }
     }
 
+    /// Every few seconds: the slot's retained WAL for the detail, and a scope's tables.
+    async fn refresh(&mut self, ctx: &mut SourceContext) -> Result<(), SourceError> {
+        self.rescan_scope(ctx).await?;
+        self.refresh_detail(ctx).await;
+        Ok(())
+    }
+
     async fn refresh_detail(&mut self, ctx: &SourceContext) {
         self.next_refresh = Instant::now() + DETAIL_REFRESH;
         let (name, kind) = (self.slot.name(), self.slot.kind());
@@ -651,8 +906,43 @@ impl Session<'_> {
 
     fn publish_detail(&self, ctx: &SourceContext) {
         let mut parts = vec![self.usage.clone()];
-        parts.extend(self.identity_hint.clone());
-        parts.extend(self.generated_hint.clone());
+        match &self.scope {
+            None => {
+                for table in self.watched.values() {
+                    parts.extend(table.identity_hint.clone());
+                    parts.extend(table.generated_hint.clone());
+                }
+            }
+            Some(scope) => {
+                parts.push(format!(
+                    "{} tables of {} via publication {}",
+                    scope.known.len(),
+                    scope.scope,
+                    self.publication
+                ));
+                if !scope.skipped.is_empty() {
+                    parts.push(format!(
+                        "left out: {}",
+                        setup::describe_skipped(&scope.skipped)
+                    ));
+                }
+                let without_before = (self.watched.values())
+                    .filter(|table| table.identity_hint.is_some())
+                    .count();
+                if without_before > 0 {
+                    parts.push(format!(
+                        "before images are null for {without_before} tables without REPLICA \
+                         IDENTITY FULL"
+                    ));
+                }
+                parts.extend(
+                    self.watched
+                        .values()
+                        .filter_map(|table| table.generated_hint.clone()),
+                );
+            }
+        }
+
         if self.gap {
             parts.push(TEMPORARY_GAP.to_string());
         }

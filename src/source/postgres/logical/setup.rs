@@ -10,6 +10,7 @@ use tokio_postgres::error::SqlState;
 use crate::secret::DatabaseUrl;
 use crate::source::SourceError;
 use crate::source::postgres::pgoutput::ReplicaIdentity;
+use crate::source::postgres::scope::Scope;
 use crate::source::postgres::{TableName, classify, quote_ident};
 
 /// What the stream needs to know about the server.
@@ -289,6 +290,15 @@ pub async fn ensure_publication(
 
 /// `CREATE PUBLICATION … FOR TABLE …` with the options this server version has.
 fn create_publication_sql(publication: &str, table: &TableName, version_num: i32) -> String {
+    create_publication_for_sql(publication, std::slice::from_ref(table), version_num)
+}
+
+/// `CREATE PUBLICATION … FOR TABLE a, b …` with the options this server version has.
+fn create_publication_for_sql(
+    publication: &str,
+    tables: &[TableName],
+    version_num: i32,
+) -> String {
     let mut options = Vec::new();
     if version_num >= 130_000 {
         // Changes of partitions are published as changes of the watched (root) table.
@@ -298,15 +308,169 @@ fn create_publication_sql(publication: &str, table: &TableName, version_num: i32
         // Stored generated columns are sent only when asked for (virtual ones never are).
         options.push("publish_generated_columns = stored");
     }
+    let listed: Vec<String> = tables.iter().map(TableName::quoted).collect();
     let mut sql = format!(
         "CREATE PUBLICATION {} FOR TABLE {}",
         quote_ident(publication),
-        table.quoted()
+        listed.join(", ")
     );
     if !options.is_empty() {
         sql.push_str(&format!(" WITH ({})", options.join(", ")));
     }
     sql
+}
+
+/// A table of a scope that cdc-tui leaves out, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub table: TableName,
+    pub why: &'static str,
+}
+
+/// Why a table of a scope can or cannot be published by this user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Eligibility {
+    Yes,
+    No(&'static str),
+}
+
+/// Which of `tables` this user may add to a publication without breaking anyone's writes.
+pub async fn eligibility(
+    client: &Client,
+    tables: &[TableName],
+    url: &DatabaseUrl,
+) -> Result<Vec<Eligibility>, SourceError> {
+    let schemas: Vec<&str> = tables.iter().map(|t| t.schema.as_str()).collect();
+    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    let rows = client
+        .query(
+            "SELECT pg_has_role(c.relowner, 'USAGE') OR \
+                    (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), \
+                    c.relreplident = 'f' OR c.relreplident = 'i' OR \
+                    (c.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i \
+                     WHERE i.indrelid = c.oid AND i.indisprimary)) \
+             FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(s, n, at) \
+             LEFT JOIN pg_namespace ns ON ns.nspname = t.s \
+             LEFT JOIN pg_class c ON c.relnamespace = ns.oid AND c.relname = t.n \
+             ORDER BY t.at",
+            &[&schemas, &names],
+        )
+        .await
+        .map_err(|error| classify(&error, url))?;
+    Ok(rows
+        .iter()
+        .map(|row| match (row.get::<_, Option<bool>>(0), row.get(1)) {
+            (None, _) | (_, None) => Eligibility::No("it is gone"),
+            (Some(false), _) => Eligibility::No("not its owner"),
+            // Published, it would refuse its UPDATE and DELETE.
+            (Some(true), Some(false)) => Eligibility::No(
+                "no primary key or replica identity: publishing it would make its UPDATE and \
+                 DELETE fail",
+            ),
+            (Some(true), Some(true)) => Eligibility::Yes,
+        })
+        .collect())
+}
+
+/// The publication of a scope: created `FOR TABLE` the tables of the scope this user may
+/// publish (never one without a replica identity, whose UPDATE and DELETE would then fail; a
+/// table created later is added as it appears), or an existing one used as it is. Returns
+/// whether it was created and what was left out.
+pub async fn ensure_scope_publication(
+    client: &Client,
+    publication: &str,
+    scope: &Scope,
+    tables: &[TableName],
+    server: &Server,
+    url: &DatabaseUrl,
+) -> Result<(bool, Vec<Skipped>), SourceError> {
+    let exists: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)",
+            &[&publication],
+        )
+        .await
+        .map_err(|error| classify(&error, url))?
+        .get(0);
+    if exists {
+        return Ok((false, Vec::new()));
+    }
+    let eligible = eligibility(client, tables, url).await?;
+    let mut publish = Vec::new();
+    let mut skipped = Vec::new();
+    for (table, eligibility) in tables.iter().zip(eligible) {
+        match eligibility {
+            Eligibility::Yes => publish.push(table.clone()),
+            Eligibility::No(why) => skipped.push(Skipped {
+                table: table.clone(),
+                why,
+            }),
+        }
+    }
+    if publish.is_empty() && !skipped.is_empty() {
+        let listed: Vec<String> = tables.iter().map(TableName::quoted).collect();
+        return Err(SourceError::permanent(format!(
+            "no table of {scope} can be published by {}: {}; as the tables' owner run \
+             CREATE PUBLICATION {publication} FOR TABLE {} and set publication = \"{publication}\"",
+            server.user,
+            describe_skipped(&skipped),
+            listed.join(", ")
+        )));
+    }
+    // An empty scope still gets its publication: tables made later are added to it.
+    let sql = if publish.is_empty() {
+        format!("CREATE PUBLICATION {}", quote_ident(publication))
+    } else {
+        create_publication_for_sql(publication, &publish, server.version_num)
+    };
+    match client.batch_execute(&sql).await {
+        Ok(()) => Ok((true, skipped)),
+        Err(error) if error.code() == Some(&SqlState::DUPLICATE_OBJECT) => Ok((false, skipped)),
+        Err(error) if error.as_db_error().is_some() => Err(SourceError::permanent(format!(
+            "cannot create publication {publication} for {scope} ({}): as the tables' owner \
+             run {sql} and set publication = \"{publication}\"",
+            classify(&error, url).message
+        ))),
+        Err(error) => Err(classify(&error, url)),
+    }
+}
+
+/// Adds a table that joined the scope to the publication; the reason when it cannot be.
+pub async fn add_to_publication(
+    client: &Client,
+    publication: &str,
+    table: &TableName,
+    url: &DatabaseUrl,
+) -> Result<(), String> {
+    match eligibility(client, std::slice::from_ref(table), url).await {
+        Ok(eligible) if eligible.first() == Some(&Eligibility::Yes) => {}
+        Ok(eligible) => {
+            return Err(match eligible.first() {
+                Some(Eligibility::No(why)) => why.to_string(),
+                _ => "it is gone".to_string(),
+            });
+        }
+        Err(error) => return Err(error.message),
+    }
+    let sql = format!(
+        "ALTER PUBLICATION {} ADD TABLE {}",
+        quote_ident(publication),
+        table.quoted()
+    );
+    match client.batch_execute(&sql).await {
+        Ok(()) => Ok(()),
+        Err(error) if error.code() == Some(&SqlState::DUPLICATE_OBJECT) => Ok(()),
+        Err(error) => Err(classify(&error, url).message),
+    }
+}
+
+/// `public.logs (not its owner), public.t (no primary key …)`.
+pub fn describe_skipped(skipped: &[Skipped]) -> String {
+    skipped
+        .iter()
+        .map(|skipped| format!("{} ({})", skipped.table.display_name(), skipped.why))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Drops a publication this listener created; failures are logged (it is then left behind).
