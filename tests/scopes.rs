@@ -135,3 +135,99 @@ async fn a_url_watches_every_table_on_one_slot_and_leaves_nothing_behind() {
     );
     cluster.stop().await.expect("stop the cluster");
 }
+
+#[tokio::test]
+async fn where_and_columns_run_in_the_publication_and_never_break_the_applications_writes() {
+    let db = support::TestDb::new("scope_filters").await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE orders (id int PRIMARY KEY, status text, total int, secret text)",
+        )
+        .await
+        .unwrap();
+    let listener = |identifier: &str, extra: &str| {
+        format!(
+            "[[listener]]\nidentifier = \"{identifier}\"\ndatabase = \"db\"\n\
+             table = \"public.orders\"\nstrategy = \"logical\"\n{extra}\n\n"
+        )
+    };
+    let config = format!(
+        "[pipeline]\ntimeout_ms = 20\n\n[[database]]\nname = \"db\"\nkind = \"postgres\"\n\
+         url = \"{}\"\n\n{}{}{}",
+        db.url,
+        listener(
+            "kept",
+            "where = \"id > 10\"\ncolumns = [\"id\", \"status\"]"
+        ),
+        listener("unsafe_where", "where = \"status <> 'draft'\""),
+        listener("unsafe_columns", "columns = [\"status\"]"),
+    );
+    let mut cdc = Headless::start(&config).await;
+    cdc.wait_for_state("kept/public.orders", "running").await;
+    for (listener, says) in [
+        (
+            "unsafe_where/public.orders",
+            "uses status, outside public.orders's replica identity",
+        ),
+        (
+            "unsafe_columns/public.orders",
+            "leaves out id of public.orders's replica identity",
+        ),
+    ] {
+        cdc.wait_for_state(listener, "failed").await;
+        let reason = support::reason_of(&cdc.seen, listener, "failed");
+        assert!(reason.contains(says), "{listener}: {reason}");
+        assert!(
+            reason.contains("REPLICA IDENTITY FULL"),
+            "{listener}: {reason}"
+        );
+    }
+    let published = client
+        .query(
+            "SELECT pubname::text, rowfilter, attnames::text[] FROM pg_publication_tables \
+             WHERE tablename = 'orders' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let published: Vec<(String, Option<String>, Vec<String>)> = published
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    assert_eq!(
+        published,
+        [(
+            "cdc_tui_kept".to_string(),
+            Some("(id > 10)".to_string()),
+            vec!["id".to_string(), "status".to_string()]
+        )],
+        "only the safe filter became a publication"
+    );
+
+    client
+        .batch_execute(
+            "INSERT INTO orders VALUES (5, 'draft', 1, 's'), (15, 'paid', 2, 's');
+             UPDATE orders SET status = 'sent', total = 3 WHERE id IN (5, 15);
+             DELETE FROM orders WHERE id = 5;",
+        )
+        .await
+        .expect("the application's writes go through whatever the filters");
+    cdc.wait_for_ops(
+        "the kept row's insert and update",
+        &[("insert", 1), ("update", 1)],
+    )
+    .await;
+    let changes = cdc.changes();
+    assert!(
+        changes.iter().all(|change| change["key"]["id"] == 15),
+        "rows outside the filter are never sent: {changes:#?}"
+    );
+    let after = &changes[1]["after"];
+    assert_eq!(
+        after,
+        &serde_json::json!({"id": 15, "status": "sent"}),
+        "only the listed columns"
+    );
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+}

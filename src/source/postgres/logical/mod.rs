@@ -63,6 +63,7 @@
 //! acknowledged position stays what was flushed), and a transaction the server sends again is
 //! skipped as far as it was already sent, so each change reaches the handler once per run.
 
+mod filter;
 mod rows;
 mod setup;
 mod stream;
@@ -95,6 +96,7 @@ use crate::source::{
 
 pub use setup::{format_lsn, parse_lsn};
 
+use filter::RowFilter;
 use rows::{RowChange, TableRows};
 use setup::{GeneratedColumn, Server, TableInfo};
 
@@ -118,6 +120,11 @@ struct LogicalOptions {
     slot: Option<String>,
     /// The publication, created for the table when absent.
     publication: Option<String>,
+    /// A row filter in the publication cdc-tui creates (PostgreSQL 15+).
+    #[serde(rename = "where")]
+    where_clause: Option<String>,
+    /// A column list in the publication cdc-tui creates (PostgreSQL 15+).
+    columns: Option<Vec<String>>,
 }
 
 impl LogicalOptions {
@@ -138,7 +145,20 @@ impl LogicalOptions {
                 }
             }
         }
+        if parsed.where_clause.as_deref().is_some_and(|w| w.trim().is_empty()) {
+            return Err(OptionError::new("where", "must not be empty"));
+        }
+        if parsed.columns.as_ref().is_some_and(|columns| columns.is_empty()) {
+            return Err(OptionError::new("columns", "list at least one column"));
+        }
         Ok(parsed)
+    }
+
+    fn filter(&self) -> RowFilter {
+        RowFilter {
+            where_clause: self.where_clause.clone(),
+            columns: self.columns.clone(),
+        }
     }
 }
 
@@ -152,7 +172,7 @@ impl Strategy for Logical {
     }
 
     fn option_keys(&self) -> &'static [&'static str] {
-        &["slot", "publication"]
+        &["slot", "publication", "where", "columns"]
     }
 
     fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
@@ -174,12 +194,21 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
         .publication
         .clone()
         .unwrap_or_else(|| setup::default_publication(&config.identifier));
+    let filter = options.filter();
     let (target, created) = match scope.shape() {
         Shape::One(table) => {
             let info = setup::describe_table(&client, &table, &server, &ctx.url).await?;
             let created =
-                setup::ensure_publication(&client, &publication, &table, &info, &server, &ctx.url)
-                    .await?;
+                setup::ensure_publication(
+                    &client,
+                    &publication,
+                    &table,
+                    &info,
+                    &filter,
+                    &server,
+                    &ctx.url,
+                )
+                .await?;
             let published_generated = !info.generated.is_empty()
                 && setup::publishes_stored_generated(&client, &publication, &server, &ctx.url)
                     .await?;
@@ -197,6 +226,7 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
                 &publication,
                 &scope,
                 &tables,
+                &filter,
                 &server,
                 &ctx.url,
             )
@@ -205,11 +235,18 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
                 scope,
                 known: tables,
                 skipped,
+                filter: filter.clone(),
                 // Tables made later are added to a publication this listener created.
                 adds_tables: created,
             });
             (target, created)
         }
+    };
+    // Where filters run, or what an existing publication filters.
+    let filter_note = if created {
+        filter.describe()
+    } else {
+        setup::existing_filters(&client, &publication, &server).await
     };
     let slot = match &options.slot {
         Some(name) => Slot::Persistent(name.clone()),
@@ -217,6 +254,7 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
     };
     let plan = Plan {
         client: &client,
+        filter_note: filter_note.as_deref(),
         target: &target,
         server: &server,
         publication: &publication,
@@ -263,6 +301,7 @@ fn temporary_slot_name() -> String {
 #[derive(Clone, Copy)]
 struct Plan<'a> {
     client: &'a Client,
+    filter_note: Option<&'a str>,
     target: &'a Target,
     server: &'a Server,
     publication: &'a str,
@@ -291,6 +330,8 @@ struct ScopeState {
     skipped: Vec<setup::Skipped>,
     /// Tables made later are added to the publication (one this listener created).
     adds_tables: bool,
+    /// The row filter and column list they are added with.
+    filter: RowFilter,
 }
 
 /// A table the session takes changes of.
@@ -462,6 +503,7 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         watched,
         ignored: HashSet::new(),
         scope,
+        filter_note: plan.filter_note.map(str::to_string),
         server: plan.server,
         tx: None,
         pending: PendingPositions::default(),
@@ -554,6 +596,8 @@ struct Session<'a> {
     ignored: HashSet<u32>,
     /// A scope's patterns and its tables as last listed; `None` for one table.
     scope: Option<ScopeState>,
+    /// Where the publication's filters run, for the detail.
+    filter_note: Option<String>,
     server: &'a Server,
     tx: Option<Transaction>,
     /// Commit end LSNs waiting for their changes to be flushed.
@@ -772,8 +816,16 @@ impl Session<'_> {
         let mut notes = Vec::new();
         for table in now.iter().filter(|table| !scope.known.contains(table)) {
             let detail = if scope.adds_tables {
-                match setup::add_to_publication(self.client, self.publication, table, &ctx.url)
-                    .await
+                let version = self.server.version_num;
+                match setup::add_to_publication(
+                    self.client,
+                    self.publication,
+                    table,
+                    &scope.filter,
+                    version,
+                    &ctx.url,
+                )
+                .await
                 {
                     Ok(()) => format!("added to publication {}", self.publication),
                     Err(why) => {
@@ -906,6 +958,7 @@ impl Session<'_> {
 
     fn publish_detail(&self, ctx: &SourceContext) {
         let mut parts = vec![self.usage.clone()];
+        parts.extend(self.filter_note.clone());
         match &self.scope {
             None => {
                 for table in self.watched.values() {

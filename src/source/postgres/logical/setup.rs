@@ -10,6 +10,7 @@ use tokio_postgres::error::SqlState;
 use crate::secret::DatabaseUrl;
 use crate::source::SourceError;
 use crate::source::postgres::pgoutput::ReplicaIdentity;
+use crate::source::postgres::logical::filter::RowFilter;
 use crate::source::postgres::scope::Scope;
 use crate::source::postgres::{TableName, classify, quote_ident};
 
@@ -232,6 +233,7 @@ pub async fn ensure_publication(
     publication: &str,
     table: &TableName,
     info: &TableInfo,
+    filter: &RowFilter,
     server: &Server,
     url: &DatabaseUrl,
 ) -> Result<bool, SourceError> {
@@ -271,7 +273,15 @@ pub async fn ensure_publication(
              a primary key) first"
         )));
     }
-    let sql = create_publication_sql(publication, table, server.version_num);
+    filter
+        .check_safe(client, table, server.version_num, url)
+        .await?;
+    let sql = create_publication_for_sql(
+        publication,
+        std::slice::from_ref(table),
+        filter,
+        server.version_num,
+    );
     match client.batch_execute(&sql).await {
         Ok(()) => Ok(true),
         // Created by someone else in the meantime: use it.
@@ -289,14 +299,11 @@ pub async fn ensure_publication(
 }
 
 /// `CREATE PUBLICATION … FOR TABLE …` with the options this server version has.
-fn create_publication_sql(publication: &str, table: &TableName, version_num: i32) -> String {
-    create_publication_for_sql(publication, std::slice::from_ref(table), version_num)
-}
-
 /// `CREATE PUBLICATION … FOR TABLE a, b …` with the options this server version has.
 fn create_publication_for_sql(
     publication: &str,
     tables: &[TableName],
+    filter: &RowFilter,
     version_num: i32,
 ) -> String {
     let mut options = Vec::new();
@@ -308,7 +315,7 @@ fn create_publication_for_sql(
         // Stored generated columns are sent only when asked for (virtual ones never are).
         options.push("publish_generated_columns = stored");
     }
-    let listed: Vec<String> = tables.iter().map(TableName::quoted).collect();
+    let listed: Vec<String> = tables.iter().map(|table| filter.table_clause(table)).collect();
     let mut sql = format!(
         "CREATE PUBLICATION {} FOR TABLE {}",
         quote_ident(publication),
@@ -381,6 +388,7 @@ pub async fn ensure_scope_publication(
     publication: &str,
     scope: &Scope,
     tables: &[TableName],
+    filter: &RowFilter,
     server: &Server,
     url: &DatabaseUrl,
 ) -> Result<(bool, Vec<Skipped>), SourceError> {
@@ -408,7 +416,7 @@ pub async fn ensure_scope_publication(
         }
     }
     if publish.is_empty() && !skipped.is_empty() {
-        let listed: Vec<String> = tables.iter().map(TableName::quoted).collect();
+        let listed: Vec<String> = tables.iter().map(|table| filter.table_clause(table)).collect();
         return Err(SourceError::permanent(format!(
             "no table of {scope} can be published by {}: {}; as the tables' owner run \
              CREATE PUBLICATION {publication} FOR TABLE {} and set publication = \"{publication}\"",
@@ -417,11 +425,16 @@ pub async fn ensure_scope_publication(
             listed.join(", ")
         )));
     }
+    for table in &publish {
+        filter
+            .check_safe(client, table, server.version_num, url)
+            .await?;
+    }
     // An empty scope still gets its publication: tables made later are added to it.
     let sql = if publish.is_empty() {
         format!("CREATE PUBLICATION {}", quote_ident(publication))
     } else {
-        create_publication_for_sql(publication, &publish, server.version_num)
+        create_publication_for_sql(publication, &publish, filter, server.version_num)
     };
     match client.batch_execute(&sql).await {
         Ok(()) => Ok((true, skipped)),
@@ -440,6 +453,8 @@ pub async fn add_to_publication(
     client: &Client,
     publication: &str,
     table: &TableName,
+    filter: &RowFilter,
+    version_num: i32,
     url: &DatabaseUrl,
 ) -> Result<(), String> {
     match eligibility(client, std::slice::from_ref(table), url).await {
@@ -452,16 +467,67 @@ pub async fn add_to_publication(
         }
         Err(error) => return Err(error.message),
     }
+    filter
+        .check_safe(client, table, version_num, url)
+        .await
+        .map_err(|error| error.message)?;
     let sql = format!(
         "ALTER PUBLICATION {} ADD TABLE {}",
         quote_ident(publication),
-        table.quoted()
+        filter.table_clause(table)
     );
     match client.batch_execute(&sql).await {
         Ok(()) => Ok(()),
         Err(error) if error.code() == Some(&SqlState::DUPLICATE_OBJECT) => Ok(()),
         Err(error) => Err(classify(&error, url).message),
     }
+}
+
+/// What an existing publication filters (PostgreSQL 15+), for the listener's detail: a row
+/// filter turns an update that crosses it into an insert or a delete.
+pub async fn existing_filters(
+    client: &Client,
+    publication: &str,
+    server: &Server,
+) -> Option<String> {
+    if server.version_num < 150_000 {
+        return None;
+    }
+    let rows = client
+        .query(
+            "SELECT format('%I.%I', p.schemaname, p.tablename), p.rowfilter, \
+                    cardinality(p.attnames) < (SELECT count(*) FROM pg_attribute a \
+                        JOIN pg_class c ON c.oid = a.attrelid \
+                        JOIN pg_namespace n ON n.oid = c.relnamespace \
+                        WHERE n.nspname = p.schemaname AND c.relname = p.tablename \
+                          AND a.attnum > 0 AND NOT a.attisdropped) \
+             FROM pg_publication_tables p WHERE p.pubname = $1 \
+               AND (p.rowfilter IS NOT NULL OR p.attnames IS NOT NULL)",
+            &[&publication],
+        )
+        .await
+        .ok()?;
+    let filtered: Vec<String> = rows
+        .iter()
+        .filter_map(|row| {
+            let table: String = row.get(0);
+            let rows: Option<String> = row.get(1);
+            let columns: Option<bool> = row.get(2);
+            match (rows, columns.unwrap_or(false)) {
+                (Some(filter), true) => Some(format!("{table}: rows WHERE {filter}, some columns")),
+                (Some(filter), false) => Some(format!("{table}: rows WHERE {filter}")),
+                (None, true) => Some(format!("{table}: some columns")),
+                (None, false) => None,
+            }
+        })
+        .collect();
+    (!filtered.is_empty()).then(|| {
+        format!(
+            "publication {publication} filters {} (an update that crosses a row filter \
+             arrives as an insert or a delete)",
+            filtered.join("; ")
+        )
+    })
 }
 
 /// `public.logs (not its owner), public.t (no primary key …)`.
@@ -667,6 +733,14 @@ mod tests {
     #[test]
     fn publications_ask_for_what_the_server_version_has() {
         let table = TableName::parse("public.orders").unwrap();
+        let create_publication_sql = |publication: &str, table: &TableName, version: i32| {
+            create_publication_for_sql(
+                publication,
+                std::slice::from_ref(table),
+                &RowFilter::default(),
+                version,
+            )
+        };
         assert_eq!(
             create_publication_sql("p", &table, 120_000),
             r#"CREATE PUBLICATION "p" FOR TABLE "public"."orders""#
