@@ -236,6 +236,7 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
                 known: tables,
                 skipped,
                 filter: filter.clone(),
+                elsewhere: Vec::new(),
                 // Tables made later are added to a publication this listener created.
                 adds_tables: created,
             });
@@ -332,6 +333,8 @@ struct ScopeState {
     adds_tables: bool,
     /// The row filter and column list they are added with.
     filter: RowFilter,
+    /// While no table matches: some of the tables there are, to say so.
+    elsewhere: Vec<String>,
 }
 
 /// A table the session takes changes of.
@@ -389,6 +392,19 @@ impl Watched {
         self.rows.set_relation(relation);
         change
     }
+}
+
+/// Some of the tables of the database (at most 10, then `…`), to say what a scope could match.
+async fn tables_here(client: &Client, url: &DatabaseUrl) -> Vec<String> {
+    let Ok(every) = Scope::parse("*.*", &[]) else {
+        return Vec::new();
+    };
+    let tables = every.tables(client, url).await.unwrap_or_default();
+    let mut names: Vec<String> = tables.iter().take(10).map(TableName::display_name).collect();
+    if tables.len() > 10 {
+        names.push("…".to_string());
+    }
+    names
 }
 
 /// `added note (type 25), dropped qty`: what differs between two shapes of a table.
@@ -852,6 +868,11 @@ impl Session<'_> {
             ));
         }
         scope.known = now;
+        scope.elsewhere = if scope.known.is_empty() {
+            tables_here(self.client, &ctx.url).await
+        } else {
+            Vec::new()
+        };
         for (table, change, detail) in notes {
             ctx.note(NoteKind::Schema {
                 table: table.into(),
@@ -966,6 +987,15 @@ impl Session<'_> {
                     parts.extend(table.generated_hint.clone());
                 }
             }
+            Some(scope) if scope.known.is_empty() => parts.push(format!(
+                "no table matches {}; tables here: {}",
+                scope.scope,
+                if scope.elsewhere.is_empty() {
+                    "none".to_string()
+                } else {
+                    scope.elsewhere.join(", ")
+                }
+            )),
             Some(scope) => {
                 parts.push(format!(
                     "{} tables of {} via publication {}",
