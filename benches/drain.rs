@@ -9,6 +9,11 @@
 //!   `wal2json` (when the plugin is installed), cdc-tui headless (stdout to /dev/null) and
 //!   cdc-tui with the TUI drawing in a 200x50 tmux pane. A verification run counts cdc-tui's
 //!   change lines, and the TUI's counters are read off its screen.
+//! * **scopes**: 20 tables of 5,000 inserts each (100,000 changes in 1,000-row transactions),
+//!   watched two ways by one cdc-tui: 20 single-table logical listeners (20 slots), and one
+//!   `public.s_*` scope listener (one slot); `pg_recvlogical -P pgoutput` on one slot for all
+//!   20 tables is the server's reference. Reported: drain time, the WAL senders' CPU seconds,
+//!   slots.
 //! * **latency**: a steady 2,000 changes/s; commit-to-flush time per change, from its
 //!   `commit_time` to the moment its batch's `flush` line appears on headless stdout, with the
 //!   default pipeline settings and with `timeout_ms = 0`.
@@ -64,6 +69,7 @@ fn main() -> ExitCode {
 
 struct Options {
     drain: bool,
+    scopes: bool,
     latency: bool,
     memory: bool,
     rounds: usize,
@@ -75,6 +81,7 @@ impl Options {
     fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Options> {
         let mut options = Options {
             drain: true,
+            scopes: true,
             latency: true,
             memory: true,
             rounds: 3,
@@ -90,14 +97,18 @@ impl Options {
                 "--only" => {
                     let parts = value("--only")?;
                     options.drain = false;
+                    options.scopes = false;
                     options.latency = false;
                     options.memory = false;
                     for part in parts.split(',') {
                         match part.trim() {
                             "drain" => options.drain = true,
+                            "scopes" => options.scopes = true,
                             "latency" => options.latency = true,
                             "memory" => options.memory = true,
-                            other => bail!("--only takes drain, latency, memory; not {other:?}"),
+                            other => {
+                                bail!("--only takes drain, scopes, latency, memory; not {other:?}")
+                            }
                         }
                     }
                 }
@@ -109,7 +120,7 @@ impl Options {
                     options.memory_changes = value("--memory-changes")?.parse()?
                 }
                 other => bail!(
-                    "unknown argument {other:?} (options: --only drain,latency,memory, --rounds N, \
+                    "unknown argument {other:?} (options: --only drain,scopes,latency,memory, --rounds N, \
                      --latency-seconds N, --memory-changes N)"
                 ),
             }
@@ -124,6 +135,9 @@ async fn run(options: Options) -> anyhow::Result<()> {
     println!("{}", machine());
     if options.drain {
         bench.drain(options.rounds).await?;
+    }
+    if options.scopes {
+        bench.scopes().await?;
     }
     if options.latency {
         bench.latency(options.latency_seconds).await?;
@@ -567,6 +581,163 @@ impl Bench {
             tokio::time::sleep(POLL).await;
         }
     }
+
+    /// One scope against a listener per table: drain time and the server's cost.
+    async fn scopes(&self) -> anyhow::Result<()> {
+        const TABLES: usize = 20;
+        const ROWS: u64 = 5_000;
+        let names: Vec<String> = (1..=TABLES).map(|n| format!("s_t{n:02}")).collect();
+        for name in &names {
+            self.client
+                .batch_execute(&format!(
+                    "CREATE TABLE {name} (id bigint PRIMARY KEY, n int NOT NULL, note text NOT NULL);
+                     CREATE PUBLICATION pub_{name} FOR TABLE {name};"
+                ))
+                .await?;
+        }
+        self.client
+            .batch_execute(&format!(
+                "CREATE PUBLICATION pub_scope FOR TABLE {}",
+                names.join(", ")
+            ))
+            .await?;
+        // Slots and publications exist before the workload, so each holds all of it.
+        for name in &names {
+            self.create_slot(&format!("per_{name}"), "pgoutput").await?;
+        }
+        self.create_slot("scope_all", "pgoutput").await?;
+        self.create_slot("recv_all", "pgoutput").await?;
+        let started = Instant::now();
+        for name in &names {
+            for first in (0..ROWS).step_by(TX_ROWS as usize) {
+                self.client
+                    .batch_execute(&format!(
+                        "INSERT INTO {name} SELECT g, g % 100, 'row ' || g \
+                         FROM generate_series({}, {}) g",
+                        first + 1,
+                        (first + TX_ROWS).min(ROWS)
+                    ))
+                    .await?;
+            }
+        }
+        let end: String = self
+            .client
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await?
+            .get(0);
+        let end = parse_lsn(&end).context("the end LSN")?;
+        println!(
+            "\n== scopes: {TABLES} tables x {ROWS} inserts = {} changes in {TX_ROWS}-row \
+             transactions, written in {:.1} s, end {}",
+            TABLES as u64 * ROWS,
+            started.elapsed().as_secs_f64(),
+            format_lsn(end)
+        );
+
+        let per_table: Vec<(String, String, String)> = names
+            .iter()
+            .map(|name| (format!("per_{name}"), format!("public.{name}"), format!("pub_{name}")))
+            .collect();
+        let scope = [(
+            "scope_all".to_string(),
+            "public.s_*".to_string(),
+            "pub_scope".to_string(),
+        )];
+        println!("| way | slots | drain s | WAL senders' CPU s | cdc-tui CPU s |");
+        println!("|---|---:|---:|---:|---:|");
+        for (way, listeners) in [
+            ("20 single-table listeners", per_table.as_slice()),
+            ("one public.s_* scope listener", scope.as_slice()),
+        ] {
+            let dir = self.work.path().join(listeners[0].0.as_str());
+            std::fs::create_dir_all(&dir)?;
+            let mut text = format!(
+                "[state]\ndir = \"state\"\n\n[[database]]\nname = \"bench\"\nkind = \"postgres\"\n\
+                 url = \"{}\"\n\n",
+                self.url()
+            );
+            for (slot, table, publication) in listeners {
+                text.push_str(&format!(
+                    "[[listener]]\nidentifier = \"{slot}\"\ndatabase = \"bench\"\n\
+                     table = \"{table}\"\nstrategy = \"logical\"\nslot = \"{slot}\"\n\
+                     publication = \"{publication}\"\n\n"
+                ));
+            }
+            let config = dir.join("cdc.toml");
+            std::fs::write(&config, text)?;
+            let (_, stderr) = self.stderr_file(&listeners[0].0)?;
+            let started = Instant::now();
+            let mut child = wrapped(CDC_TUI)
+                .arg("--headless")
+                .arg("--config")
+                .arg(&config)
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(std::fs::File::create("/dev/null")?))
+                .stderr(stderr)
+                .spawn()
+                .context("starting cdc-tui --headless")?;
+            let (drained, walsenders) = self.drained_all(listeners, end, started).await?;
+            let client_cpu = cpu_seconds(child.id()).unwrap_or(0.0);
+            terminate(&child)?;
+            child.wait()?;
+            println!(
+                "| cdc-tui, {way} | {} | {:.2} | {walsenders:.2} | {client_cpu:.2} |",
+                listeners.len(),
+                drained.as_secs_f64()
+            );
+        }
+        let table = Table {
+            name: "s_t01",
+            publication: "pub_scope".to_string(),
+        };
+        let started = Instant::now();
+        let mut running = self.spawn(Contender::RecvPgoutput, "recv_all", &table, end, "")?;
+        let drained = self
+            .wait_drained(&mut running, "recv_all", end, &[], started)
+            .await?;
+        running.stop().await?;
+        println!(
+            "| pg_recvlogical -P pgoutput, one slot for the 20 tables | 1 | {:.2} | {:.2} | {:.2} |",
+            drained.elapsed.as_secs_f64(),
+            drained.cpu.walsender,
+            drained.cpu.client
+        );
+        Ok(())
+    }
+
+    /// Waits until every listener's slot is confirmed at `end`; the time it took and the CPU
+    /// seconds of the WAL senders that streamed them.
+    async fn drained_all(
+        &self,
+        listeners: &[(String, String, String)],
+        end: u64,
+        started: Instant,
+    ) -> anyhow::Result<(Duration, f64)> {
+        let mut cpu: std::collections::HashMap<String, f64> = Default::default();
+        loop {
+            let mut done = 0;
+            for (slot, _, _) in listeners {
+                let (confirmed, walsender) = self.slot_state(slot).await?;
+                if let Some(walsender) = walsender
+                    && let Some(seconds) = cpu_seconds(walsender)
+                {
+                    cpu.insert(slot.clone(), seconds);
+                }
+                if confirmed >= end {
+                    done += 1;
+                }
+            }
+            if done == listeners.len() {
+                return Ok((started.elapsed(), cpu.values().sum()));
+            }
+            if started.elapsed() > DRAIN_LIMIT {
+                bail!("{done} of {} slots drained in {DRAIN_LIMIT:?}", listeners.len());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
 
     async fn drain(&self, rounds: usize) -> anyhow::Result<()> {
         let table = Table::new("drain");
