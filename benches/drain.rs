@@ -636,7 +636,13 @@ impl Bench {
 
         let per_table: Vec<(String, String, String)> = names
             .iter()
-            .map(|name| (format!("per_{name}"), format!("public.{name}"), format!("pub_{name}")))
+            .map(|name| {
+                (
+                    format!("per_{name}"),
+                    format!("public.{name}"),
+                    format!("pub_{name}"),
+                )
+            })
             .collect();
         let scope = [(
             "scope_all".to_string(),
@@ -732,12 +738,14 @@ impl Bench {
                 return Ok((started.elapsed(), cpu.values().sum()));
             }
             if started.elapsed() > DRAIN_LIMIT {
-                bail!("{done} of {} slots drained in {DRAIN_LIMIT:?}", listeners.len());
+                bail!(
+                    "{done} of {} slots drained in {DRAIN_LIMIT:?}",
+                    listeners.len()
+                );
             }
             tokio::time::sleep(POLL).await;
         }
     }
-
 
     async fn drain(&self, rounds: usize) -> anyhow::Result<()> {
         let table = Table::new("drain");

@@ -65,6 +65,7 @@ fn sample_changes(count: u64) -> Vec<Captured> {
                     extensions: Default::default(),
                     position: "0/16B3748".into(),
                     commit_time: Some(chrono::Utc::now()),
+                    tx: None,
                 },
             };
             Captured {

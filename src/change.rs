@@ -72,6 +72,41 @@ pub struct ChangeEvent {
     /// of one transaction).
     pub position: Arc<str>,
     pub commit_time: Option<DateTime<Utc>>,
+    /// The transaction it belongs to, where the source has one.
+    pub tx: Option<TxRef>,
+}
+
+/// A change's (or message's) place in its transaction:
+/// `{"id":"812","position":"0/1A2B3C0","index":3}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxRef {
+    /// The source's transaction id (PostgreSQL's xid).
+    pub id: Arc<str>,
+    /// The transaction's commit position.
+    pub position: Arc<str>,
+    /// From 1, in the transaction's order.
+    pub index: u32,
+}
+
+impl Serialize for TxRef {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("id", &*self.id)?;
+        map.serialize_entry("position", &*self.position)?;
+        map.serialize_entry("index", &self.index)?;
+        map.end()
+    }
+}
+
+impl TxRef {
+    /// A `tx` as a JSON line has it.
+    pub fn from_json(value: &Value) -> Option<TxRef> {
+        Some(TxRef {
+            id: value.get("id")?.as_str()?.into(),
+            position: value.get("position")?.as_str()?.into(),
+            index: u32::try_from(value.get("index")?.as_u64()?).ok()?,
+        })
+    }
 }
 
 impl std::ops::Deref for Change {
@@ -288,6 +323,23 @@ pub enum NoteKind {
         change: &'static str,
         detail: String,
     },
+    /// `{"type":"transaction","id":…,"position":…,"commit_time":…,"changes":5,"tables":[…]}`,
+    /// after a transaction's last change.
+    Transaction {
+        id: Arc<str>,
+        position: Arc<str>,
+        commit_time: Option<DateTime<Utc>>,
+        changes: u64,
+        tables: Vec<Arc<str>>,
+    },
+    /// An application's annotation (PostgreSQL's `pg_logical_emit_message`), in place.
+    Message {
+        prefix: String,
+        content: String,
+        transactional: bool,
+        tx: Option<TxRef>,
+        position: String,
+    },
 }
 
 impl Note {
@@ -313,6 +365,37 @@ impl Serialize for Note {
                 map.serialize_entry("table", &**table)?;
                 map.serialize_entry("change", change)?;
                 map.serialize_entry("detail", detail)?;
+            }
+            NoteKind::Transaction {
+                id,
+                position,
+                commit_time,
+                changes,
+                tables,
+            } => {
+                map.serialize_entry("type", "transaction")?;
+                map.serialize_entry("listener", &*self.listener)?;
+                map.serialize_entry("id", &**id)?;
+                map.serialize_entry("position", &**position)?;
+                map.serialize_entry("commit_time", &commit_time.as_ref().map(Millis))?;
+                map.serialize_entry("changes", changes)?;
+                let tables: Vec<&str> = tables.iter().map(|table| &**table).collect();
+                map.serialize_entry("tables", &tables)?;
+            }
+            NoteKind::Message {
+                prefix,
+                content,
+                transactional,
+                tx,
+                position,
+            } => {
+                map.serialize_entry("type", "message")?;
+                map.serialize_entry("listener", &*self.listener)?;
+                map.serialize_entry("prefix", prefix)?;
+                map.serialize_entry("content", content)?;
+                map.serialize_entry("transactional", transactional)?;
+                map.serialize_entry("tx", tx)?;
+                map.serialize_entry("position", position)?;
             }
         }
         map.serialize_entry("captured_at", &Millis(&self.captured_at))?;
@@ -394,6 +477,9 @@ impl Serialize for Change {
             map.serialize_entry(name, value)?;
         }
         map.serialize_entry("position", &*self.position)?;
+        if let Some(tx) = &self.tx {
+            map.serialize_entry("tx", tx)?;
+        }
         map.serialize_entry("commit_time", &self.commit_time.as_ref().map(Millis))?;
         map.serialize_entry("captured_at", &Millis(&self.captured_at))?;
         map.end()
@@ -427,6 +513,7 @@ mod tests {
                 extensions: Extensions::default(),
                 position: "0/16B3748".into(),
                 commit_time: None,
+                tx: None,
             },
         };
         let mut line = Vec::new();
@@ -482,6 +569,7 @@ mod tests {
                     extensions: Extensions::default(),
                     position: "0/1".into(),
                     commit_time: None,
+                    tx: None,
                 },
             };
             let mut line = Vec::new();

@@ -277,6 +277,7 @@ mod tests {
             extensions: Default::default(),
             position: seq.to_string().into(),
             commit_time: None,
+            tx: None,
         };
         Captured {
             listener: listener.clone(),

@@ -78,6 +78,7 @@ pub fn change_of(
             extensions: Default::default(),
             position: format!("0/16B{:04X}", millis).into(),
             commit_time: Some(at(millis - 4)),
+            tx: None,
         },
     }
 }

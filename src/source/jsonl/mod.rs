@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncSeekExt, BufReader};
 use tokio::time::Instant;
 
-use crate::change::{ChangeEvent, Op, Row};
+use crate::change::{ChangeEvent, Op, Row, TxRef};
 use crate::config::schema::DatabaseConfig;
 use crate::registry::Control;
 use crate::secret::DatabaseUrl;
@@ -326,6 +326,7 @@ fn decode(line: &[u8], filter: &TableFilter) -> Result<Option<ChangeEvent>, Stri
     let before = row(rest.remove("before"));
     let after = row(rest.remove("after"));
     let commit_time: Option<DateTime<Utc>> = time(rest.remove("commit_time"));
+    let tx = rest.remove("tx").as_ref().and_then(TxRef::from_json);
     // Stamped again by this listener.
     for stamped in ["listener", "captured_at"] {
         rest.remove(stamped);
@@ -340,6 +341,7 @@ fn decode(line: &[u8], filter: &TableFilter) -> Result<Option<ChangeEvent>, Stri
         extensions: Default::default(),
         position,
         commit_time,
+        tx,
     };
     for (name, value) in rest {
         event.extensions.insert(&name, value);

@@ -272,6 +272,7 @@ async fn capture(ctx: &mut SourceContext, progress: &mut Progress) -> Result<(),
                     extensions: Default::default(),
                     position: position.token_text().into(),
                     commit_time: position.time,
+                    tx: None,
                 };
                 if let Some(update) = change.update {
                     event.extensions.insert("update", update);

@@ -227,6 +227,7 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
                 extensions: Default::default(),
                 position: position.into(),
                 commit_time: None,
+                tx: None,
             };
             if let Err(error) = ctx.emit(change).await {
                 return finish(ctx, &mut pending, error).await;

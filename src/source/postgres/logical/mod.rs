@@ -80,7 +80,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_postgres::Client;
 
-use crate::change::{ChangeEvent, NoteKind};
+use crate::change::{ChangeEvent, NoteKind, TxRef};
 use crate::registry::Control;
 use crate::secret::DatabaseUrl;
 use crate::source::kind::parse_options;
@@ -125,6 +125,8 @@ struct LogicalOptions {
     where_clause: Option<String>,
     /// A column list in the publication cdc-tui creates (PostgreSQL 15+).
     columns: Option<Vec<String>>,
+    /// The prefixes of the logical decoding messages shown; absent: every message.
+    message_prefixes: Option<Vec<String>>,
 }
 
 impl LogicalOptions {
@@ -172,7 +174,7 @@ impl Strategy for Logical {
     }
 
     fn option_keys(&self) -> &'static [&'static str] {
-        &["slot", "publication", "where", "columns"]
+        &["slot", "publication", "where", "columns", "message_prefixes"]
     }
 
     fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
@@ -256,6 +258,7 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
     let plan = Plan {
         client: &client,
         filter_note: filter_note.as_deref(),
+        message_prefixes: options.message_prefixes.as_deref().unwrap_or_default(),
         target: &target,
         server: &server,
         publication: &publication,
@@ -303,6 +306,7 @@ fn temporary_slot_name() -> String {
 struct Plan<'a> {
     client: &'a Client,
     filter_note: Option<&'a str>,
+    message_prefixes: &'a [String],
     target: &'a Target,
     server: &'a Server,
     publication: &'a str,
@@ -520,6 +524,7 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         ignored: HashSet::new(),
         scope,
         filter_note: plan.filter_note.map(str::to_string),
+        message_prefixes: plan.message_prefixes.to_vec(),
         server: plan.server,
         tx: None,
         pending: PendingPositions::default(),
@@ -588,6 +593,10 @@ struct Transaction {
     commit_lsn: u64,
     /// The commit's LSN as text, shared by its changes.
     position: Arc<str>,
+    /// Its xid as text, shared by its changes.
+    xid: Arc<str>,
+    /// The tables its changes sent in this session were of, in order of first change.
+    tables: Vec<Arc<str>>,
     commit_time: Option<DateTime<Utc>>,
     /// Changes of the watched table seen so far in it.
     seen: u64,
@@ -614,6 +623,8 @@ struct Session<'a> {
     scope: Option<ScopeState>,
     /// Where the publication's filters run, for the detail.
     filter_note: Option<String>,
+    /// The logical decoding messages taken, by prefix; empty: all.
+    message_prefixes: Vec<String>,
     server: &'a Server,
     tx: Option<Transaction>,
     /// Commit end LSNs waiting for their changes to be flushed.
@@ -694,15 +705,21 @@ impl Session<'_> {
             }
             ReplicationEvent::Begin {
                 final_lsn,
+                xid,
                 commit_time_micros,
-                ..
             } => {
-                self.begin(final_lsn.as_u64(), commit_time_micros);
+                self.begin(final_lsn.as_u64(), xid, commit_time_micros);
                 Ok(())
             }
-            ReplicationEvent::Commit { end_lsn, .. } => {
-                self.commit(ctx, end_lsn.as_u64());
-                Ok(())
+            ReplicationEvent::Commit { end_lsn, .. } => self.commit(ctx, end_lsn.as_u64()).await,
+            ReplicationEvent::Message {
+                transactional,
+                lsn,
+                prefix,
+                content,
+            } => {
+                self.annotation(ctx, transactional, lsn.as_u64(), prefix, &content)
+                    .await
             }
             ReplicationEvent::KeepAlive { wal_end, .. } => {
                 self.acknowledge(ctx);
@@ -716,7 +733,7 @@ impl Session<'_> {
                 }
                 Ok(())
             }
-            ReplicationEvent::Message { .. } | ReplicationEvent::StoppedAt { .. } => Ok(()),
+            ReplicationEvent::StoppedAt { .. } => Ok(()),
         }
     }
 
@@ -751,13 +768,10 @@ impl Session<'_> {
             }
             // The client reports these as events; handled here too should it ever pass them on.
             PgOutputMessage::Begin(begin) => {
-                self.begin(begin.final_lsn, begin.commit_time);
+                self.begin(begin.final_lsn, begin.xid, begin.commit_time);
                 return Ok(());
             }
-            PgOutputMessage::Commit(commit) => {
-                self.commit(ctx, commit.end_lsn);
-                return Ok(());
-            }
+            PgOutputMessage::Commit(commit) => return self.commit(ctx, commit.end_lsn).await,
             // Types, origins, logical messages.
             _ => return Ok(()),
         };
@@ -885,7 +899,7 @@ impl Session<'_> {
     }
 
 
-    fn begin(&mut self, commit_lsn: u64, commit_time: i64) {
+    fn begin(&mut self, commit_lsn: u64, xid: u32, commit_time: i64) {
         let skip = match self.sent_before {
             Some(sent) if commit_lsn < sent.commit_lsn => u64::MAX,
             Some(sent) if commit_lsn == sent.commit_lsn => sent.count,
@@ -894,18 +908,75 @@ impl Session<'_> {
         self.tx = Some(Transaction {
             commit_lsn,
             position: format_lsn(commit_lsn).into(),
+            xid: xid.to_string().into(),
+            tables: Vec::new(),
             commit_time: DateTime::from_timestamp_micros(pg_timestamp_to_unix_micros(commit_time)),
             seen: 0,
             skip,
         });
     }
 
-    fn commit(&mut self, ctx: &mut SourceContext, end_lsn: u64) {
-        self.tx = None;
+    /// The end of a transaction: its `transaction` line after its last change (when this
+    /// session sent any of it), and its position queued for acknowledgement.
+    async fn commit(&mut self, ctx: &mut SourceContext, end_lsn: u64) -> Result<(), SourceError> {
+        if let Some(tx) = self.tx.take()
+            && !tx.tables.is_empty()
+        {
+            ctx.note(NoteKind::Transaction {
+                id: tx.xid,
+                position: tx.position,
+                commit_time: tx.commit_time,
+                changes: tx.seen,
+                tables: tx.tables,
+            })
+            .await?;
+        }
         // Every change of the transaction was sent (or had been, before a reconnect).
         self.sent.resume_lsn = end_lsn;
         self.pending.push(ctx.last_sent_seq(), end_lsn);
         self.acknowledge(ctx);
+        Ok(())
+    }
+
+    /// A logical decoding message: in place in its transaction (taking its place in the
+    /// transaction's order), or at its position when it is not transactional.
+    async fn annotation(
+        &mut self,
+        ctx: &mut SourceContext,
+        transactional: bool,
+        lsn: u64,
+        prefix: String,
+        content: &[u8],
+    ) -> Result<(), SourceError> {
+        if !self.message_prefixes.is_empty()
+            && !self.message_prefixes.contains(&prefix)
+        {
+            return Ok(());
+        }
+        let tx = match self.tx.as_mut() {
+            Some(tx) if transactional => {
+                tx.seen += 1;
+                if tx.seen <= tx.skip {
+                    return Ok(());
+                }
+                self.sent.commit_lsn = tx.commit_lsn;
+                self.sent.count = tx.seen;
+                Some(TxRef {
+                    id: Arc::clone(&tx.xid),
+                    position: Arc::clone(&tx.position),
+                    index: u32::try_from(tx.seen).unwrap_or(u32::MAX),
+                })
+            }
+            _ => None,
+        };
+        ctx.note(NoteKind::Message {
+            prefix,
+            content: String::from_utf8_lossy(content).into_owned(),
+            transactional,
+            tx,
+            position: format_lsn(lsn),
+        })
+        .await
     }
 
     /// Sends one change of the table `label` to the handler, waiting while its queue is full.
@@ -924,6 +995,9 @@ impl Session<'_> {
         if tx.seen <= tx.skip {
             return Ok(());
         }
+        if !tx.tables.contains(&label) {
+            tx.tables.push(Arc::clone(&label));
+        }
         let change = ChangeEvent {
             table: label,
             op: row.op,
@@ -934,6 +1008,11 @@ impl Session<'_> {
             extensions: Default::default(),
             position: Arc::clone(&tx.position),
             commit_time: tx.commit_time,
+            tx: Some(TxRef {
+                id: Arc::clone(&tx.xid),
+                position: Arc::clone(&tx.position),
+                index: u32::try_from(tx.seen).unwrap_or(u32::MAX),
+            }),
         };
         ctx.emit(change).await?;
         self.sent.commit_lsn = tx.commit_lsn;
