@@ -1,6 +1,7 @@
 //! The demo's workload: about `rate` row changes per second, mixing inserts, updates and
-//! deletes, with a 1,000-row transaction every 30 s and a truncate of `scratch` every 20 s,
-//! so every panel of the UI has something to show.
+//! deletes; checkouts are multi-table transactions tagged with a logical decoding message
+//! (`POST /checkout order 57`); a 1,000-row transaction every 30 s and a truncate of `scratch`
+//! every 20 s, so every panel of the UI has something to show.
 
 use std::time::Duration;
 
@@ -121,33 +122,36 @@ async fn step(client: &Client, rng: &mut SmallRng) -> Result<u64, tokio_postgres
     }
 }
 
-/// An order with a few items; one in ten carries notes large enough to be TOASTed.
+/// A checkout: one transaction with the order, its items and the customer's order count,
+/// tagged by a logical decoding message as an app would tag its request. One order in ten
+/// carries notes large enough to be TOASTed.
 async fn new_order(client: &Client, rng: &mut SmallRng) -> Result<u64, tokio_postgres::Error> {
-    let items: i32 = rng.random_range(1..4);
+    let items: u64 = rng.random_range(1..4);
     let large_notes = rng.random_bool(0.1);
     let total: f64 = rng.random_range(5.0..500.0);
-    let row = client
-        .query_one(
-            "INSERT INTO orders (customer_id, total, notes) \
-             SELECT id, round($1::text::numeric, 2), \
-                    CASE WHEN $2 THEN (SELECT string_agg(md5(random()::text), '') \
-                                       FROM generate_series(1, 200)) \
-                         ELSE 'leave at the door' END \
-             FROM customers ORDER BY random() LIMIT 1 RETURNING id",
-            &[&total.to_string(), &large_notes],
-        )
+    client
+        .batch_execute(&format!(
+            "BEGIN;
+             INSERT INTO orders (customer_id, total, notes)
+             SELECT id, round({total:.2}, 2),
+                    CASE WHEN {large_notes} THEN (SELECT string_agg(md5(random()::text), '')
+                                                  FROM generate_series(1, 200))
+                         ELSE 'leave at the door' END
+             FROM customers ORDER BY random() LIMIT 1;
+             SELECT pg_logical_emit_message(true, 'cdc-tui',
+                                            'POST /checkout order ' || currval('orders_id_seq'));
+             INSERT INTO order_items (order_id, line, sku, qty, price)
+             SELECT currval('orders_id_seq'), n, 'SKU-' || (100 + (random() * 900)::int),
+                    1 + (random() * 4)::int, round((random() * 100)::numeric, 2)
+             FROM generate_series(1, {items}) n;
+             UPDATE customers
+             SET profile = jsonb_set(profile, '{{orders}}',
+                                     to_jsonb(coalesce((profile->>'orders')::int, 0) + 1))
+             WHERE id = (SELECT customer_id FROM orders WHERE id = currval('orders_id_seq'));
+             COMMIT;"
+        ))
         .await?;
-    let order: i64 = row.get(0);
-    let inserted = client
-        .execute(
-            "INSERT INTO order_items (order_id, line, sku, qty, price) \
-             SELECT $1, n, 'SKU-' || (100 + (random() * 900)::int), 1 + (random() * 4)::int, \
-                    round((random() * 100)::numeric, 2) \
-             FROM generate_series(1, $2) n",
-            &[&order, &items],
-        )
-        .await?;
-    Ok(1 + inserted)
+    Ok(2 + items)
 }
 
 /// A 1,000-row transaction: one order with a thousand items.

@@ -597,6 +597,8 @@ struct Transaction {
     xid: Arc<str>,
     /// The tables its changes sent in this session were of, in order of first change.
     tables: Vec<Arc<str>>,
+    /// Its changes so far (messages not counted).
+    changes: u64,
     commit_time: Option<DateTime<Utc>>,
     /// Changes of the watched table seen so far in it.
     seen: u64,
@@ -910,6 +912,7 @@ impl Session<'_> {
             position: format_lsn(commit_lsn).into(),
             xid: xid.to_string().into(),
             tables: Vec::new(),
+            changes: 0,
             commit_time: DateTime::from_timestamp_micros(pg_timestamp_to_unix_micros(commit_time)),
             seen: 0,
             skip,
@@ -926,7 +929,7 @@ impl Session<'_> {
                 id: tx.xid,
                 position: tx.position,
                 commit_time: tx.commit_time,
-                changes: tx.seen,
+                changes: tx.changes,
                 tables: tx.tables,
             })
             .await?;
@@ -992,6 +995,7 @@ impl Session<'_> {
             ));
         };
         tx.seen += 1;
+        tx.changes += 1;
         if tx.seen <= tx.skip {
             return Ok(());
         }
