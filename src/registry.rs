@@ -79,6 +79,8 @@ pub struct ListenerHandle {
     identity: Arc<str>,
     config: ListenerConfig,
     counters: [AtomicU64; 4],
+    /// Counts per table, for a scope's per-table view (in order of first change).
+    tables: Mutex<Vec<TableCounts>>,
     flushed_seq: watch::Sender<u64>,
     control: watch::Sender<Control>,
     status: Mutex<Status>,
@@ -109,6 +111,26 @@ impl ListenerHandle {
     /// Called by the handler after a batch holding `count` changes of `op` was flushed.
     pub fn count_flushed(&self, op: Op, count: u64) {
         self.counters[op.index()].fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Called by the handler after a batch holding `count` changes of `op` to `table` was
+    /// flushed (besides [`ListenerHandle::count_flushed`]).
+    pub fn count_table(&self, table: &Arc<str>, op: Op, count: u64) {
+        let mut tables = self.tables.lock().unwrap_or_else(|p| p.into_inner());
+        let at = match tables.iter().position(|counts| counts.table == *table) {
+            Some(at) => at,
+            None => {
+                tables.push(TableCounts {
+                    table: Arc::clone(table),
+                    counts: OpCounts::default(),
+                    last_change: None,
+                });
+                tables.len() - 1
+            }
+        };
+        let counts = &mut tables[at];
+        counts.counts.0[op.index()] += count;
+        counts.last_change = Some(Utc::now());
     }
 
     /// Called by the handler after a flush: every change up to `seq` reached the sinks.
@@ -189,6 +211,11 @@ impl ListenerHandle {
             detail: status.detail,
             position: status.position,
             counts: OpCounts(self.counters.each_ref().map(|c| c.load(Ordering::Relaxed))),
+            tables: self
+                .tables
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 
@@ -215,6 +242,15 @@ impl OpCounts {
     }
 }
 
+/// One table's counts within a listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableCounts {
+    pub table: Arc<str>,
+    pub counts: OpCounts,
+    /// When a change of it was last flushed.
+    pub last_change: Option<DateTime<Utc>>,
+}
+
 /// One listener as readers see it at one instant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListenerSnapshot {
@@ -228,6 +264,8 @@ pub struct ListenerSnapshot {
     pub detail: Option<String>,
     pub position: Option<String>,
     pub counts: OpCounts,
+    /// Per table, in order of first change (one entry for a single-table listener).
+    pub tables: Vec<TableCounts>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -279,6 +317,7 @@ impl Registry {
             identity: identity.clone(),
             config,
             counters: Default::default(),
+            tables: Mutex::new(Vec::new()),
             flushed_seq: watch::channel(0).0,
             control: watch::channel(initial).0,
             status: Mutex::new(Status {
@@ -428,5 +467,33 @@ mod tests {
         let snapshot = &registry.snapshot()[0];
         assert_eq!(snapshot.counts, OpCounts([3, 0, 1, 0]));
         assert_eq!(snapshot.counts.total(), 4);
+    }
+
+    #[test]
+    fn a_scope_counts_each_table() {
+        let registry = Registry::new();
+        let handle = registry.add(listener("shop")).unwrap();
+        let (orders, items): (Arc<str>, Arc<str>) = ("public.orders".into(), "public.items".into());
+        handle.count_table(&orders, Op::Insert, 2);
+        handle.count_table(&items, Op::Delete, 1);
+        handle.count_table(&orders, Op::Update, 5);
+        let tables: Vec<(String, OpCounts)> = registry.snapshot()[0]
+            .tables
+            .iter()
+            .map(|table| (table.table.to_string(), table.counts))
+            .collect();
+        assert_eq!(
+            tables,
+            [
+                ("public.orders".to_string(), OpCounts([2, 5, 0, 0])),
+                ("public.items".to_string(), OpCounts([0, 0, 1, 0])),
+            ]
+        );
+        assert!(
+            registry.snapshot()[0]
+                .tables
+                .iter()
+                .all(|t| t.last_change.is_some())
+        );
     }
 }

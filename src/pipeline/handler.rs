@@ -188,6 +188,9 @@ impl Flusher {
             packet
                 .listener
                 .count_flushed(packet.op, packet.count as u64);
+            packet
+                .listener
+                .count_table(&packet.table, packet.op, packet.count as u64);
         }
         // One acknowledgement per listener, at its first packet with its highest sequence
         // number of the batch: one wake-up (and one position saved) per batch, not per op.
