@@ -115,7 +115,9 @@ impl TablePattern {
                 schema: Part::Exact("public".into()),
                 table: parts.into_iter().next().unwrap_or(Part::Exact(String::new())),
             }),
-            Err(_) => Err(format!("{text:?}: use table, schema.table or a pattern such as public.*")),
+            Err(_) => Err(format!(
+                "{text:?}: use table or schema.table, or a pattern such as public.*"
+            )),
         }
     }
 
