@@ -10,7 +10,8 @@ use crate::error::{CmdResult, CommandError};
 use crate::query;
 use crate::server::{ConnCtx, GaugeGuard, Shared};
 use crate::store::{
-    Batch, BeforeChange, DEFAULT_FIRST_BATCH, FullDocument, Scope, StartAt, StreamSpec, UpdateOp,
+    Batch, BeforeChange, DEFAULT_FIRST_BATCH, FullDocument, INTERNAL_DATABASES, Scope, StartAt,
+    Store, StreamSpec, UpdateOp,
 };
 use crate::wire::{self, Body, Message};
 
@@ -131,14 +132,35 @@ async fn dispatch(shared: &Shared, ctx: &ConnCtx, cmd: &Document) -> CmdResult<D
             "OP_MSG requests require a $db argument",
         )
     })?;
-    if cmd.contains_key("startTransaction") || cmd.contains_key("autocommit") {
-        return Err(CommandError::new(
-            20,
-            "IllegalOperation",
-            "transactions are not supported by mongo-test-server",
-        ));
+    let transaction = transaction_statement(cmd)?;
+    if let Some(statement) = &transaction {
+        match name.as_str() {
+            "commitTransaction" | "abortTransaction" => {
+                shared.store().end_transaction(
+                    &statement.lsid,
+                    statement.number,
+                    name == "commitTransaction",
+                )?;
+                shared.events.notify_waiters();
+                return Ok(Document::new());
+            }
+            "insert" | "update" | "delete" | "findAndModify" | "findandmodify" | "find"
+            | "count" | "aggregate" | "getMore" | "killCursors" => {}
+            other => {
+                return Err(CommandError::new(
+                    263,
+                    "OperationNotSupportedInTransaction",
+                    format!("Cannot run '{other}' in a multi-document transaction."),
+                ));
+            }
+        }
+        // A read starts (or checks) the transaction; writes run inside it below.
+        let mut store = shared.store();
+        store.enter_transaction(&statement.lsid, statement.number, statement.start)?;
+        store.leave_transaction();
     }
-    let retry_key = retryable_write_key(name, cmd);
+    // Statements of a transaction share the session's txnNumber: they are not retries.
+    let retry_key = retryable_write_key(name, cmd).filter(|_| transaction.is_none());
     if let Some(previous) = retry_key.as_ref().and_then(|k| shared.retried_write(k)) {
         return Ok(previous);
     }
@@ -171,15 +193,18 @@ async fn dispatch(shared: &Shared, ctx: &ConnCtx, cmd: &Document) -> CmdResult<D
         "aggregate" => return aggregate(shared, cmd, db),
         "commitTransaction" | "abortTransaction" => {
             return Err(CommandError::new(
-                20,
-                "IllegalOperation",
-                "transactions are not supported by mongo-test-server",
+                50768,
+                "Location50768",
+                format!("{name} needs lsid, txnNumber and autocommit: false"),
             ));
         }
-        "insert" => insert(shared, cmd, db),
-        "update" => update(shared, cmd, db),
-        "delete" => delete(shared, cmd, db),
-        "findAndModify" | "findandmodify" => find_and_modify(shared, cmd, db),
+        "insert" => statement(shared, transaction.as_ref(), |store| insert(store, cmd, db)),
+        "update" => statement(shared, transaction.as_ref(), |store| update(store, cmd, db)),
+        "delete" => statement(shared, transaction.as_ref(), |store| delete(store, cmd, db)),
+        "findAndModify" | "findandmodify" => statement(shared, transaction.as_ref(), |store| {
+            find_and_modify(store, cmd, db)
+        }),
+        "renameCollection" => rename_collection(shared, cmd, db),
         "create" => create(shared, cmd, db),
         "createIndexes" => create_indexes(shared, cmd, db),
         "drop" => drop_collection(shared, cmd, db),
@@ -201,6 +226,94 @@ async fn dispatch(shared: &Shared, ctx: &ConnCtx, cmd: &Document) -> CmdResult<D
     // Any write may have recorded change events that waiting streams want.
     shared.events.notify_waiters();
     write
+}
+
+/// A statement of a multi-document transaction: drivers send `lsid`, `txnNumber` and
+/// `autocommit: false` with each, and `startTransaction: true` with the first.
+struct TransactionStatement {
+    lsid: Document,
+    number: i64,
+    start: bool,
+}
+
+fn transaction_statement(cmd: &Document) -> CmdResult<Option<TransactionStatement>> {
+    match cmd.get("autocommit") {
+        None => {
+            if cmd.contains_key("startTransaction") {
+                return Err(CommandError::new(
+                    50768,
+                    "Location50768",
+                    "startTransaction needs autocommit: false",
+                ));
+            }
+            return Ok(None);
+        }
+        Some(Bson::Boolean(false)) => {}
+        Some(_) => {
+            return Err(CommandError::new(
+                50768,
+                "Location50768",
+                "autocommit may only be false",
+            ));
+        }
+    }
+    let lsid = cmd
+        .get_document("lsid")
+        .map_err(|_| CommandError::new(50768, "Location50768", "a transaction needs an lsid"))?;
+    let number = cmd.get("txnNumber").and_then(as_i64).ok_or_else(|| {
+        CommandError::new(50768, "Location50768", "a transaction needs a txnNumber")
+    })?;
+    Ok(Some(TransactionStatement {
+        lsid: lsid.clone(),
+        number,
+        start: truthy(cmd.get("startTransaction")),
+    }))
+}
+
+/// Runs a write, inside its transaction when it has one (the store stays locked throughout,
+/// so no other session's write lands in it).
+fn statement(
+    shared: &Shared,
+    transaction: Option<&TransactionStatement>,
+    write: impl FnOnce(&mut Store) -> CmdResult<Document>,
+) -> CmdResult<Document> {
+    let mut store = shared.store();
+    let Some(statement) = transaction else {
+        return write(&mut store);
+    };
+    store.enter_transaction(&statement.lsid, statement.number, false)?;
+    let result = write(&mut store);
+    store.leave_transaction();
+    result
+}
+
+fn rename_collection(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
+    if db != "admin" {
+        return Err(CommandError::new(
+            13,
+            "Unauthorized",
+            "renameCollection may only be run against the admin database.",
+        ));
+    }
+    let namespace = |key: &str| -> CmdResult<(String, String)> {
+        let text = cmd
+            .get_str(key)
+            .map_err(|_| CommandError::type_mismatch(format!("'{key}' must be a string")))?;
+        match text.split_once('.') {
+            Some((d, c)) if !d.is_empty() && !c.is_empty() => Ok((d.to_owned(), c.to_owned())),
+            _ => Err(CommandError::invalid_namespace(format!(
+                "Invalid namespace specified '{text}'"
+            ))),
+        }
+    };
+    let from = namespace("renameCollection")?;
+    let to = namespace("to")?;
+    shared.store().rename_collection(
+        (&from.0, &from.1),
+        (&to.0, &to.1),
+        truthy(cmd.get("dropTarget")),
+    )?;
+    Ok(Document::new())
 }
 
 /// Identifies a retryable write (`lsid` + `txnNumber`, sent by drivers to a
@@ -466,13 +579,12 @@ fn repl_set_get_status(shared: &Shared) -> CmdResult<Document> {
 
 // ----- CRUD ---------------------------------------------------------------
 
-fn insert(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
+fn insert(store: &mut Store, cmd: &Document, db: &str) -> CmdResult<Document> {
     let coll = collection_arg(cmd, db, "insert")?;
     let docs = doc_array(cmd, "documents")?;
     let ordered = cmd.get("ordered").is_none_or(|v| truthy(Some(v)));
     let mut n = 0;
     let mut errors = Vec::new();
-    let mut store = shared.store();
     for (i, d) in docs.into_iter().enumerate() {
         match store.insert_one(db, coll, d.clone()) {
             Ok(_) => n += 1,
@@ -491,14 +603,13 @@ fn insert(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
     Ok(reply)
 }
 
-fn update(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
+fn update(store: &mut Store, cmd: &Document, db: &str) -> CmdResult<Document> {
     let coll = collection_arg(cmd, db, "update")?;
     let statements = doc_array(cmd, "updates")?;
     let ordered = cmd.get("ordered").is_none_or(|v| truthy(Some(v)));
     let (mut n, mut modified) = (0i64, 0i64);
     let mut upserted = Vec::new();
     let mut errors = Vec::new();
-    let mut store = shared.store();
     for (i, stmt) in statements.into_iter().enumerate() {
         let result = (|| {
             let filter = opt_doc(stmt, "q")?.cloned().unwrap_or_default();
@@ -551,13 +662,12 @@ fn update(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
     Ok(reply)
 }
 
-fn delete(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
+fn delete(store: &mut Store, cmd: &Document, db: &str) -> CmdResult<Document> {
     let coll = collection_arg(cmd, db, "delete")?;
     let statements = doc_array(cmd, "deletes")?;
     let ordered = cmd.get("ordered").is_none_or(|v| truthy(Some(v)));
     let mut n = 0usize;
     let mut errors = Vec::new();
-    let mut store = shared.store();
     for (i, stmt) in statements.into_iter().enumerate() {
         let result = (|| {
             let filter = opt_doc(stmt, "q")?.cloned().unwrap_or_default();
@@ -587,7 +697,7 @@ fn delete(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
     Ok(reply)
 }
 
-fn find_and_modify(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Document> {
+fn find_and_modify(store: &mut Store, cmd: &Document, db: &str) -> CmdResult<Document> {
     let name = if cmd.contains_key("findAndModify") {
         "findAndModify"
     } else {
@@ -597,7 +707,6 @@ fn find_and_modify(shared: &Shared, cmd: &Document, db: &str) -> CmdResult<Docum
     let filter = opt_doc(cmd, "query")?.cloned().unwrap_or_default();
     let sort = opt_doc(cmd, "sort")?;
     let fields = opt_doc(cmd, "fields")?;
-    let mut store = shared.store();
     let (value, last_error) = if truthy(cmd.get("remove")) {
         let deleted = store.delete(db, coll, &filter, true, sort)?;
         let n = deleted.len() as i32;
@@ -1030,6 +1139,11 @@ fn change_stream(
         ));
     }
     let all_for_cluster = truthy(spec.get("allChangesForCluster"));
+    if !all_for_cluster && INTERNAL_DATABASES.contains(&db) {
+        return Err(CommandError::invalid_namespace(format!(
+            "$changeStream may not be opened on the internal {db} database"
+        )));
+    }
     let (scope, ns) = match (target, all_for_cluster) {
         (Some(coll), false) => (
             Scope::Collection {

@@ -34,13 +34,27 @@
 //! `getMore`, `killCursors`, `count`, `aggregate` (`$changeStream`, or
 //! `$match`/`$sort`/`$skip`/`$limit`/`$project`/`$count`/constant `$group`),
 //! `listCollections`, `listDatabases`, `listIndexes`, `create`,
-//! `createIndexes` (accepted, ignored), `drop`, `dropDatabase` and a few
-//! informational ones (`serverStatus`, `hostInfo`, `whatsmyuri`, ...).
+//! `createIndexes` (accepted, ignored), `drop`, `dropDatabase`,
+//! `renameCollection` and a few informational ones (`serverStatus`,
+//! `hostInfo`, `whatsmyuri`, ...).
 //!
-//! Not supported: authentication (x.509 included), transactions,
-//! compression, pipeline updates, `$regex` and other query operators beyond
+//! Change streams on a collection, a database (`aggregate: 1`) and the
+//! deployment (`allChangesForCluster` on admin, leaving out admin, config and
+//! local), with `$match` stages after `$changeStream`; `drop`, `rename` and
+//! `dropDatabase` events, and `invalidate` as the real server sends it (a
+//! collection stream on drop, rename or dropDatabase, a database stream on
+//! dropDatabase, a deployment stream never); `startAfter` an invalidate.
+//!
+//! Multi-document transactions (`startTransaction`, `commitTransaction`,
+//! `abortTransaction`): their events appear at the commit, all with its
+//! cluster time, `lsid` and `txnNumber`; an abort puts the data back. Unlike
+//! the real server, a transaction's writes are visible to other sessions before
+//! it commits, and there are no write conflicts.
+//!
+//! Not supported: authentication (x.509 included), compression, pipeline
+//! updates, `$regex` and other query operators beyond
 //! comparison/`$in`/`$exists`/`$size`/`$not`/`$and`/`$or`/`$nor`, secondary
-//! indexes, and rename events. Pre- and post-images are always available to change
+//! indexes, DDL inside transactions. Pre- and post-images are always available to change
 //! streams (no `changeStreamPreAndPostImages` needed).
 
 mod commands;

@@ -33,7 +33,7 @@ impl Ord for IdKey {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Collection {
     pub docs: BTreeMap<IdKey, Document>,
 }
@@ -61,6 +61,11 @@ pub enum EventKind {
         pre: Document,
     },
     Drop,
+    /// `ns` is the old name.
+    Rename {
+        to_db: String,
+        to_coll: String,
+    },
     DropDatabase,
     /// For a collection stream when `coll` is set, else for a database stream.
     Invalidate,
@@ -74,6 +79,27 @@ pub struct Event {
     pub db: String,
     pub coll: Option<String>,
     pub kind: EventKind,
+    /// The multi-document transaction that wrote it: the session's `lsid` and the `txnNumber`.
+    pub txn: Option<(Document, i64)>,
+}
+
+/// A multi-document transaction between its first statement and its commit or abort. Its
+/// writes are applied at once (visible to other sessions before the commit, unlike the real
+/// server's snapshot isolation), their events held back until the commit.
+#[derive(Debug)]
+struct OpenTransaction {
+    lsid: Document,
+    number: i64,
+    events: Vec<(String, Option<String>, EventKind)>,
+    /// Each collection as it was before the transaction first wrote to it, for an abort.
+    undo: Vec<(String, String, Option<Collection>)>,
+}
+
+/// How a transaction statement, commit or abort fared.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TransactionEnd {
+    Committed,
+    Aborted,
 }
 
 /// What a change stream watches.
@@ -208,6 +234,13 @@ pub struct Store {
     last_ts: Timestamp,
     cursors: HashMap<i64, Cursor>,
     next_cursor_id: i64,
+    /// Open transactions by session (`lsid` as text).
+    transactions: HashMap<String, OpenTransaction>,
+    /// The last transaction each session ended, and how, so a retried commit or abort is
+    /// answered as the first was.
+    ended: HashMap<String, (i64, TransactionEnd)>,
+    /// The session whose transaction the running statement belongs to.
+    active: Option<String>,
 }
 
 impl Default for Store {
@@ -231,6 +264,9 @@ impl Store {
             cursors: HashMap::new(),
             // Start well away from 0, which means "no cursor" on the wire.
             next_cursor_id: 7_000_000_001,
+            transactions: HashMap::new(),
+            ended: HashMap::new(),
+            active: None,
         }
     }
 
@@ -256,6 +292,15 @@ impl Store {
     }
 
     fn record(&mut self, db: &str, coll: Option<&str>, kind: EventKind) {
+        if let Some(open) = self
+            .active
+            .as_ref()
+            .and_then(|session| self.transactions.get_mut(session))
+        {
+            open.events
+                .push((db.to_owned(), coll.map(str::to_owned), kind));
+            return;
+        }
         let ts = self.tick();
         self.seq += 1;
         self.events.push(Event {
@@ -265,7 +310,150 @@ impl Store {
             db: db.to_owned(),
             coll: coll.map(str::to_owned),
             kind,
+            txn: None,
         });
+    }
+
+    // ----- transactions ------------------------------------------------
+
+    /// Runs the statements that follow as part of `lsid`'s transaction `number`, starting it
+    /// when `start` (which aborts one the session left open, as a newer txnNumber does on the
+    /// real server). `None` ends that.
+    pub fn enter_transaction(
+        &mut self,
+        lsid: &Document,
+        number: i64,
+        start: bool,
+    ) -> CmdResult<()> {
+        let session = lsid.to_string();
+        if start {
+            if let Some(open) = self.transactions.get(&session)
+                && open.number >= number
+            {
+                return Err(CommandError::new(
+                    225,
+                    "TransactionTooOld",
+                    format!(
+                        "txnNumber {number} is not newer than the session's {}",
+                        open.number
+                    ),
+                ));
+            }
+            self.abort_open(&session);
+            self.transactions.insert(
+                session.clone(),
+                OpenTransaction {
+                    lsid: lsid.clone(),
+                    number,
+                    events: Vec::new(),
+                    undo: Vec::new(),
+                },
+            );
+        } else if self
+            .transactions
+            .get(&session)
+            .is_none_or(|open| open.number != number)
+        {
+            return Err(no_such_transaction(number));
+        }
+        self.active = Some(session);
+        Ok(())
+    }
+
+    pub fn leave_transaction(&mut self) {
+        self.active = None;
+    }
+
+    /// `commitTransaction` (`commit`) or `abortTransaction` of `lsid`'s transaction `number`.
+    pub fn end_transaction(&mut self, lsid: &Document, number: i64, commit: bool) -> CmdResult<()> {
+        let session = lsid.to_string();
+        let wanted = if commit {
+            TransactionEnd::Committed
+        } else {
+            TransactionEnd::Aborted
+        };
+        match self.transactions.get(&session) {
+            Some(open) if open.number == number => {}
+            _ => {
+                return match self.ended.get(&session) {
+                    Some((ended, how)) if *ended == number && *how == wanted => Ok(()),
+                    Some((ended, TransactionEnd::Aborted)) if *ended == number => {
+                        Err(no_such_transaction(number))
+                    }
+                    Some((ended, TransactionEnd::Committed)) if *ended == number => {
+                        Err(CommandError::new(
+                            256,
+                            "TransactionCommitted",
+                            format!("transaction {number} has been committed"),
+                        ))
+                    }
+                    _ => Err(no_such_transaction(number)),
+                };
+            }
+        }
+        if !commit {
+            self.abort_open(&session);
+            return Ok(());
+        }
+        let Some(open) = self.transactions.remove(&session) else {
+            return Err(no_such_transaction(number));
+        };
+        // One commit time for all of them, as the real server gives a transaction's events.
+        let ts = self.tick();
+        let wall = DateTime::now();
+        for (db, coll, kind) in open.events {
+            self.seq += 1;
+            self.events.push(Event {
+                seq: self.seq,
+                ts,
+                wall,
+                db,
+                coll,
+                kind,
+                txn: Some((open.lsid.clone(), open.number)),
+            });
+        }
+        self.ended
+            .insert(session, (number, TransactionEnd::Committed));
+        Ok(())
+    }
+
+    /// Puts back what the session's open transaction changed, and forgets its events.
+    fn abort_open(&mut self, session: &str) {
+        let Some(open) = self.transactions.remove(session) else {
+            return;
+        };
+        for (db, coll, before) in open.undo.into_iter().rev() {
+            let colls = self.dbs.entry(db.clone()).or_default();
+            match before {
+                Some(before) => {
+                    colls.insert(coll, before);
+                }
+                None => {
+                    colls.remove(&coll);
+                }
+            }
+            if self.dbs.get(&db).is_some_and(BTreeMap::is_empty) {
+                self.dbs.remove(&db);
+            }
+        }
+        self.ended
+            .insert(session.to_owned(), (open.number, TransactionEnd::Aborted));
+    }
+
+    /// Keeps `db.coll` as it is now for an abort, the first time the running transaction
+    /// writes to it.
+    fn before_write(&mut self, db: &str, coll: &str) {
+        let Some(session) = &self.active else {
+            return;
+        };
+        let before = self.dbs.get(db).and_then(|d| d.get(coll)).cloned();
+        let Some(open) = self.transactions.get_mut(session) else {
+            return;
+        };
+        if !open.undo.iter().any(|(d, c, _)| d == db && c == coll) {
+            open.undo.push((db.to_owned(), coll.to_owned(), before));
+        }
     }
 
     /// Fault injection: forget every event so far. Resuming from any earlier
@@ -331,6 +519,57 @@ impl Store {
             self.record(db, Some(coll), EventKind::Invalidate);
         }
         existed
+    }
+
+    /// `renameCollection`: `from` becomes `to` (which `drop_target` replaces when it exists).
+    pub fn rename_collection(
+        &mut self,
+        from: (&str, &str),
+        to: (&str, &str),
+        drop_target: bool,
+    ) -> CmdResult<()> {
+        if self.coll(from.0, from.1).is_none() {
+            return Err(CommandError::new(
+                26,
+                "NamespaceNotFound",
+                format!("Source collection {}.{} does not exist", from.0, from.1),
+            ));
+        }
+        if from == to {
+            return Err(CommandError::new(
+                20,
+                "IllegalOperation",
+                "Can't rename a collection to itself",
+            ));
+        }
+        if self.coll(to.0, to.1).is_some() && !drop_target {
+            return Err(CommandError::new(
+                48,
+                "NamespaceExists",
+                format!("Target namespace {}.{} exists", to.0, to.1),
+            ));
+        }
+        let moved = self
+            .dbs
+            .get_mut(from.0)
+            .and_then(|d| d.remove(from.1))
+            .unwrap_or_default();
+        if self.dbs.get(from.0).is_some_and(BTreeMap::is_empty) {
+            self.dbs.remove(from.0);
+        }
+        // The replaced target gets no event of its own: the real server emits only the
+        // rename (SERVER-53478).
+        *self.coll_mut(to.0, to.1) = moved;
+        self.record(
+            from.0,
+            Some(from.1),
+            EventKind::Rename {
+                to_db: to.0.to_owned(),
+                to_coll: to.1.to_owned(),
+            },
+        );
+        self.record(from.0, Some(from.1), EventKind::Invalidate);
+        Ok(())
     }
 
     pub fn drop_database(&mut self, db: &str) {
@@ -430,6 +669,7 @@ impl Store {
             ));
         }
         let key = IdKey(id.clone());
+        self.before_write(db, coll);
         let c = self.coll_mut(db, coll);
         if c.docs.contains_key(&key) {
             return Err(Self::duplicate_key(db, coll, &id));
@@ -533,6 +773,7 @@ impl Store {
                 continue;
             }
             result.modified += 1;
+            self.before_write(db, coll);
             self.coll_mut(db, coll).docs.insert(key, new);
             self.record(db, Some(coll), kind);
         }
@@ -551,6 +792,7 @@ impl Store {
         let keys = self.matching_keys(db, coll, filter, sort, only_one)?;
         let mut deleted = Vec::new();
         for key in keys {
+            self.before_write(db, coll);
             let Some(old) = self
                 .dbs
                 .get_mut(db)
@@ -762,7 +1004,10 @@ impl Store {
             Scope::Database { db } => {
                 ev.db == *db && !(matches!(ev.kind, EventKind::Invalidate) && ev.coll.is_some())
             }
-            Scope::Cluster => !matches!(ev.kind, EventKind::Invalidate),
+            Scope::Cluster => {
+                !matches!(ev.kind, EventKind::Invalidate)
+                    && !INTERNAL_DATABASES.contains(&ev.db.as_str())
+            }
         }
     }
 
@@ -778,6 +1023,7 @@ impl Store {
             EventKind::Replace { .. } => "replace",
             EventKind::Delete { .. } => "delete",
             EventKind::Drop => "drop",
+            EventKind::Rename { .. } => "rename",
             EventKind::DropDatabase => "dropDatabase",
             EventKind::Invalidate => "invalidate",
         };
@@ -827,6 +1073,24 @@ impl Store {
         if let Some(key) = key {
             d.insert("documentKey", doc! { "_id": key.clone() });
         }
+        if let Some((lsid, number)) = &ev.txn {
+            let mut session = doc! {};
+            if let Some(id) = lsid.get("id") {
+                session.insert("id", id.clone());
+            }
+            session.insert(
+                "uid",
+                bson::Binary {
+                    subtype: bson::spec::BinarySubtype::Generic,
+                    bytes: ANONYMOUS_UID.to_vec(),
+                },
+            );
+            d.insert("lsid", session);
+            d.insert("txnNumber", *number);
+        }
+        if let EventKind::Rename { to_db, to_coll } = &ev.kind {
+            d.insert("to", doc! { "db": to_db.clone(), "coll": to_coll.clone() });
+        }
         if let EventKind::Update {
             updated_fields,
             removed_fields,
@@ -861,6 +1125,26 @@ impl Store {
         Ok(Some(d))
     }
 }
+
+fn no_such_transaction(number: i64) -> CommandError {
+    CommandError {
+        labels: vec!["TransientTransactionError"],
+        ..CommandError::new(
+            251,
+            "NoSuchTransaction",
+            format!("Transaction with txnNumber {number} has been aborted or never started."),
+        )
+    }
+}
+
+/// The databases a deployment-wide stream leaves out, and no stream may be opened on.
+pub const INTERNAL_DATABASES: [&str; 3] = ["admin", "config", "local"];
+
+/// The session's `uid` in a change event: SHA-256 of the user name, here always the empty one.
+const ANONYMOUS_UID: [u8; 32] = [
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+];
 
 fn now_secs() -> u32 {
     std::time::SystemTime::now()
