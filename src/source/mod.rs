@@ -6,6 +6,7 @@
 
 pub mod context;
 pub mod error;
+pub mod glob;
 pub mod kind;
 pub mod supervisor;
 

@@ -1,20 +1,32 @@
 //! MongoDB change streams listener.
 //!
-//! One change stream per listener, on the collection `db.collection`, with
-//! `fullDocument: updateLookup` (or the listener's `full_document`) and pre-images
-//! (`fullDocumentBeforeChange: whenAvailable`) for `before`. Every event's resume token is its
-//! `position`; the token of the last flushed change is saved under the state dir, and a
-//! restart resumes after it. Within a run the listener resumes after the last event it handed
-//! to the pipeline (`SourceContext::sent_through`), so a reconnect neither loses nor repeats
-//! anything; the driver also resumes by itself on resumable errors.
+//! One change stream per listener, opened as narrowly as its scope allows (`scope.rs`): on
+//! the collection `db.collection`, on a database (`shop.*`, or names of one database), or on
+//! the deployment (`*`), with the scope's exact names and the listener's `filter` as the
+//! stream's `$match`. `fullDocument: updateLookup` (or the listener's `full_document`) and
+//! pre-images (`fullDocumentBeforeChange: whenAvailable`) give `after` and `before`. Every
+//! change carries its own table (`db.collection`). Under a database or deployment scope, a
+//! collection dropped or renamed, or a database dropped, is a `schema` line, and a stream
+//! invalidated by its database's drop is opened again after the invalidate; a
+//! single-collection listener ends there. Changes written in a multi-document transaction
+//! carry `tx` (`transaction.rs`).
+//!
+//! Every event's resume token is its `position`; the token of the last flushed change is saved
+//! under the state dir, and a restart resumes after it. Within a run the listener resumes
+//! after the last event it handed to the pipeline (`SourceContext::sent_through`), so a
+//! reconnect neither loses nor repeats anything; the driver also resumes by itself on
+//! resumable errors.
 //!
 //! A resume token the server no longer has (its oplog moved on) cannot be resumed from: the
 //! listener starts from now, and says which span of time it could not capture (status reason,
 //! listener detail and a warning in the log) instead of retrying forever.
 
+mod scope;
 mod stream;
+mod transaction;
 mod values;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,15 +34,15 @@ use std::path::Path;
 
 use chrono::Utc;
 use futures_util::future::BoxFuture;
-use mongodb::bson::{Document, doc};
+use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::{Error as DriverError, ErrorKind as DriverErrorKind};
 use mongodb::options::ClientOptions;
-use mongodb::{Client, Collection};
+use mongodb::Client;
 use tokio::time::Instant;
 
 use serde::Deserialize;
 
-use crate::change::{ChangeEvent, format_time};
+use crate::change::{ChangeEvent, NoteKind, format_time};
 use crate::config::schema::DatabaseConfig;
 use crate::registry::Control;
 use crate::secret::DatabaseUrl;
@@ -39,8 +51,10 @@ use crate::source::{
     DRAIN_TIMEOUT, OptionError, PendingPositions, SourceContext, SourceError, SourceKind, Strategy,
     Wake,
 };
-use stream::{Position, Read, Reader, StreamOptions};
-use values::{Decoded, Namespace};
+use scope::{Scope, Target};
+use stream::{Position, Read, Reader, Start, StreamOptions, Watched};
+use transaction::{TRANSACTION_IDLE, Transactions};
+use values::{Decoded, Lifecycle};
 
 /// How long the driver looks for a usable server before an operation fails, unless the URL
 /// says otherwise (`serverSelectionTimeoutMS`): short, so `retrying` shows up soon.
@@ -108,7 +122,11 @@ impl SourceKind for Mongo {
     }
 
     fn check_table(&self, table: &str) -> Result<(), String> {
-        Namespace::parse(table).map(|_| ())
+        Scope::parse(table, &[]).map(|_| ())
+    }
+
+    fn check_exclude(&self, exclude: &[String]) -> Result<(), String> {
+        Scope::parse("*", exclude).map(|_| ())
     }
 
     fn table_noun(&self) -> &'static str {
@@ -145,6 +163,8 @@ pub struct ChangeStream;
 struct ChangeStreamOptions {
     /// The `fullDocument` option of the stream.
     full_document: Option<String>,
+    /// A `$match` stage (JSON, Extended JSON for BSON types) the server runs on the stream.
+    filter: Option<String>,
 }
 
 impl ChangeStreamOptions {
@@ -152,7 +172,31 @@ impl ChangeStreamOptions {
         let parsed: ChangeStreamOptions = parse_options(options)?;
         stream::full_document_mode(parsed.full_document.as_deref())
             .map_err(|message| OptionError::new("full_document", message))?;
+        parsed.filter()?;
         Ok(parsed)
+    }
+
+    /// The `filter` as a document.
+    fn filter(&self) -> Result<Option<Document>, OptionError> {
+        let Some(text) = &self.filter else {
+            return Ok(None);
+        };
+        let bad = |why: String| {
+            OptionError::new(
+                "filter",
+                format!(
+                    "{why}: write the $match condition as a JSON object, as in \
+                     '{{\"fullDocument.status\": \"paid\"}}'"
+                ),
+            )
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(text).map_err(|error| bad(format!("not JSON ({error})")))?;
+        match Bson::try_from(json) {
+            Ok(Bson::Document(filter)) => Ok(Some(filter)),
+            Ok(_) => Err(bad("not an object".into())),
+            Err(error) => Err(bad(format!("not BSON ({error})"))),
+        }
     }
 }
 
@@ -166,7 +210,7 @@ impl Strategy for ChangeStream {
     }
 
     fn option_keys(&self) -> &'static [&'static str] {
-        &["full_document"]
+        &["full_document", "filter"]
     }
 
     fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
@@ -189,110 +233,229 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
     result
 }
 
+/// The stream's `$match`: the scope's names, and the listener's `filter` (which lifecycle
+/// events always pass, so drops and renames are still seen).
+fn stream_filter(names: Option<Document>, user: Option<Document>) -> Option<Document> {
+    let user = user.map(|filter| {
+        doc! { "$or": [{ "operationType": { "$in": scope::LIFECYCLE_EVENTS.to_vec() } }, filter] }
+    });
+    match (names, user) {
+        (None, None) => None,
+        (Some(one), None) | (None, Some(one)) => Some(one),
+        (Some(names), Some(user)) => Some(doc! { "$and": [names, user] }),
+    }
+}
+
+/// What the listener watches and where each filter runs, for its detail.
+fn describe_watch(target: &Target, scope_in_server: Option<bool>, filter: bool) -> String {
+    let mut parts = vec![match target {
+        Target::Collection(namespace) => format!("collection.watch() on {namespace}"),
+        Target::Database(db) => format!("db.watch() on {db}"),
+        Target::Deployment => "client.watch() on the deployment".to_string(),
+    }];
+    match scope_in_server {
+        Some(true) => parts.push("scope matched by the server ($match on ns)".into()),
+        Some(false) => parts.push(
+            "scope patterns matched in cdc-tui (the server's $match takes exact names)".into(),
+        ),
+        None => {}
+    }
+    if filter {
+        parts.push("filter run by the server ($match)".into());
+    }
+    parts.join("; ")
+}
+
+/// The `schema` line for a drop or rename inside the scope, if it touches the scope.
+fn lifecycle_note(scope: &Scope, lifecycle: Lifecycle) -> Option<NoteKind> {
+    let (table, change, detail) = match lifecycle {
+        Lifecycle::Dropped(namespace) if scope.matches(&namespace) => (
+            namespace.to_string(),
+            "dropped",
+            "collection dropped".to_string(),
+        ),
+        Lifecycle::Renamed { from, to } => {
+            let to_text = to
+                .as_ref()
+                .map_or_else(|| "another name".to_string(), ToString::to_string);
+            let to_watched = to.as_ref().is_some_and(|to| scope.matches(to));
+            if scope.matches(&from) {
+                let still = if to_watched {
+                    "still watched"
+                } else {
+                    "outside the scope: no longer watched"
+                };
+                (
+                    from.to_string(),
+                    "renamed",
+                    format!("renamed to {to_text} ({still})"),
+                )
+            } else if to_watched {
+                (to_text, "joined", format!("renamed from {from}"))
+            } else {
+                return None;
+            }
+        }
+        Lifecycle::DatabaseDropped(db) if scope.covers_database(&db) => (
+            format!("{db}.*"),
+            "dropped",
+            format!("database {db} dropped"),
+        ),
+        _ => return None,
+    };
+    Some(NoteKind::Schema {
+        table: table.into(),
+        change,
+        detail,
+    })
+}
+
+/// Why the capture loop ends, and how long to wait for the changes in flight to flush.
+type Ending = (SourceError, Duration);
+
+fn ending(error: SourceError) -> Ending {
+    (error, DRAIN_TIMEOUT)
+}
+
 async fn capture(ctx: &mut SourceContext, progress: &mut Progress) -> Result<(), SourceError> {
     let listener = ChangeStreamOptions::parse(&ctx.config().options)?;
-    let namespace = Namespace::parse(&ctx.config().table).map_err(SourceError::permanent)?;
+    let scope = Scope::parse(&ctx.config().table, &ctx.config().exclude)
+        .map_err(SourceError::permanent)?;
+    let target = scope.target();
+    let user_filter = listener.filter()?;
+    let (names, complete) = scope.server_match();
+    let has_filter = user_filter.is_some();
     let mut options = StreamOptions {
         full_document: stream::full_document_mode(listener.full_document.as_deref())
             .map_err(SourceError::permanent)?,
         pre_images: true,
+        filter: stream_filter(names, user_filter),
     };
-    let table: Arc<str> = ctx.config().table.as_str().into();
+    let scoped = !matches!(target, Target::Collection(_));
+    let detail = describe_watch(&target, scoped.then_some(complete), has_filter);
+    ctx.set_detail(Some(detail.clone()));
     let client = connect(&ctx.url).await?;
-    let collection = client
-        .database(&namespace.db)
-        .collection::<Document>(&namespace.coll);
+    let watched = match &target {
+        Target::Collection(namespace) => Watched::Collection(
+            client
+                .database(&namespace.db)
+                .collection::<Document>(&namespace.coll),
+        ),
+        Target::Database(db) => Watched::Database(client.database(db)),
+        Target::Deployment => Watched::Deployment(client.clone()),
+    };
 
     // This run's own progress first (a retry after an error), else the saved position.
     let start = match ctx.sent_through.clone() {
         Some(text) => Some(Position::decode(&text).map_err(SourceError::permanent)?),
         None => saved_position(ctx)?,
     };
-    let (stream, lost) = open_stream(ctx, &collection, &mut options, start).await?;
+    let (stream, lost) = open_stream(ctx, &watched, &mut options, start, &detail)
+        .await
+        .map_err(|error| match error.kind {
+            crate::source::ErrorKind::Permanent if has_filter => SourceError::permanent(format!(
+                "{}; check the listener's filter (the server runs it as the change stream's \
+                 $match)",
+                error.message
+            )),
+            _ => error,
+        })?;
     ctx.set_running();
     let initial = stream
         .resume_token()
         .as_ref()
         .and_then(stream::token_document);
     if let Some(from) = lost {
-        report_gap(ctx, &from);
+        report_gap(ctx, &from, &detail);
     }
     if let Some(token) = &initial {
         progress.caught_up(ctx, token.clone())?;
     }
-    let mut reader = Reader::spawn(stream, initial);
-    // No deadline of its own: the loop wakes for events, flushes and controls.
-    let far = Duration::from_secs(3600);
-
+    let mut listening = Listening {
+        scope,
+        target,
+        watched,
+        options,
+        detail,
+        tables: HashMap::new(),
+        transactions: Transactions::default(),
+        last_event_at: Instant::now(),
+        reader: Reader::spawn(stream, initial),
+    };
     loop {
-        if ctx.control() != Control::Run
-            && let Err(error) = hold_while_paused(ctx, progress).await
-        {
-            return finish(ctx, progress, reader, error, DRAIN_TIMEOUT).await;
+        if let Err(error) = listening.step(ctx, progress).await {
+            let (error, timeout) = error;
+            return finish(ctx, progress, listening.reader, error, timeout).await;
         }
+    }
+}
+
+/// A running listener's stream and what it knows about the events read so far.
+struct Listening {
+    scope: Scope,
+    target: Target,
+    watched: Watched,
+    options: StreamOptions,
+    /// The listener's detail, before any note of the moment.
+    detail: String,
+    /// Each collection's table name, shared by its changes.
+    tables: HashMap<String, Arc<str>>,
+    transactions: Transactions,
+    last_event_at: Instant,
+    reader: Reader,
+}
+
+impl Listening {
+    /// Takes in one read (or a flush, a control, the end of a quiet transaction).
+    async fn step(
+        &mut self,
+        ctx: &mut SourceContext,
+        progress: &mut Progress,
+    ) -> Result<(), Ending> {
+        if ctx.control() != Control::Run {
+            hold_while_paused(ctx, progress).await.map_err(ending)?;
+        }
+        // No deadline of its own unless a transaction may be complete: the loop wakes for
+        // events, flushes and controls.
+        let deadline = if self.transactions.is_open() {
+            self.last_event_at + TRANSACTION_IDLE
+        } else {
+            Instant::now() + Duration::from_secs(3600)
+        };
         // Events first: the wait (a timer and two watches) is set up only when none is ready,
         // and flushes are also taken in after every event sent.
         let read = tokio::select! {
             biased;
-            read = reader.next() => read,
-            wake = ctx.wait_until(Instant::now() + far) => {
-                if wake == Wake::Flushed {
-                    progress.save_flushed(ctx)?;
+            read = self.reader.next() => read,
+            wake = ctx.wait_until(deadline) => {
+                match wake {
+                    Wake::Flushed => progress.save_flushed(ctx).map_err(ending)?,
+                    Wake::Deadline => self.end_transaction(ctx).await?,
+                    Wake::Control => {}
                 }
-                continue;
+                return Ok(());
             }
         };
         match read {
             Read::Event(event) => {
-                let position = Position {
-                    token: event.get_document("_id").cloned().map_err(|_| {
-                        SourceError::permanent("a change event without a resume token (_id)")
-                    })?,
-                    time: values::commit_time(&event),
-                };
-                let change = match values::decode(&event, &namespace) {
-                    Decoded::Change(change) => change,
-                    Decoded::Skip(operation) => {
-                        tracing::debug!(listener = ctx.identity(), "skipped a {operation} event");
-                        progress.passed(ctx, position);
-                        continue;
-                    }
-                    Decoded::End(reason) => {
-                        let error = SourceError::permanent(reason);
-                        return finish(ctx, progress, reader, error, DRAIN_TIMEOUT).await;
-                    }
-                };
-                let mut event = ChangeEvent {
-                    table: table.clone(),
-                    op: change.op,
-                    key: change.key,
-                    old_key: None,
-                    before: change.before,
-                    after: change.after,
-                    extensions: Default::default(),
-                    position: position.token_text().into(),
-                    commit_time: position.time,
-                    tx: None,
-                };
-                if let Some(update) = change.update {
-                    event.extensions.insert("update", update);
-                }
-                if let Err(error) = ctx.emit(event).await {
-                    return finish(ctx, progress, reader, error, DRAIN_TIMEOUT).await;
-                }
-                progress.passed(ctx, position);
-                progress.save_flushed(ctx)?;
+                self.last_event_at = Instant::now();
+                self.event(ctx, progress, event).await
             }
-            Read::Caught(token) => progress.caught_up(ctx, token)?,
-            Read::Closed => {
-                let error = SourceError::transient(format!(
-                    "the server closed the change stream of {namespace}"
-                ));
-                return finish(ctx, progress, reader, error, ERROR_DRAIN_TIMEOUT).await;
+            Read::Caught(token) => {
+                // An empty batch: the server has no more of any transaction.
+                self.end_transaction(ctx).await?;
+                progress.caught_up(ctx, token).map_err(ending)
             }
+            Read::Closed => Err((
+                SourceError::transient(format!(
+                    "the server closed the change stream of {}",
+                    ctx.config().table
+                )),
+                ERROR_DRAIN_TIMEOUT,
+            )),
             Read::Failed(error) if is_history_lost(&error) => {
                 tracing::warn!(listener = ctx.identity(), "{}", describe(&error, &ctx.url));
-                drop(reader);
+                self.end_transaction(ctx).await?;
                 let from = match progress.sent.as_deref() {
                     Some(sent) => sent.clone(),
                     None => match ctx.sent_through.as_deref().map(Position::decode) {
@@ -303,11 +466,10 @@ async fn capture(ctx: &mut SourceContext, progress: &mut Progress) -> Result<(),
                         },
                     },
                 };
-                let stream = match stream::open(&collection, &options, None).await {
-                    Ok(stream) => stream,
-                    Err(error) => return Err(classify(&error, &ctx.url)),
-                };
-                report_gap(ctx, &from);
+                let stream = stream::open(&self.watched, &self.options, Start::Now)
+                    .await
+                    .map_err(|error| (classify(&error, &ctx.url), ERROR_DRAIN_TIMEOUT))?;
+                report_gap(ctx, &from, &self.detail);
                 // Saved as soon as what came before is flushed, so a restart does not run
                 // into the same gap again.
                 progress.quiet_queued_at = None;
@@ -316,15 +478,130 @@ async fn capture(ctx: &mut SourceContext, progress: &mut Progress) -> Result<(),
                     .as_ref()
                     .and_then(stream::token_document);
                 if let Some(token) = &initial {
-                    progress.caught_up(ctx, token.clone())?;
+                    progress.caught_up(ctx, token.clone()).map_err(ending)?;
                 }
-                reader = Reader::spawn(stream, initial);
+                self.reader = Reader::spawn(stream, initial);
+                Ok(())
             }
-            Read::Failed(error) => {
-                let error = classify(&error, &ctx.url);
-                return finish(ctx, progress, reader, error, ERROR_DRAIN_TIMEOUT).await;
-            }
+            Read::Failed(error) => Err((classify(&error, &ctx.url), ERROR_DRAIN_TIMEOUT)),
         }
+    }
+
+    /// The `transaction` line of the transaction read so far, if one is open.
+    async fn end_transaction(&mut self, ctx: &mut SourceContext) -> Result<(), Ending> {
+        match self.transactions.end() {
+            Some(note) => ctx.note(note).await.map_err(ending),
+            None => Ok(()),
+        }
+    }
+
+    async fn event(
+        &mut self,
+        ctx: &mut SourceContext,
+        progress: &mut Progress,
+        event: Document,
+    ) -> Result<(), Ending> {
+        let position = Position {
+            token: event.get_document("_id").cloned().map_err(|_| {
+                ending(SourceError::permanent(
+                    "a change event without a resume token (_id)",
+                ))
+            })?,
+            time: values::commit_time(&event),
+        };
+        let namespace = match &self.target {
+            Target::Collection(namespace) => namespace.clone(),
+            _ => {
+                if let Some(lifecycle) = values::lifecycle(&event) {
+                    return self.lifecycle(ctx, progress, lifecycle, position).await;
+                }
+                match values::namespace_in(&event, "ns") {
+                    Some(namespace) if self.scope.matches(&namespace) => namespace,
+                    _ => {
+                        progress.passed(ctx, position);
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        let change = match values::decode(&event, &namespace) {
+            Decoded::Change(change) => change,
+            Decoded::Skip(operation) => {
+                tracing::debug!(listener = ctx.identity(), "skipped a {operation} event");
+                progress.passed(ctx, position);
+                return Ok(());
+            }
+            Decoded::End(reason) => return Err(ending(SourceError::permanent(reason))),
+        };
+        let table = match &self.target {
+            Target::Collection(_) => ctx.config().table.as_str(),
+            _ => &namespace.to_string(),
+        };
+        let table = match self.tables.get(table) {
+            Some(table) => Arc::clone(table),
+            None => {
+                let shared: Arc<str> = table.into();
+                self.tables.insert(table.to_string(), Arc::clone(&shared));
+                shared
+            }
+        };
+        let text: Arc<str> = position.token_text().into();
+        let placed = self.transactions.change(
+            values::transaction_id(&event).as_deref(),
+            &table,
+            &text,
+            position.time,
+        );
+        if let Some(note) = placed.ended {
+            ctx.note(note).await.map_err(ending)?;
+        }
+        let mut event = ChangeEvent {
+            table,
+            op: change.op,
+            key: change.key,
+            old_key: None,
+            before: change.before,
+            after: change.after,
+            extensions: Default::default(),
+            position: text,
+            commit_time: position.time,
+            tx: placed.tx,
+        };
+        if let Some(update) = change.update {
+            event.extensions.insert("update", update);
+        }
+        ctx.emit(event).await.map_err(ending)?;
+        progress.passed(ctx, position);
+        progress.save_flushed(ctx).map_err(ending)
+    }
+
+    /// A drop, rename or dropped database under a database or deployment scope: a `schema`
+    /// line; an invalidated stream (its database dropped) is opened again after it.
+    async fn lifecycle(
+        &mut self,
+        ctx: &mut SourceContext,
+        progress: &mut Progress,
+        lifecycle: Lifecycle,
+        position: Position,
+    ) -> Result<(), Ending> {
+        self.end_transaction(ctx).await?;
+        if lifecycle == Lifecycle::Invalidated {
+            // Not kept as a position: a stream cannot resume after an invalidate, only start
+            // after it; a restart resumes before it and comes here again.
+            let token = position.resume_token().map_err(|error| {
+                ending(SourceError::permanent(error))
+            })?;
+            let stream = stream::open(&self.watched, &self.options, Start::AfterInvalidate(token))
+                .await
+                .map_err(|error| (classify(&error, &ctx.url), ERROR_DRAIN_TIMEOUT))?;
+            self.reader = Reader::spawn(stream, Some(position.token));
+            return Ok(());
+        }
+        if let Some(note) = lifecycle_note(&self.scope, lifecycle) {
+            ctx.note(note).await.map_err(ending)?;
+        }
+        progress.passed(ctx, position);
+        progress.save_flushed(ctx).map_err(ending)
     }
 }
 
@@ -349,9 +626,10 @@ fn saved_position(ctx: &SourceContext) -> Result<Option<Position>, SourceError> 
 /// replaced by now, and handed back as the start of the gap.
 async fn open_stream(
     ctx: &SourceContext,
-    collection: &Collection<Document>,
+    watched: &Watched,
     options: &mut StreamOptions,
     start: Option<Position>,
+    detail: &str,
 ) -> Result<
     (
         mongodb::change_stream::ChangeStream<Document>,
@@ -364,14 +642,18 @@ async fn open_stream(
         .map(Position::resume_token)
         .transpose()
         .map_err(SourceError::permanent)?;
-    let opened = match stream::open(collection, options, token.clone()).await {
+    let at = |token: &Option<_>| match token {
+        Some(token) => Start::After(Clone::clone(token)),
+        None => Start::Now,
+    };
+    let opened = match stream::open(watched, options, at(&token)).await {
         Err(error) if options.pre_images && rejects_pre_images(&error) => {
             options.pre_images = false;
             let note = "this server has no pre-images (MongoDB 6.0 or later gives them): \
                         before is null";
             tracing::warn!(listener = ctx.identity(), "{note}");
-            ctx.set_detail(Some(note.to_string()));
-            stream::open(collection, options, token).await
+            ctx.set_detail(Some(format!("{detail}; {note}")));
+            stream::open(watched, options, at(&token)).await
         }
         opened => opened,
     };
@@ -383,7 +665,7 @@ async fn open_stream(
                 "cannot resume: {}",
                 describe(&error, &ctx.url)
             );
-            let stream = stream::open(collection, options, None)
+            let stream = stream::open(watched, options, Start::Now)
                 .await
                 .map_err(|error| classify(&error, &ctx.url))?;
             Ok((stream, start))
@@ -393,14 +675,14 @@ async fn open_stream(
 }
 
 /// Says, everywhere the user looks, that the changes since `from` up to now were lost.
-fn report_gap(ctx: &mut SourceContext, from: &Position) {
+fn report_gap(ctx: &mut SourceContext, from: &Position, detail: &str) {
     let message = format!(
         "resume token no longer in the oplog: changes between {} and now ({}) were not captured",
         from.describe_time(),
         format_time(&Utc::now())
     );
     tracing::warn!(listener = ctx.identity(), "{message}");
-    ctx.set_detail(Some(message.clone()));
+    ctx.set_detail(Some(format!("{detail}; {message}")));
     ctx.set_running_because(message);
 }
 

@@ -154,23 +154,51 @@ pub struct StreamOptions {
     /// Ask for pre-images (`fullDocumentBeforeChange: whenAvailable`); turned off for servers
     /// older than 6.0, which reject the option.
     pub pre_images: bool,
+    /// The `$match` stage after `$changeStream`, if any.
+    pub filter: Option<Document>,
 }
 
-/// Opens a change stream on `collection`, after `resume_after` or from now.
+/// What a stream is opened on.
+pub enum Watched {
+    Collection(mongodb::Collection<Document>),
+    Database(mongodb::Database),
+    Deployment(mongodb::Client),
+}
+
+/// Where a stream starts.
+pub enum Start {
+    Now,
+    /// After this event (`resumeAfter`).
+    After(ResumeToken),
+    /// After an invalidate, which ended the stream before (`startAfter`).
+    AfterInvalidate(ResumeToken),
+}
+
+/// Opens a change stream on `watched` at `start`.
 pub async fn open(
-    collection: &mongodb::Collection<Document>,
+    watched: &Watched,
     options: &StreamOptions,
-    resume_after: Option<ResumeToken>,
+    start: Start,
 ) -> mongodb::error::Result<ChangeStream<Document>> {
-    let mut watch = collection
-        .watch()
-        .max_await_time(MAX_AWAIT)
-        .resume_after(resume_after);
+    let mut watch = match watched {
+        Watched::Collection(collection) => collection.watch(),
+        Watched::Database(database) => database.watch(),
+        Watched::Deployment(client) => client.watch(),
+    }
+    .max_await_time(MAX_AWAIT);
+    watch = match start {
+        Start::Now => watch,
+        Start::After(token) => watch.resume_after(token),
+        Start::AfterInvalidate(token) => watch.start_after(token),
+    };
     if let Some(mode) = &options.full_document {
         watch = watch.full_document(mode.clone());
     }
     if options.pre_images {
         watch = watch.full_document_before_change(FullDocumentBeforeChangeType::WhenAvailable);
+    }
+    if let Some(filter) = &options.filter {
+        watch = watch.pipeline([bson::doc! { "$match": filter.clone() }]);
     }
     Ok(watch.await?.with_type::<Document>())
 }

@@ -17,6 +17,7 @@ pub struct Namespace {
 }
 
 impl Namespace {
+    #[cfg(test)]
     pub fn parse(table: &str) -> Result<Namespace, String> {
         match table.split_once('.') {
             Some((db, coll)) if !db.is_empty() && !coll.is_empty() => Ok(Namespace {
@@ -34,6 +35,70 @@ impl fmt::Display for Namespace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.db, self.coll)
     }
+}
+
+/// What happened to a collection or a database, as a database or deployment stream reports
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lifecycle {
+    Dropped(Namespace),
+    Renamed { from: Namespace, to: Option<Namespace> },
+    DatabaseDropped(String),
+    /// The stream ends here (a database stream, after its database was dropped).
+    Invalidated,
+}
+
+/// The event's `db.collection` in the field `field` (`ns`, or a rename's `to`).
+pub fn namespace_in(event: &Document, field: &str) -> Option<Namespace> {
+    let ns = event.get_document(field).ok()?;
+    Some(Namespace {
+        db: ns.get_str("db").ok()?.to_string(),
+        coll: ns.get_str("coll").ok()?.to_string(),
+    })
+}
+
+/// The event's lifecycle meaning, if it is a drop, rename, dropDatabase or invalidate.
+pub fn lifecycle(event: &Document) -> Option<Lifecycle> {
+    match event.get_str("operationType").unwrap_or("") {
+        "drop" => namespace_in(event, "ns").map(Lifecycle::Dropped),
+        "rename" => Some(Lifecycle::Renamed {
+            from: namespace_in(event, "ns")?,
+            to: namespace_in(event, "to"),
+        }),
+        "dropDatabase" => event
+            .get_document("ns")
+            .ok()
+            .and_then(|ns| ns.get_str("db").ok())
+            .map(|db| Lifecycle::DatabaseDropped(db.to_string())),
+        "invalidate" => Some(Lifecycle::Invalidated),
+        _ => None,
+    }
+}
+
+/// The multi-document transaction an event was written in, as text: the session id (a UUID)
+/// and the `txnNumber`, `<uuid>:<n>`. Single writes have none.
+pub fn transaction_id(event: &Document) -> Option<String> {
+    let number = match event.get("txnNumber")? {
+        Bson::Int64(number) => *number,
+        Bson::Int32(number) => i64::from(*number),
+        _ => return None,
+    };
+    let session = event.get_document("lsid").ok()?;
+    let id = match session.get("id")? {
+        Bson::Binary(binary) if binary.bytes.len() == 16 => {
+            let hex: String = binary.bytes.iter().map(|b| format!("{b:02x}")).collect();
+            format!(
+                "{}-{}-{}-{}-{}",
+                &hex[..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..]
+            )
+        }
+        other => other.clone().into_relaxed_extjson().to_string(),
+    };
+    Some(format!("{id}:{number}"))
 }
 
 /// What one change stream event means for the listener. (Short-lived: one per event, never
@@ -323,6 +388,35 @@ mod tests {
             decode(&doc! { "operationType": "createIndexes" }, &orders()),
             Decoded::Skip("createIndexes".into())
         );
+    }
+
+    #[test]
+    fn lifecycle_events_and_transactions_are_read() {
+        assert_eq!(
+            lifecycle(&doc! {
+                "operationType": "rename",
+                "ns": { "db": "shop", "coll": "a" },
+                "to": { "db": "shop", "coll": "b" },
+            }),
+            Some(Lifecycle::Renamed {
+                from: Namespace::parse("shop.a").unwrap(),
+                to: Some(Namespace::parse("shop.b").unwrap()),
+            })
+        );
+        assert_eq!(
+            lifecycle(&doc! { "operationType": "dropDatabase", "ns": { "db": "shop" } }),
+            Some(Lifecycle::DatabaseDropped("shop".into()))
+        );
+        assert_eq!(lifecycle(&doc! { "operationType": "insert" }), None);
+        let uuid = mongodb::bson::Binary {
+            subtype: mongodb::bson::spec::BinarySubtype::Uuid,
+            bytes: (0..16).collect(),
+        };
+        assert_eq!(
+            transaction_id(&doc! { "lsid": { "id": uuid, "uid": 0 }, "txnNumber": 3_i64 }),
+            Some("00010203-0405-0607-0809-0a0b0c0d0e0f:3".into())
+        );
+        assert_eq!(transaction_id(&doc! { "operationType": "insert" }), None);
     }
 
     #[test]

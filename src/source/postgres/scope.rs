@@ -9,6 +9,7 @@ use tokio_postgres::Client;
 
 use crate::secret::DatabaseUrl;
 use crate::source::SourceError;
+use crate::source::glob::glob_matches;
 use crate::source::postgres::{TableName, classify};
 
 /// One part of a pattern: a name, or a glob over names.
@@ -30,26 +31,6 @@ impl Part {
     fn is_all(&self) -> bool {
         matches!(self, Part::Glob(glob) if glob == "*")
     }
-}
-
-/// `*` matches any run of characters (none included); every other character itself.
-fn glob_matches(glob: &str, name: &str) -> bool {
-    let mut pieces = glob.split('*');
-    let first = pieces.next().unwrap_or_default();
-    let Some(mut rest) = name.strip_prefix(first) else {
-        return false;
-    };
-    let pieces: Vec<&str> = pieces.collect();
-    let Some((last, middle)) = pieces.split_last() else {
-        return rest.is_empty();
-    };
-    for piece in middle {
-        match rest.find(piece) {
-            Some(at) => rest = &rest[at + piece.len()..],
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// `schema.table` with either part a glob.
