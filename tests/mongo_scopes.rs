@@ -370,5 +370,36 @@ async fn a_transactions_changes_share_tx_and_are_followed_by_one_transaction_lin
     // In place: after the transaction's last change, before the next write's.
     let at = |wanted: &Value| cdc.seen.iter().position(|line| line == wanted).unwrap();
     assert!(at(in_tx[3]) < at(line) && at(line) < at(changes[4]));
+
+    // A transaction with nothing after it still gets its line once the stream is quiet.
+    session.start_transaction().await.expect("start the last");
+    shop.collection::<Document>("orders")
+        .insert_one(doc! { "_id": 3 })
+        .session(&mut session)
+        .await
+        .expect("insert in the last");
+    shop.collection::<Document>("orders")
+        .delete_one(doc! { "_id": 2 })
+        .session(&mut session)
+        .await
+        .expect("delete in the last");
+    session.commit_transaction().await.expect("commit the last");
+    cdc.wait_for("the last transaction's line", |seen| {
+        lines_of(seen, "transaction").len() == 2
+    })
+    .await;
+    let last = lines_of(&cdc.seen, "transaction")[1].clone();
+    assert_eq!(last["changes"], 2);
+    assert_ne!(last["id"], tx_id, "another txnNumber of the same session");
+    let changes = changes_of(&cdc.seen, &listener);
+    assert_eq!(changes.len(), 7);
+    assert_eq!(
+        (
+            changes[5]["tx"]["index"].clone(),
+            changes[6]["tx"]["index"].clone()
+        ),
+        (Value::from(1), Value::from(2))
+    );
+    assert_eq!(changes[6]["tx"]["id"], last["id"]);
     assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
 }

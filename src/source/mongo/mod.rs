@@ -982,6 +982,52 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_filter_is_a_json_object_and_lifecycle_events_pass_it() {
+        let options = |filter: &str| {
+            let mut table = toml::Table::new();
+            table.insert("filter".into(), toml::Value::String(filter.into()));
+            ChangeStreamOptions::parse(&table)
+        };
+        let parsed = options(r#"{"fullDocument.owner": {"$oid": "65f0a1b2c3d4e5f601234567"}}"#)
+            .unwrap()
+            .filter()
+            .unwrap()
+            .unwrap();
+        assert!(parsed.get_object_id("fullDocument.owner").is_ok(), "{parsed}");
+        for bad in ["status = paid", "[1]", "{\"a\": "] {
+            let error = options(bad).unwrap_err();
+            assert_eq!(error.key, "filter");
+            assert!(error.message.contains("JSON object"), "{}", error.message);
+        }
+        let user = doc! { "fullDocument.status": "paid" };
+        assert_eq!(
+            stream_filter(Some(doc! { "ns.db": "shop" }), Some(user.clone())),
+            Some(doc! { "$and": [
+                { "ns.db": "shop" },
+                { "$or": [
+                    { "operationType": { "$in": ["drop", "rename", "dropDatabase", "invalidate"] } },
+                    user,
+                ] },
+            ] })
+        );
+        assert_eq!(stream_filter(None, None), None);
+    }
+
+    #[test]
+    fn the_detail_says_where_each_filter_runs() {
+        assert_eq!(
+            describe_watch(&Target::Database("shop".into()), Some(true), true),
+            "db.watch() on shop; scope matched by the server ($match on ns); filter run by the \
+             server ($match)"
+        );
+        assert_eq!(
+            describe_watch(&Target::Deployment, Some(false), false),
+            "client.watch() on the deployment; scope patterns matched in cdc-tui (the server's \
+             $match takes exact names)"
+        );
+    }
+
+    #[test]
     fn passwords_are_redacted_as_written_and_decoded() {
         let url = DatabaseUrl::new("mongodb://app:p%40ss@db:27017/?replicaSet=rs0");
         assert_eq!(
