@@ -388,3 +388,37 @@ async fn transactions_give_their_events_lsid_and_txn_number_at_commit() {
     assert_no_more_events(&mut stream).await;
     server.shutdown().await;
 }
+
+/// The same behaviour through pymongo (`tests/pymongo_scopes.py`), when `MONGO_TEST_PYTHON`
+/// names a Python that has it (`python3 -m venv v && v/bin/pip install pymongo`); skipped,
+/// saying so, otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pymongo_sees_the_same_streams_and_transactions() {
+    let Ok(python) = std::env::var("MONGO_TEST_PYTHON") else {
+        eprintln!("skipped: set MONGO_TEST_PYTHON to a python3 with pymongo to run it");
+        return;
+    };
+    let server = TestServer::start().await.unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pymongo_scopes.py");
+    let (uri, script) = (server.uri(), script.to_string());
+    let output = within(
+        "pymongo",
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(python)
+                .arg(script)
+                .arg(uri)
+                .output()
+        }),
+    )
+    .await
+    .expect("the python task")
+    .expect("run python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("OK"),
+        "{}\n{}",
+        stdout,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    server.shutdown().await;
+}
