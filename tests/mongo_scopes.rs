@@ -8,7 +8,7 @@ mod support;
 use mongodb::bson::{Document, doc};
 use serde_json::Value;
 use support::mongo::Mongo;
-use support::{Headless, changes_of};
+use support::{Headless, assert_failed_at_once, changes_of, reason_of};
 
 impl Mongo {
     /// A config with one change stream listener `app` on `table`, and its own extra keys.
@@ -401,5 +401,28 @@ async fn a_transactions_changes_share_tx_and_are_followed_by_one_transaction_lin
         (Value::from(1), Value::from(2))
     );
     assert_eq!(changes[6]["tx"]["id"], last["id"]);
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_the_server_rejects_fails_the_listener_with_its_words() {
+    let mongo = Mongo::start("badfilter").await;
+    let db = mongo.db.clone();
+    let config = mongo.scope_config(
+        &format!("{db}.*"),
+        r#"filter = '{"fullDocument.qty": {"$frobnicate": 1}}'"#,
+    );
+    let listener = format!("app/{db}.*");
+    let mut cdc = Headless::start(&config).await;
+    cdc.wait_for_state(&listener, "failed").await;
+    assert_failed_at_once(&cdc.seen, &listener);
+    let reason = reason_of(&cdc.seen, &listener, "failed");
+    assert!(
+        reason.contains("$frobnicate")
+            && reason.ends_with(
+                "check the listener's filter (the server runs it as the change stream's $match)"
+            ),
+        "{reason}"
+    );
     assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
 }

@@ -1222,10 +1222,13 @@ fn change_stream(
     let start = starts.pop().unwrap_or(StartAt::Now);
     // Only $match is honoured after $changeStream; other stages (projections
     // and the like) are ignored so that real-world pipelines still run.
-    let filters = rest
+    let filters: Vec<Document> = rest
         .iter()
         .filter_map(|stage| stage.get_document("$match").ok().cloned())
         .collect();
+    for filter in &filters {
+        query::check_filter(filter)?;
+    }
     let stream = StreamSpec {
         scope,
         full_document,

@@ -4,7 +4,7 @@
 
 use std::cmp::Ordering;
 
-use bson::{Bson, DateTime, Document, oid::ObjectId};
+use bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 
 use crate::error::{CmdResult, CommandError};
 
@@ -221,6 +221,36 @@ pub fn matches(doc: &Document, filter: &Document) -> CmdResult<bool> {
         }
     }
     Ok(true)
+}
+
+/// Refuses a filter that [`matches`] would refuse on some document (an unknown operator, a
+/// malformed argument), as the real server refuses it before running anything.
+pub fn check_filter(filter: &Document) -> CmdResult<()> {
+    for (key, cond) in filter {
+        match key.as_str() {
+            "$and" | "$or" | "$nor" => {
+                let Bson::Array(items) = cond else {
+                    return Err(CommandError::bad_value(format!("{key} must be an array")));
+                };
+                for item in items {
+                    let Bson::Document(sub) = item else {
+                        return Err(CommandError::bad_value(format!(
+                            "{key} argument's entries must be objects"
+                        )));
+                    };
+                    check_filter(sub)?;
+                }
+            }
+            _ => {
+                // Each operator on its own, so none is skipped by an earlier one failing.
+                for (op, arg) in is_operator_doc(cond).into_iter().flatten() {
+                    let single = doc! { key.clone(): { op.clone(): arg.clone() } };
+                    matches(&Document::new(), &single)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn is_operator_doc(v: &Bson) -> Option<&Document> {

@@ -128,6 +128,19 @@ async fn match_stages_filter_on_namespace_operation_and_document() {
     } }])
     .await;
 
+    // A $match the server cannot run is refused when the stream is opened.
+    let refused = within(
+        "a bad $match",
+        client
+            .watch()
+            .pipeline([doc! { "$match": { "ns.db": "x", "n": { "$frobnicate": 1 } } }]),
+    )
+    .await;
+    match refused.map(|_| ()).map_err(|error| *error.kind) {
+        Err(mongodb::error::ErrorKind::Command(command)) => assert_eq!(command.code, 2),
+        other => panic!("{other:?}"),
+    }
+
     insert(
         &client,
         "shop",

@@ -72,6 +72,9 @@ const QUIET_SAVE_INTERVAL: Duration = Duration::from_secs(10);
 const HISTORY_LOST_CODES: [i32; 2] = [286, 280];
 /// "The $changeStream stage is only supported on replica sets".
 const STANDALONE_CODE: i32 = 40573;
+/// What a server answers to a `$match` it cannot run: BadValue (an unknown operator),
+/// FailedToParse, TypeMismatch.
+const REJECTED_FILTER_CODES: [i32; 3] = [2, 9, 14];
 /// A server rejecting an option it does not know (pre-images before MongoDB 6.0).
 const UNKNOWN_FIELD_CODE: i32 = 40415;
 
@@ -350,16 +353,7 @@ async fn capture(ctx: &mut SourceContext, progress: &mut Progress) -> Result<(),
         Some(text) => Some(Position::decode(&text).map_err(SourceError::permanent)?),
         None => saved_position(ctx)?,
     };
-    let (stream, lost) = open_stream(ctx, &watched, &mut options, start, &detail)
-        .await
-        .map_err(|error| match error.kind {
-            crate::source::ErrorKind::Permanent if has_filter => SourceError::permanent(format!(
-                "{}; check the listener's filter (the server runs it as the change stream's \
-                 $match)",
-                error.message
-            )),
-            _ => error,
-        })?;
+    let (stream, lost) = open_stream(ctx, &watched, &mut options, start, &detail, has_filter).await?;
     ctx.set_running();
     let initial = stream
         .resume_token()
@@ -630,6 +624,7 @@ async fn open_stream(
     options: &mut StreamOptions,
     start: Option<Position>,
     detail: &str,
+    has_filter: bool,
 ) -> Result<
     (
         mongodb::change_stream::ChangeStream<Document>,
@@ -669,6 +664,13 @@ async fn open_stream(
                 .await
                 .map_err(|error| classify(&error, &ctx.url))?;
             Ok((stream, start))
+        }
+        Err(error) if has_filter && rejects_filter(&error) => {
+            Err(SourceError::permanent(format!(
+                "{}; check the listener's filter (the server runs it as the change stream's \
+                 $match)",
+                describe(&error, &ctx.url)
+            )))
         }
         Err(error) => Err(classify(&error, &ctx.url)),
     }
@@ -835,6 +837,10 @@ fn server_code(error: &DriverError) -> Option<i32> {
 
 fn is_history_lost(error: &DriverError) -> bool {
     server_code(error).is_some_and(|code| HISTORY_LOST_CODES.contains(&code))
+}
+
+fn rejects_filter(error: &DriverError) -> bool {
+    server_code(error).is_some_and(|code| REJECTED_FILTER_CODES.contains(&code))
 }
 
 fn rejects_pre_images(error: &DriverError) -> bool {
