@@ -426,3 +426,51 @@ async fn a_filter_the_server_rejects_fails_the_listener_with_its_words() {
     );
     assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
 }
+
+/// The position saved in the state dir (token and time, as the listener spells it).
+fn saved_position(cdc: &Headless) -> Option<String> {
+    let entries = std::fs::read_dir(cdc.path().join(".cdc-tui")).ok()?;
+    entries.flatten().find_map(|entry| {
+        let text = std::fs::read_to_string(entry.path()).ok()?;
+        let saved: Value = serde_json::from_str(&text).ok()?;
+        saved["position"].as_str().map(str::to_string)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_scope_resumes_after_a_kill_losing_and_repeating_nothing() {
+    let mongo = Mongo::start("dbresume").await;
+    let db = mongo.db.clone();
+    let listener = format!("app/{db}.*");
+    let mut cdc = Headless::start(&mongo.scope_config(&format!("{db}.*"), "")).await;
+    cdc.wait_for_state(&listener, "running").await;
+    mongo.put(&db, "orders", doc! { "_id": 1 }).await;
+    mongo.put(&db, "items", doc! { "_id": 2 }).await;
+    cdc.wait_for_changes(&listener, 2).await;
+    let last = cdc.changes().last().unwrap()["position"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    support::wait_until("the last change's position saved", || {
+        saved_position(&cdc).is_some_and(|saved| saved.starts_with(&last))
+    })
+    .await;
+    let dir = cdc.kill().await;
+
+    // Written while it is down, to both collections.
+    mongo.put(&db, "items", doc! { "_id": 3 }).await;
+    mongo.put(&db, "orders", doc! { "_id": 4 }).await;
+    let mut cdc = Headless::start_in(dir).await;
+    cdc.wait_for_changes(&listener, 2).await;
+    mongo.put(&db, "orders", doc! { "_id": 5 }).await;
+    cdc.wait_for_changes(&listener, 3).await;
+    assert_eq!(
+        tables_and_ids(&cdc.seen, &listener, &[&db]),
+        [
+            (format!("{db}.items"), Value::from(3)),
+            (format!("{db}.orders"), Value::from(4)),
+            (format!("{db}.orders"), Value::from(5)),
+        ]
+    );
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+}
