@@ -430,7 +430,11 @@ async fn a_filter_the_server_rejects_fails_the_listener_with_its_words() {
 /// The position saved in the state dir (token and time, as the listener spells it).
 fn saved_position(cdc: &Headless) -> Option<String> {
     let entries = std::fs::read_dir(cdc.path().join(".cdc-tui")).ok()?;
+    // The .json file only: a .tmp beside it is a save not yet in place.
     entries.flatten().find_map(|entry| {
+        if entry.path().extension().is_none_or(|e| e != "json") {
+            return None;
+        }
         let text = std::fs::read_to_string(entry.path()).ok()?;
         let saved: Value = serde_json::from_str(&text).ok()?;
         saved["position"].as_str().map(str::to_string)

@@ -205,7 +205,17 @@ pub fn resume_token(seq: u64) -> Document {
     doc! { "_data": format!("{TOKEN_PREFIX}{seq:016X}") }
 }
 
-fn parse_resume_token(token: &Document) -> CmdResult<u64> {
+/// Marks the token of an invalidate event itself (the real server's `fromInvalidate`): only
+/// `startAfter` takes it. Post-batch tokens never carry it, even at an invalidate that the
+/// stream does not see (a collection's, in a database stream).
+const FROM_INVALIDATE: &str = "01";
+
+fn invalidate_token(seq: u64) -> Document {
+    doc! { "_data": format!("{TOKEN_PREFIX}{seq:016X}{FROM_INVALIDATE}") }
+}
+
+/// The sequence number a token stands after, and whether it is an invalidate's own token.
+fn parse_resume_token(token: &Document) -> CmdResult<(u64, bool)> {
     let invalid = || {
         CommandError::new(
             260,
@@ -215,10 +225,13 @@ fn parse_resume_token(token: &Document) -> CmdResult<u64> {
     };
     let data = token.get_str("_data").map_err(|_| invalid())?;
     let hex = data.strip_prefix(TOKEN_PREFIX).ok_or_else(invalid)?;
-    if hex.len() != 16 {
-        return Err(invalid());
-    }
-    u64::from_str_radix(hex, 16).map_err(|_| invalid())
+    let (hex, from_invalidate) = match hex.len() {
+        16 => (hex, false),
+        18 if hex.ends_with(FROM_INVALIDATE) => (&hex[..16], true),
+        _ => return Err(invalid()),
+    };
+    let seq = u64::from_str_radix(hex, 16).map_err(|_| invalid())?;
+    Ok((seq, from_invalidate))
 }
 
 #[derive(Debug)]
@@ -867,15 +880,11 @@ impl Store {
         match start {
             StartAt::Now => Ok(self.seq),
             StartAt::ResumeAfter(token) | StartAt::StartAfter(token) => {
-                let seq = parse_resume_token(token)?;
+                let (seq, from_invalidate) = parse_resume_token(token)?;
                 if self.lost_upto > 0 && seq <= self.lost_upto {
                     return Err(CommandError::history_lost());
                 }
-                if matches!(start, StartAt::ResumeAfter(_))
-                    && self
-                        .event(seq)
-                        .is_some_and(|e| matches!(e.kind, EventKind::Invalidate))
-                {
+                if matches!(start, StartAt::ResumeAfter(_)) && from_invalidate {
                     return Err(CommandError::new(
                         260,
                         "InvalidResumeToken",
@@ -900,13 +909,6 @@ impl Store {
                 Ok(before.map_or(first_position, |e| e.seq))
             }
         }
-    }
-
-    fn event(&self, seq: u64) -> Option<&Event> {
-        self.events
-            .binary_search_by_key(&seq, |e| e.seq)
-            .ok()
-            .map(|i| &self.events[i])
     }
 
     /// Opens a change stream and returns its first batch (without waiting).
@@ -970,7 +972,12 @@ impl Store {
                     docs,
                     cursor_id: if closed { 0 } else { id },
                     ns,
-                    post_batch_resume_token: Some(resume_token(pos)),
+                    // A stream ended by its invalidate is continued after it (startAfter).
+                    post_batch_resume_token: Some(if closed {
+                        invalidate_token(pos)
+                    } else {
+                        resume_token(pos)
+                    }),
                     is_change_stream: true,
                 })
             }
@@ -1028,7 +1035,10 @@ impl Store {
             EventKind::Invalidate => "invalidate",
         };
         let mut d = doc! {
-            "_id": resume_token(ev.seq),
+            "_id": match ev.kind {
+                EventKind::Invalidate => invalidate_token(ev.seq),
+                _ => resume_token(ev.seq),
+            },
             "operationType": op,
             "clusterTime": ev.ts,
             "wallTime": ev.wall,
@@ -1173,7 +1183,14 @@ mod tests {
         assert!(
             resume_token(9).get_str("_data").unwrap() < resume_token(10).get_str("_data").unwrap()
         );
-        assert_eq!(parse_resume_token(&resume_token(12345)).unwrap(), 12345);
+        assert_eq!(
+            parse_resume_token(&resume_token(12345)).unwrap(),
+            (12345, false)
+        );
+        assert_eq!(
+            parse_resume_token(&invalidate_token(12345)).unwrap(),
+            (12345, true)
+        );
         assert_eq!(
             parse_resume_token(&doc! { "_data": "zz" })
                 .unwrap_err()
@@ -1201,6 +1218,37 @@ mod tests {
         assert_eq!(ops, ["insert", "drop", "invalidate"]);
         assert_eq!(b.cursor_id, 0);
         assert_eq!(s.next_batch(first.cursor_id, None).unwrap_err().code, 43);
+    }
+
+    #[test]
+    fn a_database_stream_resumes_past_a_collections_invalidate_it_does_not_see() {
+        let mut s = Store::new();
+        s.insert_one("d", "c", doc! { "_id": 1 }).unwrap();
+        let db_stream = || StreamSpec {
+            scope: Scope::Database { db: "d".into() },
+            ..coll_stream()
+        };
+        let first = s
+            .open_change_stream("d.$cmd.aggregate".into(), db_stream(), StartAt::Now, 101)
+            .unwrap();
+        s.drop_collection("d", "c");
+        let batch = s.next_batch(first.cursor_id, None).unwrap();
+        assert_eq!(
+            batch.docs.len(),
+            1,
+            "the drop, not the collection's invalidate"
+        );
+        let token = batch.post_batch_resume_token.unwrap();
+        s.insert_one("d", "e", doc! { "_id": 2 }).unwrap();
+        let resumed = s
+            .open_change_stream(
+                "d.$cmd.aggregate".into(),
+                db_stream(),
+                StartAt::ResumeAfter(token),
+                101,
+            )
+            .unwrap();
+        assert_eq!(resumed.docs.len(), 1);
     }
 
     #[test]
