@@ -144,7 +144,7 @@ impl SourceKind for Mongo {
             .and_then(|rest| rest.split_once('/'))
             .map(|(_, path)| path.split('?').next().unwrap_or_default());
         match after_hosts {
-            Some(db) if !db.is_empty() => format!("{db}.*"),
+            Some(db) if !db.is_empty() => format!("{}.*", crate::secret::percent_decode(db)),
             _ => "*".to_string(),
         }
     }
@@ -1017,6 +1017,15 @@ mod tests {
             ] })
         );
         assert_eq!(stream_filter(None, None), None);
+    }
+
+    #[test]
+    fn a_url_names_the_database_to_watch_or_the_deployment() {
+        let scope = |url: &str| Mongo.whole_scope(&DatabaseUrl::new(url));
+        assert_eq!(scope("mongodb://h:27017/shop?replicaSet=rs0"), "shop.*");
+        assert_eq!(scope("mongodb://a,b/my%2Dshop"), "my-shop.*");
+        assert_eq!(scope("mongodb://h:27017/?directConnection=true"), "*");
+        assert_eq!(scope("mongodb://h:27017"), "*");
     }
 
     #[test]
