@@ -17,4 +17,6 @@ pub enum Effect {
     Add(Command),
     /// Copy entry `number` out of the log and show it.
     OpenDetail(u64),
+    /// Show the transaction whose first change is entry `anchor`, with its changes.
+    OpenTransaction(u64),
 }

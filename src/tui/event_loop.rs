@@ -18,6 +18,7 @@ use crate::tui::frame::{Feed, Info};
 use crate::tui::keys::{self, Action, Key};
 use crate::tui::state::{UiState, View};
 use crate::tui::terminal::Screen;
+use crate::tui::transactions::TxView;
 use crate::tui::{FRAME, draw_frame};
 
 /// A table list that takes longer than this is reported as failed.
@@ -168,6 +169,15 @@ impl UiLoop {
                 Some(change) => self.state.show_detail(number, change),
                 None => self.state.notify("that event has left the log", true, now),
             },
+            Effect::OpenTransaction(anchor) => match self.feed.transaction(anchor) {
+                Some((summary, changes)) => {
+                    self.state
+                        .show_transaction(TxView::new(&summary, &changes, self.info.zone))
+                }
+                None => self
+                    .state
+                    .notify("that transaction has left the log", true, now),
+            },
         }
         Flow::Continue
     }
@@ -201,7 +211,7 @@ impl UiLoop {
     /// Takes in the runtime's news and draws when the screen would change.
     fn update(&mut self, terminal: &mut Screen) -> io::Result<()> {
         let now = Instant::now();
-        let news = self.feed.refresh(now, &self.state.filter);
+        let news = self.feed.refresh_view(now, &self.state);
         let expired = self.state.expire_message(now);
         if news || expired || self.dirty {
             self.draw(terminal)?;

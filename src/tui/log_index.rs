@@ -133,6 +133,11 @@ impl LogFilter {
         changed
     }
 
+    /// Whether entry `number` is one of the matches found so far.
+    pub fn contains(&self, number: u64) -> bool {
+        self.matches.binary_search(&number).is_ok()
+    }
+
     pub fn matches_change(&self, change: &Change) -> bool {
         self.terms.iter().all(|term| term.matches(change))
     }

@@ -18,6 +18,7 @@ mod render;
 mod state;
 mod terminal;
 mod theme;
+mod transactions;
 
 #[cfg(test)]
 mod testing;
@@ -121,7 +122,7 @@ impl FrameRenderer {
         &mut self,
         terminal: &mut Terminal<B>,
     ) -> Result<(), B::Error> {
-        self.feed.refresh(Instant::now(), &self.state.filter);
+        self.feed.refresh_view(Instant::now(), &self.state);
         terminal.draw(|frame| {
             let timings = self.feed.timings();
             draw_frame(frame, &mut self.state, &self.feed, &self.info, timings);

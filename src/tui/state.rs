@@ -2,6 +2,8 @@
 //! and the popups. Pure: actions go in, effects on the runtime come out (`Effect`), and the
 //! caller carries them out.
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::registry::ListenerSnapshot;
@@ -10,6 +12,7 @@ use crate::tui::detail::DetailView;
 use crate::tui::effect::Effect;
 use crate::tui::keys::{Action, Context};
 use crate::tui::log_index::LogIndex;
+use crate::tui::transactions::{RowRef, TxView, change_row, tx_row};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Focus {
@@ -54,8 +57,12 @@ impl Mode {
 }
 
 pub enum Popup {
-    Help { scroll: usize },
+    Help {
+        scroll: usize,
+    },
     Detail(Box<DetailView>),
+    /// A whole transaction (Enter on its row in the grouped log); keys as for `Detail`.
+    Transaction(Box<TxView>),
     Add(AddDialog),
 }
 
@@ -152,6 +159,18 @@ impl LogCursor {
         }
     }
 
+    /// Puts the cursor on entry `number`, not following.
+    pub fn select(&mut self, number: u64) {
+        self.selected = Some(number);
+        self.follow = false;
+    }
+
+    /// Numbers the cursor's entries anew (the log grouped or not).
+    pub fn renumber(&mut self, map: impl Fn(u64) -> u64) {
+        self.selected = self.selected.map(&map);
+        self.top = self.top.map(&map);
+    }
+
     /// Places the window of `rows` rows so that it shows the cursor, and remembers where it
     /// is: the newest rows when following, else where the user left it.
     pub fn place(&mut self, index: &dyn LogIndex, rows: usize) -> LogWindow {
@@ -192,13 +211,19 @@ pub struct UiState {
     pub editing_filter: bool,
     pub popup: Option<Popup>,
     pub message: Option<Message>,
+    /// The log grouped by transaction (`t`).
+    pub grouped: bool,
+    /// Transactions shown with their changes, by the number of their first change.
+    pub expanded_tx: HashSet<u64>,
+    /// Listeners shown with a row per table, by identity.
+    pub expanded_listeners: HashSet<Arc<str>>,
 }
 
 impl UiState {
     pub fn mode(&self) -> Mode {
         match &self.popup {
             Some(Popup::Help { .. }) => Mode::Help,
-            Some(Popup::Detail(_)) => Mode::Detail,
+            Some(Popup::Detail(_) | Popup::Transaction(_)) => Mode::Detail,
             Some(Popup::Add(_)) => Mode::AddDialog,
             None if self.editing_filter => Mode::Filter,
             None => Mode::Main(self.focus),
@@ -290,7 +315,7 @@ impl UiState {
                 }
                 None
             }
-            Some(Popup::Detail(detail)) => match action {
+            Some(Popup::Detail(_) | Popup::Transaction(_)) => match action {
                 Action::Close => {
                     self.popup = None;
                     None
@@ -301,11 +326,13 @@ impl UiState {
                     self.log.move_by(delta, view.log);
                     let after = self.log.selected_position(view.log);
                     (after != before)
-                        .then(|| after.map(|at| Effect::OpenDetail(view.log.number_at(at))))
+                        .then(|| after.map(|at| self.open_at(view.log.number_at(at))))
                         .flatten()
                 }
                 _ => {
-                    scroll_by(&mut detail.scroll, action, view.popup_rows);
+                    if let Some(scroll) = self.popup_scroll() {
+                        scroll_by(scroll, action, view.popup_rows);
+                    }
                     None
                 }
             },
@@ -366,7 +393,29 @@ impl UiState {
             Action::ClearFilter => self.filter.clear(),
             Action::OpenDetail => {
                 let at = self.log.selected_position(view.log)?;
-                return Some(Effect::OpenDetail(view.log.number_at(at)));
+                return Some(self.open_at(view.log.number_at(at)));
+            }
+            Action::ToggleGrouping => {
+                self.grouped = !self.grouped;
+                // The cursor stays on its change (or a transaction's first change).
+                if self.grouped {
+                    self.log.renumber(change_row);
+                } else {
+                    self.log.renumber(|row| match RowRef::of(row) {
+                        RowRef::Tx(number) | RowRef::Change(number) => number,
+                    });
+                }
+            }
+            Action::Expand | Action::Collapse if self.focus == Focus::Log && self.grouped => {
+                self.expand_tx(action == Action::Expand, view.log);
+            }
+            Action::Expand | Action::Collapse if self.focus == Focus::Listeners => {
+                let identity = self.selected_listener(view.listeners)?.identity.clone();
+                if action == Action::Expand {
+                    self.expanded_listeners.insert(identity);
+                } else {
+                    self.expanded_listeners.remove(&identity);
+                }
             }
             Action::AddListener => {
                 self.popup = Some(Popup::Add(AddDialog::new(view.databases.to_vec())));
@@ -385,13 +434,66 @@ impl UiState {
         None
     }
 
+    /// What Enter on log row `number` opens: a change, or in the grouped log a transaction.
+    fn open_at(&self, number: u64) -> Effect {
+        if !self.grouped {
+            return Effect::OpenDetail(number);
+        }
+        match RowRef::of(number) {
+            RowRef::Tx(anchor) => Effect::OpenTransaction(anchor),
+            RowRef::Change(number) => Effect::OpenDetail(number),
+        }
+    }
+
+    /// Expands the transaction at the cursor, or collapses it (from one of its changes too,
+    /// the cursor then moving up to the transaction's row).
+    fn expand_tx(&mut self, expand: bool, log: &dyn LogIndex) {
+        let Some(at) = self.log.selected_position(log) else {
+            return;
+        };
+        let anchor = match RowRef::of(log.number_at(at)) {
+            RowRef::Tx(anchor) => anchor,
+            RowRef::Change(_) if expand => return,
+            RowRef::Change(_) => {
+                let Some(anchor) =
+                    (0..at)
+                        .rev()
+                        .find_map(|at| match RowRef::of(log.number_at(at)) {
+                            RowRef::Tx(anchor) => Some(anchor),
+                            RowRef::Change(_) => None,
+                        })
+                else {
+                    return;
+                };
+                self.log.select(tx_row(anchor));
+                anchor
+            }
+        };
+        if expand {
+            self.expanded_tx.insert(anchor);
+        } else {
+            self.expanded_tx.remove(&anchor);
+        }
+    }
+
+    pub fn show_transaction(&mut self, view: TxView) {
+        self.popup = Some(Popup::Transaction(Box::new(view)));
+    }
+
+    fn popup_scroll(&mut self) -> Option<&mut usize> {
+        match &mut self.popup {
+            Some(Popup::Help { scroll }) => Some(scroll),
+            Some(Popup::Detail(detail)) => Some(&mut detail.scroll),
+            Some(Popup::Transaction(view)) => Some(&mut view.scroll),
+            Some(Popup::Add(_)) | None => None,
+        }
+    }
+
     /// Keeps popup scrolling within its content, now that the content's size is known.
     pub fn clamp_popup_scroll(&mut self, content_rows: usize, visible_rows: usize) {
         let most = content_rows.saturating_sub(visible_rows);
-        match &mut self.popup {
-            Some(Popup::Help { scroll }) => *scroll = (*scroll).min(most),
-            Some(Popup::Detail(detail)) => detail.scroll = detail.scroll.min(most),
-            _ => {}
+        if let Some(scroll) = self.popup_scroll() {
+            *scroll = (*scroll).min(most);
         }
     }
 }

@@ -9,7 +9,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use serde_json::{Value, json};
 
-use crate::change::{Change, ChangeEvent, Op, Row};
+use crate::change::{Change, ChangeEvent, Note, NoteKind, Op, Row, TxRef};
 use crate::config::ListenerConfig;
 use crate::pipeline::timings::{BatchTiming, Percentiles};
 use crate::pipeline::{LogRing, TimingsSnapshot};
@@ -255,6 +255,102 @@ impl Shop {
         self.log.extend(changes);
     }
 
+    /// Transactions of the orders listener: a checkout (tx 812: an order, three items, the
+    /// customer's update; labelled by its message, committed), a change without a
+    /// transaction, and tx 813 still running (two changes, no transaction line yet).
+    pub fn push_transactions(&self) {
+        let orders = &self.handles[0];
+        let in_tx = |mut change: Change, id: &str, index: u32| {
+            change.tx = Some(TxRef {
+                id: id.into(),
+                position: format!("0/1A2B{id}").into(),
+                index,
+            });
+            change
+        };
+        let item = |id: i64, millis: i64| {
+            change_of(
+                orders,
+                Op::Insert,
+                "public.order_items",
+                json!({"id": id}),
+                Value::Null,
+                json!({"id": id, "order_id": 57, "sku": format!("sku-{id}"), "qty": 1}),
+                millis,
+            )
+        };
+        let checkout = vec![
+            in_tx(
+                change_of(
+                    orders,
+                    Op::Insert,
+                    "public.orders",
+                    json!({"id": 57}),
+                    Value::Null,
+                    json!({"id": 57, "status": "new", "total": "36.00"}),
+                    1000,
+                ),
+                "812",
+                1,
+            ),
+            in_tx(item(1, 1001), "812", 2),
+            in_tx(item(2, 1002), "812", 3),
+            in_tx(item(3, 1003), "812", 4),
+            in_tx(
+                change_of(
+                    orders,
+                    Op::Update,
+                    "public.customers",
+                    json!({"id": 3}),
+                    json!({"id": 3, "name": "Ada", "orders": 4}),
+                    json!({"id": 3, "name": "Ada", "orders": 5}),
+                    1004,
+                ),
+                "812",
+                5,
+            ),
+        ];
+        let note = |kind| Note {
+            listener: orders.identity_arc(),
+            captured_at: at(1004),
+            kind,
+        };
+        let message = note(NoteKind::Message {
+            prefix: "cdc-tui".into(),
+            content: "POST /checkout req=42".into(),
+            transactional: true,
+            tx: Some(TxRef {
+                id: "812".into(),
+                position: "0/1A2B812".into(),
+                index: 1,
+            }),
+            position: "0/1A2B000".into(),
+        });
+        let committed = note(NoteKind::Transaction {
+            id: "812".into(),
+            position: "0/1A2B812".into(),
+            commit_time: Some(at(1000)),
+            changes: 5,
+            tables: Vec::new(),
+        });
+        self.log
+            .extend_with_notes(checkout, vec![(0, message), (5, committed)]);
+        let plain = change_of(
+            orders,
+            Op::Insert,
+            "public.audit",
+            json!({"id": 9}),
+            Value::Null,
+            json!({"id": 9, "what": "login"}),
+            1500,
+        );
+        let running = (0..2)
+            .map(|i| in_tx(item(10 + i, 2000 + i), "813", i as u32 + 1))
+            .collect::<Vec<_>>();
+        self.log
+            .extend(std::iter::once(plain).chain(running).collect());
+    }
+
     /// Draws the screen, `width` x `height`, as the UI would with this state.
     pub fn draw(&mut self, state: &mut UiState, width: u16, height: u16) -> Terminal<TestBackend> {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
@@ -266,7 +362,7 @@ impl Shop {
     pub fn draw_on(&mut self, terminal: &mut Terminal<TestBackend>, state: &mut UiState) {
         // Between rate samples, so drawing does not take another.
         self.feed
-            .refresh(self.start + Duration::from_millis(11_500), &state.filter);
+            .refresh_view(self.start + Duration::from_millis(11_500), state);
         terminal
             .draw(|frame| {
                 draw_frame(frame, state, &self.feed, &self.info, &self.timings);

@@ -271,3 +271,97 @@ fn no_color_means_no_colour_at_all() {
         }
     }
 }
+
+#[test]
+fn grouped_by_transaction_collapsed_with_a_label_and_one_running() {
+    let mut shop = Shop::new(100);
+    shop.push_transactions();
+    let mut state = UiState::default();
+    press(&shop, &mut state, &[Action::ToggleGrouping]);
+    let screen = screen(&mut shop, &mut state, 120, 30);
+    assert!(
+        screen.contains("tx 812 · 10:00:01.000 · 5 changes · orders +1, order_items +3, customers ~1 «POST /checkout req=42»"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("tx 813 · running · 2 changes so far · order_items +2"),
+        "{screen}"
+    );
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn grouped_by_transaction_expanded() {
+    let mut shop = Shop::new(100);
+    shop.push_transactions();
+    let mut state = UiState::default();
+    press(
+        &shop,
+        &mut state,
+        &[Action::ToggleGrouping, Action::SwitchFocus],
+    );
+    shop.draw(&mut state, 120, 30);
+    // The cursor from the newest row (tx 813) up to the plain change, then tx 812.
+    press(&shop, &mut state, &[Action::Up, Action::Up, Action::Expand]);
+    let expanded = screen(&mut shop, &mut state, 120, 30);
+    assert!(expanded.contains("▾ tx 812"), "{expanded}");
+    assert_eq!(
+        expanded.matches("  public.order_items").count(),
+        3,
+        "{expanded}"
+    );
+    // Collapsing from one of its changes folds it and selects the transaction.
+    press(
+        &shop,
+        &mut state,
+        &[Action::Down, Action::Down, Action::Collapse],
+    );
+    let folded = screen(&mut shop, &mut state, 120, 30);
+    assert!(folded.contains("▶ ▸ tx 812"), "{folded}");
+    insta::assert_snapshot!(expanded);
+}
+
+#[test]
+fn a_whole_transaction_in_its_detail() {
+    let mut shop = Shop::new(100);
+    shop.push_transactions();
+    let mut state = UiState::default();
+    press(
+        &shop,
+        &mut state,
+        &[Action::ToggleGrouping, Action::SwitchFocus],
+    );
+    shop.draw(&mut state, 120, 30);
+    let effects = press(
+        &shop,
+        &mut state,
+        &[Action::Up, Action::Up, Action::OpenDetail],
+    );
+    let [Effect::OpenTransaction(anchor)] = effects[..] else {
+        panic!("{effects:?}");
+    };
+    let (summary, changes) = shop.feed.transaction(anchor).unwrap();
+    state.show_transaction(crate::tui::transactions::TxView::new(
+        &summary,
+        &changes,
+        shop.info.zone,
+    ));
+    let screen = screen(&mut shop, &mut state, 120, 50);
+    assert!(screen.contains("orders: 4 → 5"), "{screen}");
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn a_filter_shows_the_transactions_holding_a_match() {
+    let mut shop = Shop::new(100);
+    shop.push_transactions();
+    let mut state = UiState {
+        grouped: true,
+        filter: "table:customers".into(),
+        ..UiState::default()
+    };
+    let screen = screen(&mut shop, &mut state, 120, 30);
+    assert!(screen.contains("tx 812"), "{screen}");
+    assert!(!screen.contains("tx 813"), "{screen}");
+    assert!(!screen.contains("login"), "{screen}");
+}

@@ -12,15 +12,15 @@ use crate::change::{Change, Op};
 use crate::tui::detail::changed_fields;
 use crate::tui::format;
 use crate::tui::frame::FrameData;
-use crate::tui::render::{SELECTED_MARK, panel, scrollbar};
+use crate::tui::render::{SELECTED_MARK, panel, scrollbar, tx_log};
 use crate::tui::state::{Focus, UiState};
 
 /// "10:00:01.004"
-const TIME_WIDTH: u16 = 12;
+pub(super) const TIME_WIDTH: u16 = 12;
 /// "truncate"
-const OP_WIDTH: u16 = 8;
-const TABLE_WIDTH: (u16, u16) = (6, 28);
-const KEY_WIDTH: (u16, u16) = (4, 24);
+pub(super) const OP_WIDTH: u16 = 8;
+pub(super) const TABLE_WIDTH: (u16, u16) = (6, 28);
+pub(super) const KEY_WIDTH: (u16, u16) = (4, 24);
 
 pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) {
     let theme = data.info.theme;
@@ -60,6 +60,10 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
         .title(Line::from(title))
         .title_bottom(Line::from(follow).right_aligned());
 
+    if let Some(grouped) = &log.grouped {
+        tx_log::render(frame, area, block, state, data, grouped);
+        return;
+    }
     if log.rows.is_empty() {
         let text = if state.filter.trim().is_empty() {
             "waiting for changes…"
@@ -140,7 +144,7 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
 
 /// What a change did, in about `width` columns: the fields an update changed (old → new), an
 /// insert's row, a delete's old row.
-fn preview(change: &Change, width: usize) -> String {
+pub(super) fn preview(change: &Change, width: usize) -> String {
     match change.op {
         Op::Insert => format::fields(change.after.as_ref(), change.key.as_ref(), width),
         Op::Delete => format::fields(change.before.as_ref(), change.key.as_ref(), width),

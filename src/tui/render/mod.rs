@@ -9,6 +9,8 @@ mod help;
 mod listeners;
 mod log;
 mod timings;
+mod tx_detail;
+mod tx_log;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Margin, Rect};
@@ -95,6 +97,7 @@ pub fn draw(frame: &mut Frame, state: &UiState, data: &FrameData) {
     match &state.popup {
         Some(Popup::Help { scroll }) => help::render(frame, *scroll, data),
         Some(Popup::Detail(view)) => detail::render(frame, view, data),
+        Some(Popup::Transaction(view)) => tx_detail::render(frame, view, data),
         Some(Popup::Add(dialog)) => add_dialog::render(frame, dialog, data),
         None => {}
     }
@@ -106,6 +109,7 @@ pub fn popup_scroll(area: Rect, state: &UiState, data: &FrameData) -> Option<(us
     match &state.popup {
         Some(Popup::Help { .. }) => Some(help::scroll_extent(area, data)),
         Some(Popup::Detail(view)) => Some(detail::scroll_extent(area, view)),
+        Some(Popup::Transaction(view)) => Some(tx_detail::scroll_extent(area, view)),
         Some(Popup::Add(_)) | None => None,
     }
 }
