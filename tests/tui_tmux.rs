@@ -100,3 +100,142 @@ interval_ms = 100
         "TUI mode logs to a file"
     );
 }
+
+/// How many changes the grouped log's running transaction shows so far, if one is on screen.
+fn running_so_far(screen: &str) -> Option<u64> {
+    let line = screen
+        .lines()
+        .find(|line| line.contains("changes so far"))?;
+    let count = line.split(" · running · ").nth(1)?.split(' ').next()?;
+    count.replace(',', "").parse().ok()
+}
+
+/// Reads what the FIFO holds now, up to `limit` bytes, without waiting for more.
+fn read_some(fifo: &mut std::fs::File, limit: usize) -> usize {
+    use std::io::Read;
+    let mut buffer = vec![0; 16 * 1024];
+    let mut read = 0;
+    while read < limit {
+        match fifo.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(error) => panic!("reading the FIFO: {error}"),
+        }
+    }
+    read
+}
+
+#[tokio::test]
+async fn a_running_transaction_grows_on_screen_then_shows_as_one_committed_row() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let db = TestDb::new("tui_tx").await;
+    let client = db.client().await;
+    client
+        .batch_execute("CREATE TABLE events (id bigserial PRIMARY KEY, payload text NOT NULL)")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The jsonl sink writes to a FIFO this test reads: while the test does not read, the
+    // handler's flush waits, so the screen holds a transaction partly flushed (changes seen,
+    // no transaction line yet) for as long as the test looks.
+    let fifo = dir.path().join("events.jsonl");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    const O_NONBLOCK: i32 = 0o4000;
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    std::fs::write(
+        dir.path().join("cdc.toml"),
+        format!(
+            r#"
+[pipeline]
+chunk_size = 50
+
+[sinks]
+jsonl = "events.jsonl"
+
+[[database]]
+name = "shop"
+kind = "postgres"
+url = "{url}"
+
+[[listener]]
+identifier = "app"
+database = "shop"
+table = "public.events"
+strategy = "logical"
+"#,
+            url = db.url
+        ),
+    )
+    .unwrap();
+    let tmux = Tmux::start_tui("tui-tx", dir.path(), "", 140, 40);
+    tmux.wait_for("the listener running", |screen| {
+        listener_row(screen, "app/public.events").is_some_and(|row| row.contains("running"))
+    })
+    .await;
+    tmux.keys("t");
+    client
+        .batch_execute(
+            "BEGIN;
+             SELECT pg_logical_emit_message(true, 'cdc-tui', 'batch job 7');
+             INSERT INTO events (payload) SELECT 'event ' || n FROM generate_series(1, 3000) n;
+             COMMIT;",
+        )
+        .await
+        .unwrap();
+    let screen = tmux
+        .wait_for("the transaction running", |screen| {
+            running_so_far(screen).is_some()
+        })
+        .await;
+    let first = running_so_far(&screen).unwrap();
+    assert!(first < 3000, "{screen}");
+    assert!(
+        screen.contains("«batch job 7»"),
+        "the message labels it: {screen}"
+    );
+    // Let a few batches more through: the same row grows.
+    read_some(&mut reader, 128 * 1024);
+    let screen = tmux
+        .wait_for("the running transaction grown", |screen| {
+            running_so_far(screen).is_some_and(|now| now > first)
+        })
+        .await;
+    println!("a running transaction:\n{screen}");
+
+    // Now read everything: the transaction line arrives and the row is committed.
+    let drain = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || {
+            use std::io::Read;
+            let mut all = Vec::new();
+            std::fs::File::open(fifo)
+                .unwrap()
+                .read_to_end(&mut all)
+                .unwrap();
+            all.len()
+        }
+    });
+    let screen = tmux
+        .wait_for("the transaction committed as one row", |screen| {
+            screen.lines().any(|line| {
+                line.contains(" · 3,000 changes · events +3,000")
+                    && line.contains("«batch job 7»")
+                    && !line.contains("running")
+            })
+        })
+        .await;
+    println!("the committed transaction:\n{screen}");
+    drop(reader);
+    tmux.keys("q");
+    assert_eq!(tmux.exit_status().await, "0", "q exits 0");
+    assert!(drain.join().unwrap() > 0);
+}
