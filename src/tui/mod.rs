@@ -150,7 +150,10 @@ pub(crate) fn draw_frame(
     info: &Info,
     timings: &TimingsSnapshot,
 ) -> Drawn {
-    let areas = Areas::new(frame.area(), feed.listeners.len());
+    let areas = Areas::new(
+        frame.area(),
+        render::listeners::row_count(&feed.listeners, state),
+    );
     state.place_listeners(feed.listeners.len(), areas.listener_rows());
     let window = state.log.place(feed.index(), areas.log_rows());
     let log = feed.rows(window);

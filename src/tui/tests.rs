@@ -365,3 +365,41 @@ fn a_filter_shows_the_transactions_holding_a_match() {
     assert!(!screen.contains("tx 813"), "{screen}");
     assert!(!screen.contains("login"), "{screen}");
 }
+
+#[test]
+fn a_scoped_listener_expanded_into_its_tables() {
+    let mut shop = Shop::new(100);
+    let orders = shop.handle(0).clone();
+    orders.count_table(&"public.orders".into(), Op::Insert, 1_040);
+    orders.count_table(&"public.orders".into(), Op::Update, 300);
+    orders.count_table(&"public.order_items".into(), Op::Insert, 10);
+    orders.count_table(&"public.order_items".into(), Op::Delete, 6);
+    let mut state = UiState::default();
+    press(&shop, &mut state, &[Action::Down, Action::Up]);
+    shop.draw(&mut state, 140, 36);
+    press(&shop, &mut state, &[Action::Expand]);
+    let expanded = screen(&mut shop, &mut state, 140, 36);
+    // The registry stamps the last change with the wall clock.
+    let expanded: String = expanded
+        .lines()
+        .map(|line| match line.find("last change ") {
+            Some(at) => {
+                let start = at + "last change ".len();
+                format!("{}HH:MM:SS.mmm{}", &line[..start], &line[start + 12..])
+            }
+            None => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(expanded.contains("└ public.order_items"), "{expanded}");
+    let header = expanded.lines().next().unwrap().to_string();
+    press(&shop, &mut state, &[Action::Collapse]);
+    let folded = screen(&mut shop, &mut state, 140, 36);
+    assert!(!folded.contains("└ public.orders"), "{folded}");
+    assert_eq!(
+        folded.lines().next().unwrap(),
+        header,
+        "the header's counters stay totals"
+    );
+    insta::assert_snapshot!(expanded);
+}

@@ -9,7 +9,7 @@ use ratatui::widgets::{Cell, HighlightSpacing, Paragraph, Row, Table, TableState
 use unicode_width::UnicodeWidthStr;
 
 use crate::change::Op;
-use crate::registry::{ListenerSnapshot, ListenerState};
+use crate::registry::{ListenerSnapshot, ListenerState, TableCounts};
 use crate::tui::format;
 use crate::tui::frame::FrameData;
 use crate::tui::render::{SELECTED_MARK, panel};
@@ -158,6 +158,59 @@ impl Column {
             Column::Info => Cell::from(info(listener, theme)),
         }
     }
+
+    /// The cell of one table of an expanded listener: counts, rate and last change per table.
+    fn table_cell<'a>(
+        self,
+        listener: &ListenerSnapshot,
+        table: &'a TableCounts,
+        data: &FrameData,
+    ) -> Cell<'a> {
+        let theme = data.info.theme;
+        match self {
+            Column::Identity(width) => Cell::from(Span::styled(
+                format::ellipsize(&format!("  └ {}", table.table), width as usize).into_owned(),
+                theme.dim(),
+            )),
+            Column::Strategy | Column::State => Cell::from(""),
+            Column::Count(op, _) => {
+                Cell::from(Text::from(format::count(table.counts.get(op))).right_aligned())
+            }
+            Column::Rate(width) => {
+                let rates = data.rates.table(&listener.identity, &table.table);
+                let rate = rates.and_then(|r| r.back().copied()).unwrap_or(0);
+                let bars = (width - RATE_TEXT_WIDTH - 1) as usize;
+                let spark = format::sparkline(rates.into_iter().flatten().copied(), bars);
+                Cell::from(Line::from(vec![
+                    Span::styled(spark, theme.sparkline()),
+                    Span::raw(format!(" {:>7}", format::rate(rate))),
+                ]))
+            }
+            Column::Info => Cell::from(Span::styled(
+                match &table.last_change {
+                    Some(time) => format!("last change {}", format::clock(time, data.info.zone)),
+                    None => "no change yet".to_string(),
+                },
+                theme.dim(),
+            )),
+        }
+    }
+}
+
+/// Rows the listeners table has: a listener's, and one per table of an expanded listener.
+pub fn row_count(listeners: &[ListenerSnapshot], state: &UiState) -> usize {
+    listeners
+        .iter()
+        .map(|l| 1 + expanded_tables(l, state).len())
+        .sum()
+}
+
+fn expanded_tables<'a>(listener: &'a ListenerSnapshot, state: &UiState) -> &'a [TableCounts] {
+    if state.expanded_listeners.contains(&listener.identity) {
+        &listener.tables
+    } else {
+        &[]
+    }
 }
 
 pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) {
@@ -182,9 +235,19 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
     let mark = SELECTED_MARK.width() as u16;
     let columns = Column::fit(area.width.saturating_sub(2 + mark), listeners);
     let header = Row::new(columns.iter().map(|c| Cell::from(c.heading()))).style(theme.label());
-    let rows = listeners
-        .iter()
-        .map(|listener| Row::new(columns.iter().map(|c| c.cell(listener, data))));
+    // The row of listener `at`, counting the table rows of expanded listeners above it.
+    let row_of = |at: usize| {
+        listeners[..at]
+            .iter()
+            .map(|l| 1 + expanded_tables(l, state).len())
+            .sum::<usize>()
+    };
+    let rows = listeners.iter().flat_map(|listener| {
+        let tables = expanded_tables(listener, state)
+            .iter()
+            .map(|table| Row::new(columns.iter().map(|c| c.table_cell(listener, table, data))));
+        std::iter::once(Row::new(columns.iter().map(|c| c.cell(listener, data)))).chain(tables)
+    });
     let table = Table::new(rows, columns.iter().map(|c| c.width()))
         .header(header)
         .block(block)
@@ -192,8 +255,8 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
         .highlight_spacing(HighlightSpacing::Always)
         .row_highlight_style(theme.selected(focused));
     let mut table_state = TableState::default()
-        .with_offset(state.listeners_top)
-        .with_selected(state.selected_listener.min(listeners.len() - 1));
+        .with_offset(row_of(state.listeners_top.min(listeners.len() - 1)))
+        .with_selected(row_of(state.selected_listener.min(listeners.len() - 1)));
     frame.render_stateful_widget(table, area, &mut table_state);
 }
 

@@ -6,7 +6,7 @@ mod detail;
 mod footer;
 mod header;
 mod help;
-mod listeners;
+pub(crate) mod listeners;
 mod log;
 mod timings;
 mod tx_detail;
@@ -86,7 +86,7 @@ impl Areas {
 }
 
 pub fn draw(frame: &mut Frame, state: &UiState, data: &FrameData) {
-    let areas = Areas::new(frame.area(), data.listeners.len());
+    let areas = Areas::new(frame.area(), listeners::row_count(data.listeners, state));
     header::render(frame, areas.header, data);
     listeners::render(frame, areas.listeners, state, data);
     if let Some(area) = areas.timings {
