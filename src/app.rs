@@ -26,6 +26,9 @@ pub const EXIT_CONFIG: u8 = 2;
 pub const EXIT_FATAL: u8 = 1;
 
 pub fn main(cli: Cli) -> ExitCode {
+    if let Some(file) = cli.replay {
+        return crate::replay::main(file, cli.replay_speed);
+    }
     let loaded = match load_config(&cli) {
         Ok(loaded) => loaded,
         Err(message) => {

@@ -239,3 +239,87 @@ strategy = "logical"
     assert_eq!(tmux.exit_status().await, "0", "q exits 0");
     assert!(drain.join().unwrap() > 0);
 }
+
+#[tokio::test]
+async fn a_replay_of_a_recorded_headless_run_shows_the_recorded_counters() {
+    let db = TestDb::new("tui_replay").await;
+    let client = db.client().await;
+    client
+        .batch_execute("CREATE TABLE orders (id bigserial PRIMARY KEY, item text NOT NULL)")
+        .await
+        .unwrap();
+    let mut headless = support::Headless::start(&format!(
+        r#"
+[[database]]
+name = "shop"
+kind = "postgres"
+url = "{url}"
+
+[[listener]]
+identifier = "app"
+database = "shop"
+table = "public.orders"
+strategy = "logical"
+"#,
+        url = db.url
+    ))
+    .await;
+    let identity = "app/public.orders";
+    headless.wait_for_state(identity, "running").await;
+    client
+        .batch_execute(
+            "INSERT INTO orders (item) SELECT 'item ' || n FROM generate_series(1, 123) n;
+             UPDATE orders SET item = 'changed' WHERE id <= 7;",
+        )
+        .await
+        .unwrap();
+    headless.wait_for_changes(identity, 130).await;
+    assert_eq!(headless.signal_and_wait("TERM").await, Some(0));
+    headless.wait_for_state(identity, "stopped").await;
+    // The recording: the run's stdout, line by line.
+    let dir = tempfile::tempdir().unwrap();
+    let recorded: String = headless
+        .seen
+        .iter()
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let batches = headless
+        .seen
+        .iter()
+        .filter(|line| line["type"] == "flush")
+        .count();
+    assert!(batches > 0);
+    std::fs::write(dir.path().join("recorded.jsonl"), recorded).unwrap();
+
+    let tmux = Tmux::start_tui_with_args(
+        "tui-replay",
+        dir.path(),
+        "",
+        "--replay recorded.jsonl",
+        140,
+        40,
+    );
+    let screen = tmux
+        .wait_for("the recorded counters, the replay done", |screen| {
+            screen.contains("replay recorded.jsonl · 100%")
+                && screen.contains("· done")
+                && listener_row(screen, identity).is_some_and(|row| {
+                    let words: Vec<&str> = row.split_whitespace().collect();
+                    row.contains("stopped") && words.windows(2).any(|pair| pair == ["123", "7"])
+                })
+        })
+        .await;
+    println!("the replay:\n{screen}");
+    assert!(
+        screen.contains(&format!("Flush {batches} batches · 130 changes")),
+        "the recorded flush timings: {screen}"
+    );
+    tmux.keys("t");
+    tmux.wait_for("the inserts as one transaction", |screen| {
+        // One simple query: one transaction.
+        screen.contains(" · 130 changes · orders +123 ~7")
+    })
+    .await;
+    tmux.keys("q");
+    assert_eq!(tmux.exit_status().await, "0", "q exits 0");
+}

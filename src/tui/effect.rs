@@ -19,4 +19,6 @@ pub enum Effect {
     OpenDetail(u64),
     /// Show the transaction whose first change is entry `anchor`, with its changes.
     OpenTransaction(u64),
+    /// Pause or resume the replay.
+    PauseReplay,
 }

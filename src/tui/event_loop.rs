@@ -169,6 +169,20 @@ impl UiLoop {
                 Some(change) => self.state.show_detail(number, change),
                 None => self.state.notify("that event has left the log", true, now),
             },
+            Effect::PauseReplay => match &self.info.replay {
+                Some(replay) => {
+                    let text = if replay.toggle_pause() {
+                        "replay paused: space resumes"
+                    } else {
+                        "replay resumed"
+                    };
+                    self.state.notify(text, false, now);
+                }
+                None => {
+                    self.state
+                        .notify("space pauses a replay (cdc-tui --replay FILE)", true, now)
+                }
+            },
             Effect::OpenTransaction(anchor) => match self.feed.transaction(anchor) {
                 Some((summary, changes)) => {
                     self.state

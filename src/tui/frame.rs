@@ -13,6 +13,7 @@ use chrono::FixedOffset;
 use crate::change::Change;
 use crate::pipeline::{FlushTimings, LogRing, TimingsSnapshot};
 use crate::registry::ListenerSnapshot;
+use crate::replay::ReplayProgress;
 use crate::runtime::Runtime;
 use crate::tui::add_dialog::DatabaseChoice;
 use crate::tui::log_index::{AllEntries, LogFilter, LogIndex, SCAN_BUDGET};
@@ -31,6 +32,8 @@ pub struct Info {
     pub theme: Theme,
     /// Times show in the local zone as of the start.
     pub zone: FixedOffset,
+    /// A replay's progress (`--replay`), shown in the header.
+    pub replay: Option<Arc<ReplayProgress>>,
 }
 
 /// Everything a frame draws besides the UI state. Rendering is a pure function of the two.

@@ -168,6 +168,7 @@ pub enum Action {
     ToggleGrouping,
     Expand,
     Collapse,
+    PauseReplay,
 }
 
 pub struct Binding {
@@ -221,6 +222,7 @@ pub static BINDINGS: &[Binding] = &[
     bind(C::Main,       &[K::Enter],                A::OpenDetail,   Some("detail"),   "show the selected event: before and after, changes highlighted"),
     bind(C::Main,       &[K::Char('/')],            A::StartFilter,  Some("filter"),   "filter the log: every word must match the table, op, key or row; op:update or table:orders match one field"),
     bind(C::Main,       &[K::Char('t')],            A::ToggleGrouping, Some("group tx"), "group the log by transaction, or not; Enter on a transaction shows all its changes"),
+    bind(C::Main,       &[K::Char(' ')],            A::PauseReplay,  None,             "replay (--replay FILE): pause or resume reading the file"),
     bind(C::Main,       &[K::Char('f')],            A::ToggleFollow, Some("follow"),   "follow the newest event, or stop following"),
     bind(C::Main,       &[K::Tab, K::BackTab],      A::SwitchFocus,  Some("focus"),    "move the focus between the listeners and the log"),
     bind(C::Main,       &[K::PageUp],               A::PageUp,       Some("scroll"),   "scroll the log up a page"),

@@ -36,6 +36,7 @@ use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 
 use crate::pipeline::{FlushTimings, LogRing, TimingsSnapshot};
+use crate::replay::ReplayProgress;
 use crate::runtime::Runtime;
 use crate::tui::add_dialog::DatabaseChoice;
 use crate::tui::event_loop::event_loop;
@@ -60,6 +61,15 @@ pub(crate) const FRAME: Duration = Duration::from_millis(33);
 
 /// Runs the UI until `q`, Ctrl-C, SIGINT or SIGTERM. The terminal is restored however it ends.
 pub async fn run(ui: UiContext) -> anyhow::Result<()> {
+    run_with(ui, None).await
+}
+
+/// `run` for a replay (`--replay`): the header shows its progress and space pauses it.
+pub async fn replay(ui: UiContext, progress: Arc<ReplayProgress>) -> anyhow::Result<()> {
+    run_with(ui, Some(progress)).await
+}
+
+async fn run_with(ui: UiContext, replay: Option<Arc<ReplayProgress>>) -> anyhow::Result<()> {
     let info = Info {
         databases: database_choices(&ui.runtime),
         // Absolute, so the help screen says where they are whatever the working directory.
@@ -72,6 +82,7 @@ pub async fn run(ui: UiContext) -> anyhow::Result<()> {
         log_capacity: ui.log.capacity(),
         theme: Theme::from_env(),
         zone: Local::now().offset().fix(),
+        replay,
     };
     let feed = Feed::new(ui.runtime, ui.timings, ui.log);
     let _guard = TerminalGuard::enter().context("cannot set the terminal up")?;
@@ -110,6 +121,7 @@ impl FrameRenderer {
                 log_capacity: ui.log.capacity(),
                 theme: Theme::COLOR,
                 zone: chrono::Utc.fix(),
+                replay: None,
             },
             feed: Feed::new(ui.runtime, ui.timings, ui.log),
             state: UiState::default(),

@@ -395,6 +395,7 @@ impl UiState {
                 let at = self.log.selected_position(view.log)?;
                 return Some(self.open_at(view.log.number_at(at)));
             }
+            Action::PauseReplay => return Some(Effect::PauseReplay),
             Action::ToggleGrouping => {
                 self.grouped = !self.grouped;
                 // The cursor stays on its change (or a transaction's first change).

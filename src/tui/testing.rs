@@ -127,6 +127,7 @@ impl Shop {
             log_capacity,
             theme: Theme::COLOR,
             zone: FixedOffset::east_opt(0).unwrap(),
+            replay: None,
         };
         Shop {
             registry,
