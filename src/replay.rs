@@ -497,14 +497,19 @@ const STATES: [ListenerState; 6] = [
 mod tests {
     use super::*;
 
-    fn replay(
-        text: &str,
-    ) -> (
+    type Replayed = (
         Arc<Registry>,
         Arc<LogRing>,
         Arc<FlushTimings>,
         Arc<ReplayProgress>,
-    ) {
+    );
+
+    fn replay(text: &str) -> Replayed {
+        replay_at(text, None)
+    }
+
+    /// Replays `text` (at `speed`) on this thread, to its end.
+    fn replay_at(text: &str, speed: Option<f64>) -> Replayed {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("recorded.jsonl");
         std::fs::write(&path, text).unwrap();
@@ -517,7 +522,7 @@ mod tests {
             log: log.clone(),
             timings: timings.clone(),
             progress: progress.clone(),
-            speed: None,
+            speed,
             database: "recorded.jsonl".into(),
             listeners: HashMap::new(),
             batch: Vec::new(),
@@ -576,5 +581,23 @@ mod tests {
         );
         let (_, _, _, progress) = replay("{\"no\":\"type\"}\n");
         assert!(progress.error().unwrap().contains("line 1:"));
+    }
+
+    #[test]
+    fn a_speed_replays_the_recorded_gaps_scaled() {
+        let change = |millis: u32| {
+            format!(
+                "{{\"type\":\"change\",\"listener\":\"a/t\",\"table\":\"t\",\"op\":\"insert\",\"captured_at\":\"2026-11-25T10:00:00.{millis:03}Z\"}}\n"
+            )
+        };
+        let text = change(0) + &change(600);
+        let started = Instant::now();
+        let (registry, ..) = replay_at(&text, Some(2.0));
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "600 ms recorded at speed 2: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(registry.snapshot()[0].counts.total(), 2);
     }
 }
