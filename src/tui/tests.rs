@@ -229,18 +229,39 @@ fn add_dialog_refused() {
 fn any_screen_size_draws_without_panicking() {
     let mut shop = Shop::new(100);
     shop.push_changes(30);
-    let modes: [&[Action]; 5] = [
+    shop.push_transactions();
+    let modes: [&[Action]; 8] = [
         &[],
         &[Action::Help],
         &[Action::OpenDetail],
         &[Action::AddListener],
         &[Action::StartFilter],
+        &[Action::Expand, Action::ToggleGrouping, Action::SwitchFocus],
+        &[
+            Action::ToggleGrouping,
+            Action::SwitchFocus,
+            Action::Up,
+            Action::Expand,
+        ],
+        &[Action::ToggleGrouping, Action::Up, Action::OpenDetail],
     ];
     for actions in modes {
         let mut state = UiState::default();
+        shop.draw(&mut state, 100, 30);
         for effect in press(&shop, &mut state, actions) {
-            if let Effect::OpenDetail(number) = effect {
-                state.show_detail(number, shop.feed.entry(number).unwrap());
+            match effect {
+                Effect::OpenDetail(number) => {
+                    state.show_detail(number, shop.feed.entry(number).unwrap());
+                }
+                Effect::OpenTransaction(anchor) => {
+                    let (summary, changes) = shop.feed.transaction(anchor).unwrap();
+                    state.show_transaction(crate::tui::transactions::TxView::new(
+                        &summary,
+                        &changes,
+                        shop.info.zone,
+                    ));
+                }
+                _ => {}
             }
         }
         for (width, height) in [(1, 1), (12, 3), (30, 8), (50, 12), (79, 23), (250, 70)] {
