@@ -61,13 +61,14 @@ impl Key {
         matches!(
             self,
             Key::Char(_) | Key::Up | Key::Down | Key::Left | Key::Right
-        )
+        ) && self != Key::Char(' ')
     }
 }
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Key::Char(' ') => f.write_str("Space"),
             Key::Char(c) => write!(f, "{c}"),
             Key::Ctrl(c) => write!(f, "Ctrl-{}", c.to_ascii_uppercase()),
             Key::Up => f.write_str("↑"),
@@ -221,7 +222,7 @@ pub static BINDINGS: &[Binding] = &[
     bind(C::Main,       &[K::Char('s')],            A::Stop,         Some("stop"),     "stop the selected listener"),
     bind(C::Main,       &[K::Enter],                A::OpenDetail,   Some("detail"),   "show the selected event: before and after, changes highlighted"),
     bind(C::Main,       &[K::Char('/')],            A::StartFilter,  Some("filter"),   "filter the log: every word must match the table, op, key or row; op:update or table:orders match one field"),
-    bind(C::Main,       &[K::Char('t')],            A::ToggleGrouping, Some("group tx"), "group the log by transaction, or not; Enter on a transaction shows all its changes"),
+    bind(C::Main,       &[K::Char('t')],            A::ToggleGrouping, Some("group tx"), "group the log by transaction, or not (Enter on one shows it whole)"),
     bind(C::Main,       &[K::Char(' ')],            A::PauseReplay,  None,             "replay (--replay FILE): pause or resume reading the file"),
     bind(C::Main,       &[K::Char('f')],            A::ToggleFollow, Some("follow"),   "follow the newest event, or stop following"),
     bind(C::Main,       &[K::Tab, K::BackTab],      A::SwitchFocus,  Some("focus"),    "move the focus between the listeners and the log"),
