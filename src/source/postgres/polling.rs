@@ -248,18 +248,7 @@ async fn run_one(
         }
         previous = Some(poll.state);
         for (op, key, after, position) in changes {
-            let change = ChangeEvent {
-                table: table_label.clone(),
-                op,
-                key: Some(key),
-                old_key: None,
-                before: None,
-                after,
-                extensions: Default::default(),
-                position: position.into(),
-                commit_time: None,
-                tx: None,
-            };
+            let change = polled_change(table_label.clone(), op, key, after, position);
             if let Err(error) = ctx.emit(change).await {
                 return finish(ctx, &mut pending, error).await;
             }
@@ -666,4 +655,27 @@ fn build_shape(
         cursor_type,
         rows_order,
     })
+}
+
+/// A change found by comparing two polls: polling sees no transactions, no commit time and no
+/// before image (it knows only the state at each poll).
+fn polled_change(
+    table: Arc<str>,
+    op: Op,
+    key: Row,
+    after: Option<Row>,
+    position: String,
+) -> ChangeEvent {
+    ChangeEvent {
+        table,
+        op,
+        key: Some(key),
+        old_key: None,
+        before: None,
+        after,
+        extensions: Default::default(),
+        position: position.into(),
+        commit_time: None,
+        tx: None,
+    }
 }

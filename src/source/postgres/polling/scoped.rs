@@ -41,7 +41,7 @@ use super::{
     CatalogColumn, FoundChange, PollError, PollingOptions, RowState, TableShape, Unfit,
     build_shape, poll_table, rows_as_updates,
 };
-use crate::change::{ChangeEvent, NoteKind};
+use crate::change::NoteKind;
 use crate::registry::Control;
 use crate::source::postgres::scope::Scope;
 use crate::source::postgres::{TableName, classify, connect, quote_ident};
@@ -140,17 +140,7 @@ pub(super) async fn run(
             }
         }
         for (label, (op, key, after, position)) in poll.changes {
-            let change = ChangeEvent {
-                table: label,
-                op,
-                key: Some(key),
-                old_key: None,
-                before: None,
-                after,
-                extensions: Default::default(),
-                position: position.into(),
-                commit_time: None,
-            };
+            let change = super::polled_change(label, op, key, after, position);
             if let Err(error) = ctx.emit(change).await {
                 return saving.finish(ctx, &watch, error).await;
             }
