@@ -276,9 +276,7 @@ async fn a_table_made_while_running_joins_with_its_rows_as_baseline_and_a_droppe
     assert_eq!(note("public.gone", "left"), "dropped or renamed");
     assert_eq!(lines.len(), 3, "{lines:?}");
     // The join is announced before the table's first change.
-    let at = |predicate: &dyn Fn(&Value) -> bool| {
-        cdc.seen.iter().position(|line| predicate(line)).unwrap()
-    };
+    let at = |predicate: &dyn Fn(&Value) -> bool| cdc.seen.iter().position(predicate).unwrap();
     let joined = at(&|line| line["type"] == "schema" && line["table"] == "public.late");
     let first_change = at(&|line| line["type"] == "change" && line["table"] == "public.late");
     assert!(joined < first_change);
