@@ -7,19 +7,12 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use cdc_tui::config::ListenerConfig;
-use cdc_tui::pipeline::{Batch, Handler, HandlerConfig, Sink, SinkError};
-use cdc_tui::positions::PositionStore;
-use cdc_tui::registry::{ListenerState, Registry};
-use cdc_tui::secret::DatabaseUrl;
-use cdc_tui::source::{SourceContext, run_listener};
+use cdc_tui::registry::ListenerState;
 use serde_json::Value;
-use support::{
-    DEADLINE, Headless, TestDb, assert_failed_at_once, eventually, reason_of, wait_until,
-};
+use support::in_process::InProcess;
+use support::{Headless, TestDb, assert_failed_at_once, eventually, reason_of, wait_until};
 
 /// A cdc.toml with one polling listener `scope` over `table` (TOML: a string or a list).
 fn config(db: &TestDb, table: &str, extra: &str) -> String {
@@ -409,21 +402,6 @@ async fn a_scope_past_max_tracked_rows_fails_naming_the_table() {
     assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
 }
 
-/// Takes the change lines of every batch, for an in-process listener.
-struct Lines(Arc<Mutex<Vec<Value>>>);
-
-impl Sink for Lines {
-    fn write_batch(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        let mut lines = self.0.lock().expect("lines");
-        for change in &batch.changes {
-            let mut line = Vec::new();
-            change.write_json_line(&mut line);
-            lines.push(serde_json::from_slice(&line).expect("a JSON line"));
-        }
-        Ok(())
-    }
-}
-
 /// In-process, to read the listeners' details (headless prints none): the skipped tables are
 /// named with their reason; a pattern that matches nothing is running with no table, and takes
 /// a matching table made later.
@@ -441,20 +419,7 @@ async fn the_detail_names_skipped_tables_and_a_pattern_that_matches_nothing() {
         .await
         .unwrap();
 
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let (handler, changes) = Handler::new(
-        HandlerConfig {
-            chunk_size: 100,
-            timeout: Duration::from_millis(20),
-            log_capacity: 100,
-        },
-        vec![Box::new(Lines(Arc::clone(&lines)))],
-    );
-    let handler = tokio::spawn(handler.run());
-    let registry = Registry::new();
-    let state_dir = tempfile::tempdir().expect("state dir");
-    let polling = cdc_tui::source::strategy("postgres", "polling").expect("registered");
-    let mut listeners = Vec::new();
+    let mut run = InProcess::new();
     let mut handles = Vec::new();
     for (identifier, table) in [("all", "public.*"), ("typo", "public.ordrs*")] {
         let mut config = ListenerConfig::new(identifier, "db", table, "polling")
@@ -462,17 +427,8 @@ async fn the_detail_names_skipped_tables_and_a_pattern_that_matches_nothing() {
         config
             .options
             .insert("interval_ms".into(), toml::Value::Integer(100));
-        let handle = registry.add(config).expect("add");
-        let ctx = SourceContext::new(
-            handle.clone(),
-            DatabaseUrl::new(db.url.clone()),
-            PositionStore::new(state_dir.path()),
-            changes.clone(),
-        );
-        listeners.push(tokio::spawn(run_listener(ctx, polling)));
-        handles.push(handle);
+        handles.push(run.start(config, "postgres", &db.url));
     }
-    drop(changes);
     let (all, typo) = (&handles[0], &handles[1]);
     let detail =
         |handle: &cdc_tui::registry::ListenerHandle| handle.snapshot().detail.unwrap_or_default();
@@ -505,12 +461,15 @@ async fn the_detail_names_skipped_tables_and_a_pattern_that_matches_nothing() {
         .batch_execute(&polled_table("ordrs_new"))
         .await
         .unwrap();
-    eventually("the new table in the typo's detail", async || {
-        let t = detail(typo);
-        if t == "1 table of public.ordrs* polled by \"updated_at\": public.ordrs_new" {
+    // Both must poll it before the insert: a table's rows when it joins are its baseline.
+    eventually("the new table in both details", async || {
+        let (a, t) = (detail(all), detail(typo));
+        if t == "1 table of public.ordrs* polled by \"updated_at\": public.ordrs_new"
+            && a.contains("public.ordrs_new")
+        {
             Ok(())
         } else {
-            Err(t)
+            Err(format!("{a:?} / {t:?}"))
         }
     })
     .await;
@@ -519,9 +478,7 @@ async fn the_detail_names_skipped_tables_and_a_pattern_that_matches_nothing() {
         .await
         .unwrap();
     let tables = eventually("the insert, by both listeners", async || {
-        let lines = lines.lock().expect("lines");
-        let mut found: Vec<(String, String)> = lines
-            .iter()
+        let mut found: Vec<(String, String)> = (run.lines().iter())
             .map(|line| {
                 (
                     line["listener"].as_str().unwrap_or_default().to_string(),
@@ -548,20 +505,5 @@ async fn the_detail_names_skipped_tables_and_a_pattern_that_matches_nothing() {
         ]
     );
 
-    for handle in &handles {
-        registry.stop(handle.identity()).expect("stop");
-    }
-    for listener in listeners {
-        tokio::time::timeout(DEADLINE, listener)
-            .await
-            .expect("the listener stops")
-            .expect("listener task");
-    }
-    drop(registry);
-    drop(handles);
-    tokio::time::timeout(DEADLINE, handler)
-        .await
-        .expect("the handler ends")
-        .expect("handler task")
-        .expect("flushes");
+    run.finish().await;
 }
