@@ -66,7 +66,8 @@ pub fn render(frame: &mut Frame, view: &DetailView, data: &FrameData) {
     let change = &view.change;
     let area = area(frame.area(), view);
     let block = panel(theme, true).title(Line::from(vec![
-        Span::styled(format!(" Event #{} ", view.number), theme.title()),
+        // Counted from 1, as people count.
+        Span::styled(format!(" Event #{} ", view.number + 1), theme.title()),
         Span::styled(change.op.as_str(), theme.op(change.op)),
         Span::raw(format!(" {} ", change.table)),
     ]));
