@@ -699,6 +699,30 @@ mod tests {
     }
 
     #[test]
+    fn a_click_selects_a_listener_or_an_event_and_takes_the_focus() {
+        let listeners = crate::tui::testing::listener_snapshots(3);
+        let log = AllEntries { first: 50, len: 30 };
+        let mut state = UiState::default();
+        state.click(Click::Log(12), &view(&listeners, &log));
+        assert_eq!(state.focus, Focus::Log);
+        assert!(!state.log.follow);
+        assert_eq!(state.log.selected_position(&log), Some(12));
+        state.click(Click::Listener(2), &view(&listeners, &log));
+        assert_eq!(
+            (state.focus, state.selected_listener),
+            (Focus::Listeners, 2)
+        );
+        // Below the last row, nothing changes.
+        state.click(Click::Listener(7), &view(&listeners, &log));
+        state.click(Click::Log(30), &view(&listeners, &log));
+        assert_eq!(
+            (state.focus, state.selected_listener),
+            (Focus::Listeners, 2)
+        );
+        assert_eq!(state.log.selected_position(&log), Some(12));
+    }
+
+    #[test]
     fn the_listeners_table_scrolls_only_to_show_the_selection() {
         let mut state = UiState {
             selected_listener: 12,

@@ -7,14 +7,14 @@ use ratatui::Frame;
 use ratatui::layout::{Margin, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Clear, Paragraph};
+use ratatui::widgets::Paragraph;
 
 use crate::registry::ListenerSnapshot;
 use crate::tui::format;
 use crate::tui::frame::FrameData;
 use crate::tui::lag::{self, duration};
 use crate::tui::render::listeners::level_style;
-use crate::tui::render::{centered, panel, scrollbar};
+use crate::tui::render::{centered, clear_around, panel, scrollbar};
 
 /// "10:00:01.004", the history's times.
 const LABEL_WIDTH: usize = 12;
@@ -55,7 +55,7 @@ pub fn render(frame: &mut Frame, identity: &str, scroll: usize, data: &FrameData
     let inner = block.inner(area);
     let lines = lines(listener, data, inner.width as usize);
     let extent = (lines.len(), inner.height as usize, scroll);
-    frame.render_widget(Clear, area);
+    clear_around(frame, area);
     frame.render_widget(
         Paragraph::new(lines)
             .block(block)

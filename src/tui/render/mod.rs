@@ -171,6 +171,13 @@ fn scrollbar(
 /// Marks the selected row of tables and lists, so it shows without colour too.
 const SELECTED_MARK: &str = "▶ ";
 
+/// Clears a wide popup's area and a column either side, so nothing of the panels below shows
+/// between their borders and the popup's.
+fn clear_around(frame: &mut Frame, area: Rect) {
+    let around = area.outer(Margin::new(1, 0)).intersection(frame.area());
+    frame.render_widget(ratatui::widgets::Clear, around);
+}
+
 /// A centered popup area of at most `width` x `height`.
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let width = width.min(area.width);
