@@ -172,6 +172,25 @@ impl LogIndex for LogFilter {
     }
 }
 
+/// What the log marks in the rows the filter shows: its plain words, and `column=value` as
+/// the row prints it (`id=4`, `status="paid"`). Longest first, so the longest match wins.
+pub fn highlights(text: &str) -> Vec<String> {
+    let mut marks: Vec<String> = parse_terms(text)
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|term| match term.field {
+            Field::Any if !term.needle.is_empty() => vec![term.needle],
+            Field::Column(column) => vec![
+                format!("{column}={}", term.needle),
+                format!("{column}=\"{}\"", term.needle),
+            ],
+            _ => Vec::new(),
+        })
+        .collect();
+    marks.sort_by_key(|mark| std::cmp::Reverse(mark.len()));
+    marks
+}
+
 /// Words, each `prefix:needle`, `column=value` or plain; an unknown prefix is an error.
 fn parse_terms(text: &str) -> Result<Vec<Term>, String> {
     text.split_whitespace()
@@ -354,6 +373,10 @@ mod tests {
             check(&mut filter, "10:00"),
             [false, false],
             "a time is a plain word"
+        );
+        assert_eq!(
+            highlights("Paid id=4 op:update"),
+            ["id=\"4\"", "paid", "id=4"]
         );
         filter.set_text("colour:red orders");
         assert_eq!(

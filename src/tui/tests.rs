@@ -432,6 +432,29 @@ fn the_filter_finds_a_row_by_column_and_n_moves_between_matches() {
     press(&shop, &mut state, &[Action::NextMatch]);
     let at = state.log.selected_position(shop.feed.index()).unwrap();
     assert_eq!(shop.feed.index().number_at(at), 15);
+
+    // What the filter matched is marked in the rows.
+    state.filter = "paid".into();
+    let terminal = shop.draw(&mut state, 100, 30);
+    let buffer = terminal.backend().buffer();
+    let marked: Vec<String> = (0..buffer.area.height)
+        .map(|y| {
+            (0..buffer.area.width)
+                .map(|x| &buffer[(x, y)])
+                .filter(|cell| cell.fg == Color::Yellow && cell.symbol() != " ")
+                .map(|cell| cell.symbol().to_string())
+                .collect()
+        })
+        .filter(|text: &String| text.contains("paid"))
+        .collect();
+    assert!(!marked.is_empty(), "paid is marked");
+    // Yellow besides: the update op's own colour.
+    assert!(
+        marked
+            .iter()
+            .all(|text| text.trim_start_matches("update") == "paid"),
+        "{marked:?}"
+    );
 }
 
 #[test]

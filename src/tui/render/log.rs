@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Rect};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, HighlightSpacing, Paragraph, Row, Table, TableState};
 use serde_json::Value;
@@ -14,6 +15,7 @@ use crate::change::{Change, Op};
 use crate::tui::detail::changed_fields;
 use crate::tui::format;
 use crate::tui::frame::FrameData;
+use crate::tui::log_index::highlights;
 use crate::tui::render::{SELECTED_MARK, panel, scrollbar};
 use crate::tui::state::{Focus, UiState};
 
@@ -114,6 +116,8 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
         + 4;
     let preview_width = area.width.saturating_sub(used + 2) as usize;
 
+    let marks = highlights(&state.filter);
+    let mark = |text: String, base: Style| highlighted(text, &marks, base, theme.changed());
     let rows = log.rows.iter().zip(&keys).map(|((_, change), key)| {
         let listener = listener_width.map(|width| {
             Cell::from(Span::styled(
@@ -127,14 +131,18 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
                 theme.dim(),
             )),
             Cell::from(Span::styled(change.op.as_str(), theme.op(change.op))),
-            Cell::from(format::ellipsize(&change.table, table_width as usize).into_owned()),
-            Cell::from(Span::styled(
+            Cell::from(mark(
+                format::ellipsize(&change.table, table_width as usize).into_owned(),
+                Style::new(),
+            )),
+            Cell::from(mark(
                 format::ellipsize(key, key_width as usize).into_owned(),
                 theme.key(),
             )),
-            Cell::from(
+            Cell::from(mark(
                 format::ellipsize(&preview(change, preview_width), preview_width).into_owned(),
-            ),
+                Style::new(),
+            )),
         ]))
     });
     let widths = listener_width.map(Constraint::Length).into_iter().chain([
@@ -163,6 +171,36 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
         theme,
         (log.in_view, log.window.rows, log.window.top),
     );
+}
+
+/// `text` in `base` style, the parts equal (ignoring ASCII case) to one of `marks` in `mark`.
+fn highlighted(text: String, marks: &[String], base: Style, mark: Style) -> Line<'static> {
+    if marks.is_empty() {
+        return Line::from(Span::styled(text, base));
+    }
+    let mut spans = Vec::new();
+    let (mut plain_from, mut at) = (0, 0);
+    while at < text.len() {
+        let found = marks.iter().find(|needle| {
+            text.get(at..at + needle.len())
+                .is_some_and(|part| part.eq_ignore_ascii_case(needle))
+        });
+        match found {
+            Some(needle) => {
+                if plain_from < at {
+                    spans.push(Span::styled(text[plain_from..at].to_string(), base));
+                }
+                spans.push(Span::styled(text[at..at + needle.len()].to_string(), mark));
+                at += needle.len();
+                plain_from = at;
+            }
+            None => at += text[at..].chars().next().map_or(1, char::len_utf8),
+        }
+    }
+    if plain_from < text.len() {
+        spans.push(Span::styled(text[plain_from..].to_string(), base));
+    }
+    Line::from(spans)
 }
 
 /// The listener's identifier: its identity up to the `/` (`orders` of `orders/public.orders`).
