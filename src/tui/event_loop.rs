@@ -232,10 +232,10 @@ impl UiLoop {
                 None => self.state.notify("that event has left the log", true, now),
             },
             Effect::Restart(identity) => {
-                let outcome = runtime.restart(&identity).map(|handle| {
-                    self.state.popup = None;
-                    format!("restarting {}", handle.identity())
-                });
+                // An open listener detail stays: it shows the restart's states as they come.
+                let outcome = runtime
+                    .restart(&identity)
+                    .map(|handle| format!("restarting {}", handle.identity()));
                 self.note(outcome, now);
             }
             Effect::Remove(identity) => {

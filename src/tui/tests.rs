@@ -193,6 +193,25 @@ fn add_dialog_choosing_a_table() {
 }
 
 #[test]
+fn the_add_dialog_shows_its_keys_over_an_older_note() {
+    let mut shop = Shop::new(100);
+    let mut state = UiState::default();
+    state.notify(
+        "stopping audit/public.audit",
+        false,
+        std::time::Instant::now(),
+    );
+    press(&shop, &mut state, &[Action::AddListener]);
+    let screen = screen(&mut shop, &mut state, 100, 30);
+    let footer = screen.lines().last().unwrap();
+    assert!(
+        footer.contains("Enter next") && footer.contains("Esc cancel"),
+        "{footer}"
+    );
+    assert!(!footer.contains("stopping"), "{footer}");
+}
+
+#[test]
 fn add_dialog_refused() {
     let mut shop = Shop::new(100);
     let mut state = UiState::default();

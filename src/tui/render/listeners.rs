@@ -31,7 +31,7 @@ const INFO_MIN_WIDTH: u16 = 12;
 const LAG_WIDTH: u16 = 8;
 /// The selected listener's state line, when too long for the border, wraps onto at most this
 /// many rows inside the panel (`i` shows the rest).
-pub const STATUS_MAX_ROWS: usize = 4;
+const STATUS_MAX_ROWS: usize = 4;
 /// "trunc"
 const COUNT_MIN_WIDTH: u16 = 5;
 
