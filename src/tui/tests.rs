@@ -7,7 +7,7 @@ use crate::change::Op;
 use crate::registry::ListenerState;
 use crate::tui::effect::Effect;
 use crate::tui::keys::Action;
-use crate::tui::state::{Focus, Mode, UiState, View};
+use crate::tui::state::{Focus, Mode, Popup, UiState, View};
 use crate::tui::testing::{Shop, change_of};
 use crate::tui::theme::Theme;
 
@@ -372,6 +372,15 @@ fn stopping_a_listener_with_a_persistent_slot_asks_first() {
         press(&shop, &mut state, &[Action::Down, Action::Stop]),
         [Effect::Stop(shop.handle(1).identity_arc())]
     );
+    // In the middle of a transaction, it asks.
+    shop.handle(1).set_in_transaction(true);
+    shop.draw(&mut state, 100, 30);
+    assert_eq!(press(&shop, &mut state, &[Action::Stop]), []);
+    let Some(Popup::Confirm { question, .. }) = &state.popup else {
+        panic!("a question");
+    };
+    assert!(question.contains("middle of a transaction"), "{question}");
+    press(&shop, &mut state, &[Action::Close]);
     // Stopped and failed rows can be restarted and removed.
     let audit = shop.handle(4).identity_arc();
     state.selected_listener = 4;
