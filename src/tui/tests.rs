@@ -488,12 +488,12 @@ fn the_filter_finds_a_row_by_column_and_n_moves_between_matches() {
 #[test]
 fn the_lag_column_warns_past_its_thresholds() {
     let mut shop = Shop::new(100);
-    // customers: 2.5 s from commit to capture; carts: 40 MiB of WAL behind.
+    // customers: 2.5 s from commit to capture; items: 40 MiB of WAL behind.
     shop.handle(2).note_captured(
         &crate::tui::testing::at(9_000),
         &crate::tui::testing::at(11_500),
     );
-    shop.handle(3).set_server_lag(crate::registry::ServerLag {
+    shop.handle(1).set_server_lag(crate::registry::ServerLag {
         bytes: Some(40 << 20),
         wal_status: Some("extended".into()),
         safe_wal_size: Some(200 << 20),

@@ -172,6 +172,10 @@ impl Column {
                     Span::raw(format!(" {:>7}", format::rate(rate))),
                 ]))
             }
+            // A listener that ended is behind by nothing it could catch up on.
+            Column::Lag if listener.state.is_final() => {
+                Cell::from(Text::styled("-", theme.dim()).right_aligned())
+            }
             Column::Lag => {
                 let (text, level) = lag::compact(&listener.lag, data.now);
                 Cell::from(Text::styled(text, level_style(theme, level)).right_aligned())
