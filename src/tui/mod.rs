@@ -6,12 +6,14 @@
 //! runtime's data per frame), `render` (drawing, one module per region).
 
 mod add_dialog;
+mod clipboard;
 mod detail;
 mod effect;
 mod event_loop;
 mod format;
 mod frame;
 mod keys;
+mod lag;
 mod log_index;
 mod rates;
 mod render;
@@ -69,6 +71,7 @@ pub async fn run(ui: UiContext) -> anyhow::Result<()> {
             ui.config_path
         },
         log_capacity: ui.log.capacity(),
+        state_dir: absolute(ui.runtime.state_dir().to_path_buf()),
         theme: Theme::from_env(),
         zone: Local::now().offset().fix(),
     };
@@ -107,6 +110,7 @@ impl FrameRenderer {
                 log_file: ui.log_file,
                 config_path: ui.config_path,
                 log_capacity: ui.log.capacity(),
+                state_dir: ui.runtime.state_dir().to_path_buf(),
                 theme: Theme::COLOR,
                 zone: chrono::Utc.fix(),
             },
@@ -138,6 +142,9 @@ fn absolute(path: PathBuf) -> PathBuf {
 pub(crate) struct Drawn {
     pub log_rows: usize,
     pub popup_rows: usize,
+    /// Where the regions were, and the log position of the top row, for mouse clicks.
+    pub areas: Areas,
+    pub log_top: usize,
 }
 
 /// One frame: scrolls the listeners and places the log window, copies the log rows out of the
@@ -149,7 +156,8 @@ pub(crate) fn draw_frame(
     info: &Info,
     timings: &TimingsSnapshot,
 ) -> Drawn {
-    let areas = Areas::new(frame.area(), feed.listeners.len());
+    let status = render::status_rows(state, &feed.listeners, frame.area().width);
+    let areas = Areas::new(frame.area(), feed.listeners.len(), status);
     state.place_listeners(feed.listeners.len(), areas.listener_rows());
     let window = state.log.place(feed.index(), areas.log_rows());
     let log = feed.rows(window);
@@ -159,6 +167,8 @@ pub(crate) fn draw_frame(
         rates: &feed.rates,
         timings,
         log: &log,
+        now: feed.now,
+        filter_error: feed.filter_error(),
     };
     let mut popup_rows = 0;
     if let Some((content, visible)) = render::popup_scroll(frame.area(), state, &data) {
@@ -169,5 +179,7 @@ pub(crate) fn draw_frame(
     Drawn {
         log_rows: areas.log_rows(),
         popup_rows,
+        areas,
+        log_top: window.top,
     }
 }

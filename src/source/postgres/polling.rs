@@ -555,7 +555,8 @@ async fn describe(
         .map_err(|error| classify(&error, &ctx.url))?;
     if rows.is_empty() {
         return Err(SourceError::permanent(format!(
-            "table {table} does not exist (or this user cannot see it)"
+            "table {} does not exist (or this user cannot see it)",
+            table.display_name()
         )));
     }
     let columns: Vec<CatalogColumn> = rows
