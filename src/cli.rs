@@ -4,11 +4,25 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+/// Shown by --help, since an installed binary comes without the README.
+const MINIMAL_CONFIG: &str = "A minimal cdc.toml:
+  [[database]]
+  name = \"shop\"
+  kind = \"postgres\"
+  url = \"postgres://app@localhost/shop\"
+
+  [[listener]]
+  identifier = \"orders\"
+  database = \"shop\"
+  table = \"public.orders\"
+  strategy = \"logical\"";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "cdc-tui",
     version,
-    about = crate::source::about()
+    about = crate::source::about(),
+    after_help = MINIMAL_CONFIG
 )]
 pub struct Cli {
     /// Watch this database with no config file: every table (or collection) the URL's user

@@ -330,8 +330,10 @@ impl Replayer {
                 reason,
             } => self.listener(&listener).set_state(state, reason),
             Record::Flush(timing) => {
-                self.push_batch();
+                // As the handler: timings first, then the batch to the log, so a reader that
+                // sees the batch sees its timing.
                 self.timings.record(timing);
+                self.push_batch();
             }
             Record::Note {
                 listener,

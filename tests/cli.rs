@@ -52,7 +52,7 @@ fn check_config_accepts_a_good_config() {
     );
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("ok (1 databases, 0 listeners)"), "{stdout}");
+    assert!(stdout.contains("ok (1 database, 0 listeners)"), "{stdout}");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::FixedOffset;
+use chrono::{DateTime, FixedOffset, Utc};
 
 use crate::change::Change;
 use crate::pipeline::{FlushTimings, LogRing, TimingsSnapshot};
@@ -29,6 +29,8 @@ pub struct Info {
     pub log_file: Option<PathBuf>,
     pub config_path: PathBuf,
     pub log_capacity: usize,
+    /// Where positions are kept, and where `w` proposes to write.
+    pub state_dir: PathBuf,
     pub theme: Theme,
     /// Times show in the local zone as of the start.
     pub zone: FixedOffset,
@@ -43,6 +45,10 @@ pub struct FrameData<'a> {
     pub rates: &'a RateTracker,
     pub timings: &'a TimingsSnapshot,
     pub log: &'a LogRows,
+    /// The wall clock as of the last refresh (lag when idle, "ago").
+    pub now: DateTime<Utc>,
+    /// Why the filter text is not understood, if it is not.
+    pub filter_error: Option<&'a str>,
 }
 
 /// The log as one frame shows it.
@@ -109,6 +115,8 @@ pub struct Feed {
     ring: AllEntries,
     groups: TxGroups,
     grouping: Grouping,
+    /// The wall clock as of the last refresh.
+    pub now: DateTime<Utc>,
 }
 
 impl Feed {
@@ -124,6 +132,7 @@ impl Feed {
             ring: AllEntries::default(),
             groups: TxGroups::default(),
             grouping: Grouping::default(),
+            now: Utc::now(),
         }
     }
 
@@ -143,6 +152,7 @@ impl Feed {
     /// entries (checked against the filter), the rates once a second. True when the screen
     /// shows something new.
     pub fn refresh(&mut self, now: Instant, filter_text: &str) -> bool {
+        self.now = Utc::now();
         self.refresh_with(now, filter_text, false)
     }
 
@@ -183,7 +193,14 @@ impl Feed {
     pub fn index(&self) -> &dyn LogIndex {
         if self.grouping.on {
             &self.grouping.index
-        } else if self.filter.is_active() {
+        } else {
+            self.change_index()
+        }
+    }
+
+    /// The changes one scrolls through when not grouped: all in the ring, or the matches.
+    fn change_index(&self) -> &dyn LogIndex {
+        if self.filter.is_active() {
             &self.filter
         } else {
             &self.ring
@@ -286,6 +303,34 @@ impl Feed {
                 entries.get(at).cloned()
             })
             .value
+    }
+
+    /// The entries the filter shows (all, without a filter), oldest first, as the JSON lines
+    /// headless mode prints; and how many.
+    pub fn json_lines(&self) -> (Vec<u8>, usize) {
+        // Grouped or not, the changes the filter shows.
+        let index = self.change_index();
+        let numbers: Vec<u64> = (0..index.len()).map(|at| index.number_at(at)).collect();
+        self.log
+            .view_numbered(|first, entries| {
+                let mut out = Vec::new();
+                let mut written = 0;
+                for &number in &numbers {
+                    let at = number
+                        .checked_sub(first)
+                        .and_then(|at| usize::try_from(at).ok());
+                    if let Some(change) = at.and_then(|at| entries.get(at)) {
+                        change.write_json_line(&mut out);
+                        written += 1;
+                    }
+                }
+                (out, written)
+            })
+            .value
+    }
+
+    pub fn filter_error(&self) -> Option<&str> {
+        self.filter.error()
     }
 
     pub fn timings(&self) -> &TimingsSnapshot {

@@ -6,12 +6,14 @@
 //! runtime's data per frame), `render` (drawing, one module per region).
 
 mod add_dialog;
+mod clipboard;
 mod detail;
 mod effect;
 mod event_loop;
 mod format;
 mod frame;
 mod keys;
+mod lag;
 mod log_index;
 mod rates;
 mod render;
@@ -80,6 +82,7 @@ async fn run_with(ui: UiContext, replay: Option<Arc<ReplayProgress>>) -> anyhow:
             ui.config_path
         },
         log_capacity: ui.log.capacity(),
+        state_dir: absolute(ui.runtime.state_dir().to_path_buf()),
         theme: Theme::from_env(),
         zone: Local::now().offset().fix(),
         replay,
@@ -119,6 +122,7 @@ impl FrameRenderer {
                 log_file: ui.log_file,
                 config_path: ui.config_path,
                 log_capacity: ui.log.capacity(),
+                state_dir: ui.runtime.state_dir().to_path_buf(),
                 theme: Theme::COLOR,
                 zone: chrono::Utc.fix(),
                 replay: None,
@@ -151,6 +155,9 @@ fn absolute(path: PathBuf) -> PathBuf {
 pub(crate) struct Drawn {
     pub log_rows: usize,
     pub popup_rows: usize,
+    /// Where the regions were, and the log position of the top row, for mouse clicks.
+    pub areas: Areas,
+    pub log_top: usize,
 }
 
 /// One frame: scrolls the listeners and places the log window, copies the log rows out of the
@@ -162,9 +169,11 @@ pub(crate) fn draw_frame(
     info: &Info,
     timings: &TimingsSnapshot,
 ) -> Drawn {
+    let status = render::status_rows(state, &feed.listeners, frame.area().width);
     let areas = Areas::new(
         frame.area(),
         render::listeners::row_count(&feed.listeners, state),
+        status,
     );
     state.place_listeners(feed.listeners.len(), areas.listener_rows());
     let window = state.log.place(feed.index(), areas.log_rows());
@@ -175,6 +184,8 @@ pub(crate) fn draw_frame(
         rates: &feed.rates,
         timings,
         log: &log,
+        now: feed.now,
+        filter_error: feed.filter_error(),
     };
     let mut popup_rows = 0;
     if let Some((content, visible)) = render::popup_scroll(frame.area(), state, &data) {
@@ -185,5 +196,7 @@ pub(crate) fn draw_frame(
     Drawn {
         log_rows: areas.log_rows(),
         popup_rows,
+        areas,
+        log_top: window.top,
     }
 }

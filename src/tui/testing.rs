@@ -14,7 +14,7 @@ use crate::config::ListenerConfig;
 use crate::pipeline::timings::{BatchTiming, Percentiles};
 use crate::pipeline::{LogRing, TimingsSnapshot};
 use crate::positions::PositionStore;
-use crate::registry::{ListenerHandle, ListenerSnapshot, ListenerState, Registry};
+use crate::registry::{ListenerHandle, ListenerSnapshot, ListenerState, Registry, ServerLag};
 use crate::runtime::Runtime;
 use crate::tui::add_dialog::DatabaseChoice;
 use crate::tui::frame::{Feed, Info};
@@ -125,6 +125,7 @@ impl Shop {
             log_file: Some("/home/ada/shop/.cdc-tui/cdc-tui.log".into()),
             config_path: "/home/ada/shop/cdc.toml".into(),
             log_capacity,
+            state_dir: "/home/ada/shop/.cdc-tui".into(),
             theme: Theme::COLOR,
             zone: FixedOffset::east_opt(0).unwrap(),
             replay: None,
@@ -148,7 +149,14 @@ impl Shop {
             if strategy == "change_stream" {
                 config.database = "catalog".into();
             }
-            shop.registry.add(config).unwrap()
+            if identifier == "orders" {
+                config = config
+                    .with_option("slot", "cdc_tui_orders")
+                    .with_option("publication", "cdc_tui_orders");
+            }
+            let handle = shop.registry.add(config).unwrap();
+            handle.set_config_source("/home/ada/shop/cdc.toml");
+            handle
         };
         let orders = add("orders", "public.orders", "logical");
         let items = add("items", "public.items", "polling");
@@ -171,6 +179,13 @@ impl Shop {
             Some("change streams need a replica set".into()),
         );
         audit.set_state(ListenerState::Stopped, None);
+        orders.note_captured(&at(11_488), &at(11_500));
+        orders.set_server_lag(ServerLag {
+            bytes: Some(24_678),
+            wal_status: Some("reserved".into()),
+            safe_wal_size: None,
+        });
+        items.note_captured(&at(-170_000), &at(-169_990));
         shop.handles = vec![orders, items, customers, carts, audit];
         shop.timings = timings();
         shop.count_for(12);
@@ -364,11 +379,26 @@ impl Shop {
         // Between rate samples, so drawing does not take another.
         self.feed
             .refresh_view(self.start + Duration::from_millis(11_500), state);
+        fix_times(&mut self.feed);
         terminal
             .draw(|frame| {
                 draw_frame(frame, state, &self.feed, &self.info, &self.timings);
             })
             .unwrap();
+    }
+}
+
+/// The registry stamps state changes with the wall clock: fixed times instead, each state
+/// change a second and a half after the one before, the last ten seconds before "now".
+fn fix_times(feed: &mut Feed) {
+    feed.now = at(12_000);
+    for listener in &mut feed.listeners {
+        let count = listener.history.len() as i64;
+        let history = Arc::make_mut(&mut listener.history);
+        for (index, change) in history.iter_mut().enumerate() {
+            change.at = at(2_000 - (count - 1 - index as i64) * 1_500);
+        }
+        listener.since = history.back().map_or(at(2_000), |change| change.at);
     }
 }
 
