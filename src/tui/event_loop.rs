@@ -247,10 +247,12 @@ impl UiLoop {
                 }
             },
             Effect::OpenTransaction(anchor) => match self.feed.transaction(anchor) {
-                Some((summary, changes)) => {
-                    self.state
-                        .show_transaction(TxView::new(&summary, &changes, self.info.zone))
-                }
+                Some((summary, changes)) => self.state.show_transaction(TxView::new(
+                    anchor,
+                    &summary,
+                    &changes,
+                    self.info.zone,
+                )),
                 None => self
                     .state
                     .notify("that transaction has left the log", true, now),

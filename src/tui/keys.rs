@@ -244,7 +244,7 @@ pub static BINDINGS: &[Binding] = &[
     bind(C::Main,       &[K::Char('/')],            A::StartFilter,  Some("filter"),   "filter the log: every word must match; id=4 (a column equals), key:4 (the key equals), listener:NAME, op:update, table:orders, or a plain word anywhere"),
     bind(C::Main,       &[K::Char('n')],            A::NextMatch,    Some("match"),    "move to the next (newer) event the filter shows"),
     bind(C::Main,       &[K::Char('N')],            A::PreviousMatch, Some("match"),   "move to the previous (older) event the filter shows"),
-    bind(C::Main,       &[K::Char('y')],            A::Copy,         Some("copy"),     "copy the selected event as JSON to the clipboard (OSC 52)"),
+    bind(C::Main,       &[K::Char('y')],            A::Copy,         Some("copy"),     "copy the selected event (or transaction) as JSON to the clipboard (OSC 52)"),
     bind(C::Main,       &[K::Char('w')],            A::Export,       Some("write"),    "write the events the filter shows to a JSON-lines file (the path is asked)"),
     bind(C::Main,       &[K::Char('t')],            A::ToggleGrouping, Some("group tx"), "group the log by transaction, or not (Enter on one shows it whole)"),
     bind(C::Main,       &[K::Char(' ')],            A::PauseReplay,  None,             "replay (--replay FILE): pause or resume reading the file"),

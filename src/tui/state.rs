@@ -365,6 +365,7 @@ impl UiState {
             Some(Popup::Detail(_) | Popup::Transaction(_)) => match action {
                 Action::Copy => match &self.popup {
                     Some(Popup::Detail(detail)) => Some(Effect::Copy(detail.number)),
+                    Some(Popup::Transaction(view)) => Some(Effect::CopyTransaction(view.anchor)),
                     _ => None,
                 },
                 Action::Close => {

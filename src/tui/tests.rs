@@ -281,6 +281,7 @@ fn any_screen_size_draws_without_panicking() {
                 Effect::OpenTransaction(anchor) => {
                     let (summary, changes) = shop.feed.transaction(anchor).unwrap();
                     state.show_transaction(crate::tui::transactions::TxView::new(
+                        anchor,
                         &summary,
                         &changes,
                         shop.info.zone,
@@ -388,12 +389,23 @@ fn a_whole_transaction_in_its_detail() {
     };
     let (summary, changes) = shop.feed.transaction(anchor).unwrap();
     state.show_transaction(crate::tui::transactions::TxView::new(
+        anchor,
         &summary,
         &changes,
         shop.info.zone,
     ));
     let screen = screen(&mut shop, &mut state, 120, 50);
     assert!(screen.contains("orders: 4 → 5"), "{screen}");
+    // y copies the whole transaction, from its popup as from its row.
+    assert_eq!(
+        press(&shop, &mut state, &[Action::Copy]),
+        [Effect::CopyTransaction(anchor)]
+    );
+    state.popup = None;
+    assert_eq!(
+        press(&shop, &mut state, &[Action::Copy]),
+        [Effect::CopyTransaction(anchor)]
+    );
     insta::assert_snapshot!(screen);
 }
 

@@ -404,6 +404,8 @@ impl LogIndex for GroupedIndex {
 /// The whole transaction, as its popup shows it: facts, then every change with what it did
 /// (an insert's row, a delete's old row, an update's fields before → after). Laid out once.
 pub struct TxView {
+    /// The number of its first change, as `Effect::CopyTransaction` takes it.
+    pub anchor: u64,
     pub title: String,
     pub facts: Vec<(&'static str, String)>,
     pub lines: Vec<TxLine>,
@@ -427,7 +429,7 @@ pub enum TxLine {
 }
 
 impl TxView {
-    pub fn new(summary: &TxSummary, changes: &[Change], zone: FixedOffset) -> TxView {
+    pub fn new(anchor: u64, summary: &TxSummary, changes: &[Change], zone: FixedOffset) -> TxView {
         let mut facts = vec![("listener", summary.listener.to_string())];
         match &summary.committed {
             Some(committed) => {
@@ -481,6 +483,7 @@ impl TxView {
             lines.extend(field_lines(change));
         }
         TxView {
+            anchor,
             title: format!("tx {}", summary.id),
             facts,
             lines,
