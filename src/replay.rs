@@ -34,7 +34,7 @@ use crate::runtime::Runtime;
 use crate::tui;
 
 /// A batch in the making (the file has no `flush` lines, or a long stretch without one) goes
-/// to the ring at this size.
+/// to the ring at this many changes, or notes.
 const MAX_BATCH: usize = 1000;
 /// How often a paused or paced reader looks at the pause switch and the time again.
 const STEP: Duration = Duration::from_millis(20);
@@ -349,6 +349,9 @@ impl Replayer {
                         kind,
                     },
                 ));
+                if self.notes.len() >= MAX_BATCH {
+                    self.push_batch();
+                }
             }
             Record::Other => {}
         }
