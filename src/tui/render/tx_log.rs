@@ -87,10 +87,18 @@ pub fn render(
             let room = tx_width.saturating_sub(fold.width());
             text = format::ellipsize(&text, room).into_owned();
             let label = format::ellipsize(&label, room.saturating_sub(text.width())).into_owned();
+            // With several listeners, which one's transaction it is.
+            let listener = if data.listeners.len() > 1 {
+                let room = room.saturating_sub(text.width() + label.width());
+                format::ellipsize(&format!(" · {}", summary.listener), room).into_owned()
+            } else {
+                String::new()
+            };
             Row::new([Cell::from(Line::from(vec![
                 Span::styled(fold, theme.dim()),
                 Span::styled(text, style),
                 Span::styled(label, theme.key()),
+                Span::styled(listener, theme.dim()),
             ]))])
         }
         GroupedLine::Change { change, member, .. } => {
