@@ -26,6 +26,9 @@ pub const EXIT_CONFIG: u8 = 2;
 pub const EXIT_FATAL: u8 = 1;
 
 pub fn main(cli: Cli) -> ExitCode {
+    if let Some(file) = cli.replay {
+        return crate::replay::main(file, cli.replay_speed);
+    }
     let loaded = match load_config(&cli) {
         Ok(loaded) => loaded,
         Err(message) => {
@@ -36,10 +39,10 @@ pub fn main(cli: Cli) -> ExitCode {
     if cli.check_config {
         let config = &loaded.config;
         println!(
-            "{}: ok ({} databases, {} listeners{})",
+            "{}: ok ({}, {}{})",
             loaded.path.display(),
-            config.databases.len(),
-            config.listeners.len(),
+            counted(config.databases.len(), "database"),
+            counted(config.listeners.len(), "listener"),
             if config.demo.enabled { ", demo" } else { "" }
         );
         return ExitCode::SUCCESS;
@@ -68,6 +71,10 @@ pub fn main(cli: Cli) -> ExitCode {
         }
     };
     let demo = if loaded.config.demo.enabled {
+        if !cli.headless {
+            // Its cluster takes a few seconds to start; say so rather than show nothing.
+            eprintln!("cdc-tui: starting the demo database…");
+        }
         match runtime.block_on(Demo::start(loaded.config.demo.rate)) {
             Ok(demo) => Some(demo),
             Err(error) => {
@@ -124,11 +131,21 @@ fn load_config(cli: &Cli) -> Result<LoadedConfig, String> {
             return Ok(LoadedConfig { config, path });
         }
         return Err(format!(
-            "no config file: create {} (see README.md), pass --config PATH, or run with --demo",
+            "no config file: create {} (cdc-tui --help shows a minimal one), pass --config PATH, \
+             or run with --demo",
             path.display()
         ));
     }
     config::load(&path, cli.demo).map_err(|error| error.to_string())
+}
+
+/// `1 database`, `2 databases`.
+fn counted(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
 }
 
 /// `cdc-tui URL`: a config of one database and one listener on its whole scope (or the
@@ -267,9 +284,11 @@ async fn run(
     let status_printer =
         headless.then(|| tokio::spawn(headless::print_status_events(status_events, printer_stop)));
 
+    let config_source = loaded.path.display().to_string();
     for listener in loaded.config.listeners.clone() {
-        if let Err(message) = runtime.start(listener) {
-            tracing::error!("{message}");
+        match runtime.start(listener) {
+            Ok(handle) => handle.set_config_source(&config_source),
+            Err(message) => tracing::error!("{message}"),
         }
     }
 

@@ -12,6 +12,7 @@ pub mod headless;
 pub mod pipeline;
 pub mod positions;
 pub mod registry;
+pub mod replay;
 pub mod runtime;
 pub mod secret;
 pub mod signals;

@@ -2,8 +2,9 @@
 //! resumed and stopped here; each has a state with a reason and live counters. Readers take a
 //! cheap snapshot and never hold a lock while they draw.
 
+use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -31,6 +32,18 @@ impl ListenerState {
             ListenerState::Retrying => "retrying",
             ListenerState::Stopped => "stopped",
             ListenerState::Failed => "failed",
+        }
+    }
+
+    /// The state as a sentence says it: `has failed`, `is running`.
+    pub fn phrase(self) -> &'static str {
+        match self {
+            ListenerState::Starting => "is starting",
+            ListenerState::Running => "is running",
+            ListenerState::Paused => "is paused",
+            ListenerState::Retrying => "is retrying",
+            ListenerState::Stopped => "is stopped",
+            ListenerState::Failed => "has failed",
         }
     }
 
@@ -63,6 +76,29 @@ pub struct StatusEvent {
     pub at: DateTime<Utc>,
 }
 
+/// State changes kept per listener, for the UI's listener detail.
+pub const HISTORY_LEN: usize = 16;
+
+/// One entry of a listener's state history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    pub state: ListenerState,
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// How far behind the server a listener is, as its source measures it (PostgreSQL: the WAL
+/// written past what the slot has acknowledged).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerLag {
+    /// Bytes the server has written past the acknowledged position.
+    pub bytes: Option<u64>,
+    /// The slot's `wal_status` (`reserved`, `extended`, `unreserved`, `lost`).
+    pub wal_status: Option<String>,
+    /// Bytes that can still be written before the slot is in danger of losing WAL.
+    pub safe_wal_size: Option<i64>,
+}
+
 #[derive(Debug, Clone)]
 struct Status {
     state: ListenerState,
@@ -72,12 +108,55 @@ struct Status {
     detail: Option<String>,
     /// The last position the listener acknowledged or saved.
     position: Option<String>,
+    /// The last [`HISTORY_LEN`] state changes, oldest first; shared with snapshots until the
+    /// next change, so a snapshot costs a pointer.
+    history: Arc<VecDeque<StatusChange>>,
+    /// Where the settings come from (the config file); `None` when added while running.
+    config_source: Option<Arc<str>>,
+    server_lag: ServerLag,
+}
+
+impl Status {
+    fn record(&mut self) {
+        let history = Arc::make_mut(&mut self.history);
+        if history.len() == HISTORY_LEN {
+            history.pop_front();
+        }
+        history.push_back(StatusChange {
+            state: self.state,
+            reason: self.reason.clone(),
+            at: self.since,
+        });
+    }
+}
+
+/// Microseconds since the epoch in an atomic, `i64::MIN` for none: written for every change,
+/// so no lock.
+struct AtomicTime(AtomicI64);
+
+impl Default for AtomicTime {
+    fn default() -> Self {
+        AtomicTime(AtomicI64::new(i64::MIN))
+    }
+}
+
+impl AtomicTime {
+    fn store(&self, time: &DateTime<Utc>) {
+        self.0.store(time.timestamp_micros(), Ordering::Relaxed);
+    }
+
+    fn load(&self) -> Option<DateTime<Utc>> {
+        match self.0.load(Ordering::Relaxed) {
+            i64::MIN => None,
+            micros => DateTime::from_timestamp_micros(micros),
+        }
+    }
 }
 
 /// The shared part of one listener: every change it captures points here.
 pub struct ListenerHandle {
     identity: Arc<str>,
-    config: ListenerConfig,
+    config: Arc<ListenerConfig>,
     counters: [AtomicU64; 4],
     /// Counts per table, for a scope's per-table view (in order of first change).
     tables: Mutex<Vec<TableCounts>>,
@@ -85,6 +164,11 @@ pub struct ListenerHandle {
     control: watch::Sender<Control>,
     status: Mutex<Status>,
     events: broadcast::Sender<StatusEvent>,
+    /// The newest captured change's commit time and capture time, for the time lag.
+    last_commit: AtomicTime,
+    last_capture: AtomicTime,
+    /// A transaction's changes are being captured (stopping now cuts it in the middle).
+    in_transaction: AtomicBool,
 }
 
 impl fmt::Debug for ListenerHandle {
@@ -171,6 +255,7 @@ impl ListenerHandle {
             status.state = state;
             status.reason = reason;
             status.since = Utc::now();
+            status.record();
         }
         self.announce();
     }
@@ -198,6 +283,25 @@ impl ListenerHandle {
         self.lock_status().position = Some(position);
     }
 
+    /// Says where the listener's settings come from (shown in the UI's listener detail).
+    pub fn set_config_source(&self, source: &str) {
+        self.lock_status().config_source = Some(source.into());
+    }
+
+    /// Called for every captured change that has a commit time.
+    pub fn note_captured(&self, commit_time: &DateTime<Utc>, captured_at: &DateTime<Utc>) {
+        self.last_commit.store(commit_time);
+        self.last_capture.store(captured_at);
+    }
+
+    pub fn set_server_lag(&self, lag: ServerLag) {
+        self.lock_status().server_lag = lag;
+    }
+
+    pub fn set_in_transaction(&self, open: bool) {
+        self.in_transaction.store(open, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> ListenerSnapshot {
         let status = self.lock_status().clone();
         ListenerSnapshot {
@@ -210,6 +314,15 @@ impl ListenerHandle {
             since: status.since,
             detail: status.detail,
             position: status.position,
+            history: status.history,
+            config_source: status.config_source,
+            lag: Lag {
+                last_commit: self.last_commit.load(),
+                last_capture: self.last_capture.load(),
+                server: status.server_lag,
+            },
+            in_transaction: self.in_transaction.load(Ordering::Relaxed),
+            config: self.config.clone(),
             counts: OpCounts(self.counters.each_ref().map(|c| c.load(Ordering::Relaxed))),
             tables: self
                 .tables
@@ -266,6 +379,31 @@ pub struct ListenerSnapshot {
     pub counts: OpCounts,
     /// Per table, in order of first change (one entry for a single-table listener).
     pub tables: Vec<TableCounts>,
+    /// The last state changes, oldest first.
+    pub history: Arc<VecDeque<StatusChange>>,
+    /// Where the settings come from (the config file); `None` when added while running.
+    pub config_source: Option<Arc<str>>,
+    pub lag: Lag,
+    pub in_transaction: bool,
+    /// The listener's settings (its strategy's options: slot, publication, cursor column…).
+    pub config: Arc<ListenerConfig>,
+}
+
+impl ListenerSnapshot {
+    /// Whether the listener keeps a position on the server (a `slot` option): stopping it
+    /// leaves the slot holding WAL.
+    pub fn holds_persistent_slot(&self) -> bool {
+        self.config.options.contains_key("slot")
+    }
+}
+
+/// How far behind a listener is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lag {
+    /// The newest captured change's commit time, and when it was captured.
+    pub last_commit: Option<DateTime<Utc>>,
+    pub last_capture: Option<DateTime<Utc>>,
+    pub server: ServerLag,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -274,6 +412,11 @@ pub enum RegistryError {
     Duplicate(String),
     #[error("no listener {0}")]
     Unknown(String),
+    #[error("{identity} {}: only a stopped or failed listener can be removed", state.phrase())]
+    NotEnded {
+        identity: String,
+        state: ListenerState,
+    },
 }
 
 /// All listeners, in the order they were added.
@@ -313,32 +456,67 @@ impl Registry {
         } else {
             Control::Run
         };
-        let handle = Arc::new(ListenerHandle {
-            identity: identity.clone(),
-            config,
-            counters: Default::default(),
-            tables: Mutex::new(Vec::new()),
-            flushed_seq: watch::channel(0).0,
-            control: watch::channel(initial).0,
-            status: Mutex::new(Status {
-                state: ListenerState::Starting,
-                reason: None,
-                since: Utc::now(),
-                detail: None,
-                position: None,
-            }),
-            events: self.events.clone(),
-        });
-        {
+        let mut status = Status {
+            state: ListenerState::Starting,
+            reason: None,
+            since: Utc::now(),
+            detail: None,
+            position: None,
+            history: Arc::default(),
+            config_source: None,
+            server_lag: ServerLag::default(),
+        };
+        let handle = {
             let mut listeners = self.write();
-            match listeners.iter().position(|l| l.identity == identity) {
-                Some(at) if listeners[at].state().is_final() => listeners[at] = handle.clone(),
-                Some(_) => return Err(RegistryError::Duplicate(identity.to_string())),
+            let existing = listeners.iter().position(|l| l.identity == identity);
+            if let Some(at) = existing {
+                let previous = listeners[at].lock_status();
+                if !previous.state.is_final() {
+                    return Err(RegistryError::Duplicate(identity.to_string()));
+                }
+                // The same listener again: its history and where it came from go on.
+                status.history = previous.history.clone();
+                status.config_source = previous.config_source.clone();
+            }
+            status.record();
+            let handle = Arc::new(ListenerHandle {
+                identity: identity.clone(),
+                config: Arc::new(config),
+                counters: Default::default(),
+                tables: Mutex::new(Vec::new()),
+                flushed_seq: watch::channel(0).0,
+                control: watch::channel(initial).0,
+                status: Mutex::new(status),
+                events: self.events.clone(),
+                last_commit: AtomicTime::default(),
+                last_capture: AtomicTime::default(),
+                in_transaction: AtomicBool::new(false),
+            });
+            match existing {
+                Some(at) => listeners[at] = handle.clone(),
                 None => listeners.push(handle.clone()),
             }
-        }
+            handle
+        };
         handle.announce();
         Ok(handle)
+    }
+
+    /// Takes a stopped or failed listener out of the registry; one that still runs is refused.
+    pub fn remove(&self, identity: &str) -> Result<Arc<ListenerHandle>, RegistryError> {
+        let mut listeners = self.write();
+        let at = listeners
+            .iter()
+            .position(|l| &*l.identity == identity)
+            .ok_or_else(|| RegistryError::Unknown(identity.to_string()))?;
+        let state = listeners[at].state();
+        if !state.is_final() {
+            return Err(RegistryError::NotEnded {
+                identity: identity.to_string(),
+                state,
+            });
+        }
+        Ok(listeners.remove(at))
     }
 
     pub fn get(&self, identity: &str) -> Result<Arc<ListenerHandle>, RegistryError> {
@@ -448,6 +626,47 @@ mod tests {
         let again = registry.add(listener("orders")).unwrap();
         assert_eq!(again.state(), ListenerState::Starting);
         assert_eq!(registry.snapshot().len(), 1);
+    }
+
+    #[test]
+    fn the_history_keeps_the_last_changes_and_goes_on_after_a_restart() {
+        let registry = Registry::new();
+        let handle = registry.add(listener("orders")).unwrap();
+        handle.set_config_source("/srv/cdc.toml");
+        for n in 0..30 {
+            handle.set_state(ListenerState::Retrying, Some(format!("try {n}")));
+        }
+        let history = handle.snapshot().history;
+        assert_eq!(history.len(), HISTORY_LEN);
+        assert_eq!(history.back().unwrap().reason.as_deref(), Some("try 29"));
+        assert_eq!(
+            registry.remove("orders/public.orders").unwrap_err(),
+            RegistryError::NotEnded {
+                identity: "orders/public.orders".into(),
+                state: ListenerState::Retrying
+            }
+        );
+        handle.set_state(ListenerState::Failed, Some("gave up".into()));
+        let again = registry.add(listener("orders")).unwrap().snapshot();
+        assert_eq!(again.config_source.as_deref(), Some("/srv/cdc.toml"));
+        let last: Vec<ListenerState> = again
+            .history
+            .iter()
+            .rev()
+            .take(2)
+            .map(|c| c.state)
+            .collect();
+        assert_eq!(last, [ListenerState::Starting, ListenerState::Failed]);
+        assert!(
+            registry.remove("orders/public.orders").is_err(),
+            "starting again"
+        );
+        registry
+            .get("orders/public.orders")
+            .unwrap()
+            .set_state(ListenerState::Stopped, None);
+        registry.remove("orders/public.orders").unwrap();
+        assert!(registry.snapshot().is_empty());
     }
 
     #[test]

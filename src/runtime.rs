@@ -39,13 +39,19 @@ pub enum RuntimeError {
     #[error("{key}: {message}")]
     InvalidListener { key: String, message: String },
     /// Pause, resume and stop need a listener that still runs.
-    #[error("{identity} is {state}: restart it first")]
+    #[error("{identity} {}: restart it first", state.phrase())]
     Ended {
         identity: String,
         state: ListenerState,
     },
+    /// Only a listener that ended can be removed.
+    #[error("{identity} {}: only a stopped or failed listener can be removed", state.phrase())]
+    NotEnded {
+        identity: String,
+        state: ListenerState,
+    },
     /// Restart needs a listener that ended.
-    #[error("{identity} is {state}: only a stopped or failed listener can be restarted")]
+    #[error("{identity} {}: only a stopped or failed listener can be restarted", state.phrase())]
     StillRunning {
         identity: String,
         state: ListenerState,
@@ -61,6 +67,9 @@ impl From<RegistryError> for RuntimeError {
         match error {
             RegistryError::Duplicate(identity) => RuntimeError::DuplicateListener(identity),
             RegistryError::Unknown(identity) => RuntimeError::UnknownListener(identity),
+            RegistryError::NotEnded { identity, state } => {
+                RuntimeError::NotEnded { identity, state }
+            }
         }
     }
 }
@@ -218,6 +227,11 @@ impl Runtime {
         &self.registry
     }
 
+    /// Where positions are kept (unless a database has a dir of its own).
+    pub fn state_dir(&self) -> &std::path::Path {
+        self.positions.dir()
+    }
+
     pub fn databases(&self) -> impl Iterator<Item = &Database> {
         self.databases.values()
     }
@@ -325,6 +339,11 @@ impl Runtime {
         // It runs because the user asked it to, whatever the file said at first.
         config.paused = false;
         self.start(config)
+    }
+
+    /// Takes a stopped or failed listener out of the registry (the UI's table).
+    pub fn remove(&self, identity: &str) -> Result<Arc<ListenerHandle>, RuntimeError> {
+        Ok(self.registry.remove(identity)?)
     }
 
     /// Carries out a control command; the answer is the listener it concerns.

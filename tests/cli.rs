@@ -52,7 +52,7 @@ fn check_config_accepts_a_good_config() {
     );
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("ok (1 databases, 0 listeners)"), "{stdout}");
+    assert!(stdout.contains("ok (1 database, 0 listeners)"), "{stdout}");
 }
 
 #[test]
@@ -68,4 +68,26 @@ fn a_missing_config_and_a_bad_flag_are_usage_errors() {
     let output = cdc_tui(&["--version"], dir.path());
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("cdc-tui "));
+}
+
+#[test]
+fn replay_of_a_file_that_is_not_a_recording_says_which_line_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "\nhello, not a record\n").unwrap();
+    let output = cdc_tui(&["--replay", "notes.txt"], dir.path());
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("notes.txt line 2: not a JSON-lines record"),
+        "{stderr}"
+    );
+    let output = cdc_tui(&["--replay", "absent.jsonl"], dir.path());
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read absent.jsonl"));
+    let output = cdc_tui(&["--replay-speed", "2"], dir.path());
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "--replay-speed needs --replay"
+    );
 }

@@ -746,6 +746,26 @@ async fn confirmed_flush_never_passes_an_unflushed_commit() {
         "{detail}"
     );
     assert!(detail.contains("REPLICA IDENTITY DEFAULT"), "{detail}");
+    // The WAL written past what the slot confirmed is the listener's lag in bytes (read with
+    // the detail, every few seconds), beside its commit-to-capture time.
+    let lag = eventually("the lag in bytes while the batch is held", async || {
+        client
+            .batch_execute("INSERT INTO elsewhere DEFAULT VALUES")
+            .await
+            .expect("write elsewhere");
+        let lag = handle.snapshot().lag;
+        match lag.server.bytes {
+            Some(bytes) if bytes > 0 => Ok(lag),
+            _ => Err(format!("{lag:?}")),
+        }
+    })
+    .await;
+    assert_eq!(lag.server.wal_status.as_deref(), Some("reserved"));
+    assert!(
+        lag.last_commit.is_some() && lag.last_capture.is_some(),
+        "{lag:?}"
+    );
+    assert!(!handle.snapshot().in_transaction, "between transactions");
 
     // Released: the acknowledgement moves past the transaction.
     for _ in 0..100 {

@@ -12,16 +12,11 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use cdc_tui::config::ListenerConfig;
-use cdc_tui::pipeline::{Batch, Handler, HandlerConfig, Sink, SinkError};
-use cdc_tui::positions::PositionStore;
-use cdc_tui::registry::{ListenerState, Registry};
-use cdc_tui::secret::DatabaseUrl;
-use cdc_tui::source::{SourceContext, run_listener};
+use cdc_tui::registry::ListenerState;
 use serde_json::Value;
+use support::in_process::InProcess;
 use support::{DEADLINE, Headless, TestDb, drop_slot, eventually, wait_until};
 
 /// The table's columns: name, type, and the values its rows hold (as SQL expressions; row `n`
@@ -923,21 +918,6 @@ interval_ms = 100
     drop_slot(&client, SLOT).await;
 }
 
-/// Hands every change line the handler flushes to the test.
-struct Lines(Arc<Mutex<Vec<Value>>>);
-
-impl Sink for Lines {
-    fn write_batch(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        let mut lines = self.0.lock().expect("lines");
-        for change in &batch.changes {
-            let mut line = Vec::new();
-            change.write_json_line(&mut line);
-            lines.push(serde_json::from_slice(&line).expect("a JSON line"));
-        }
-        Ok(())
-    }
-}
-
 /// In-process, to read the listener's detail (headless prints no detail).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logical_notes_the_generated_columns_its_changes_lack() {
@@ -956,34 +936,12 @@ async fn logical_notes_the_generated_columns_its_changes_lack() {
         .expect("the version")
         .get(0);
 
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let (handler, changes) = Handler::new(
-        HandlerConfig {
-            chunk_size: 100,
-            timeout: Duration::from_millis(20),
-            log_capacity: 100,
-        },
-        vec![Box::new(Lines(Arc::clone(&lines)))],
+    let mut run = InProcess::new();
+    let handle = run.start(
+        ListenerConfig::new("priced", "db", "public.priced", "logical"),
+        "postgres",
+        &db.url,
     );
-    let handler = tokio::spawn(handler.run());
-    let registry = Registry::new();
-    let handle = registry
-        .add(ListenerConfig::new(
-            "priced",
-            "db",
-            "public.priced",
-            "logical",
-        ))
-        .expect("add");
-    let state_dir = tempfile::tempdir().expect("state dir");
-    let ctx = SourceContext::new(
-        handle.clone(),
-        DatabaseUrl::new(db.url.clone()),
-        PositionStore::new(state_dir.path()),
-        changes,
-    );
-    let logical = cdc_tui::source::strategy("postgres", "logical").expect("registered");
-    let listener = tokio::spawn(run_listener(ctx, logical));
     wait_until("running", || handle.state() == ListenerState::Running).await;
 
     let note = "generated column \"total\" is not in the changes: pgoutput sends no generated \
@@ -1002,12 +960,9 @@ async fn logical_notes_the_generated_columns_its_changes_lack() {
         .batch_execute("INSERT INTO priced VALUES (1, 2.5)")
         .await
         .expect("insert");
-    let after = eventually("the insert", async || {
-        let lines = lines.lock().expect("lines");
-        match lines.first() {
-            Some(line) => Ok(line["after"].clone()),
-            None => Err("no change yet"),
-        }
+    let after = eventually("the insert", async || match run.lines().first() {
+        Some(line) => Ok(line["after"].clone()),
+        None => Err("no change yet"),
     })
     .await;
     let mut expected = serde_json::json!({"id": 1, "net": "2.5"});
@@ -1023,16 +978,5 @@ async fn logical_notes_the_generated_columns_its_changes_lack() {
         detail()
     );
 
-    registry.stop(handle.identity()).expect("stop");
-    tokio::time::timeout(DEADLINE, listener)
-        .await
-        .expect("the listener stops")
-        .expect("listener task");
-    drop(registry);
-    drop(handle);
-    tokio::time::timeout(DEADLINE, handler)
-        .await
-        .expect("the handler ends")
-        .expect("handler task")
-        .expect("flushes");
+    run.finish().await;
 }

@@ -207,7 +207,7 @@ impl Flusher {
                 .listener
                 .acknowledge_flushed(highest.max().unwrap_or(packet.last_seq));
         }
-        self.log.extend(batch.changes);
+        self.log.extend_with_notes(batch.changes, batch.notes);
         Ok(())
     }
 }

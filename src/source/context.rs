@@ -79,12 +79,16 @@ impl SourceContext {
     /// time, waiting while the queue is full (backpressure). A stop ends the wait.
     pub async fn emit(&mut self, event: ChangeEvent) -> Result<(), SourceError> {
         let seq = self.last_sent + 1;
+        let captured_at = Utc::now();
+        if let Some(commit_time) = &event.commit_time {
+            self.handle.note_captured(commit_time, &captured_at);
+        }
         let captured = Captured {
             listener: self.handle.clone(),
             item: Item::Change(Change {
                 listener: self.handle.identity_arc(),
                 seq,
-                captured_at: Utc::now(),
+                captured_at,
                 event,
             }),
         };
@@ -120,6 +124,16 @@ impl SourceContext {
     /// Facts worth showing beside the state (a slot's retained WAL, a hint).
     pub fn set_detail(&self, detail: Option<String>) {
         self.handle.set_detail(detail);
+    }
+
+    /// How far the server is ahead of this listener, for the UI.
+    pub fn set_server_lag(&self, lag: crate::registry::ServerLag) {
+        self.handle.set_server_lag(lag);
+    }
+
+    /// Whether a transaction's changes are being captured (a stop would cut it).
+    pub fn set_in_transaction(&self, open: bool) {
+        self.handle.set_in_transaction(open);
     }
 
     /// The position the listener last acknowledged, for the UI.

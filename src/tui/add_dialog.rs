@@ -72,17 +72,32 @@ impl AddDialog {
         self.databases.get(self.database)
     }
 
-    /// The listed tables that contain the typed filter (ignoring case).
+    /// The listed tables that contain the typed filter (ignoring case), or that a typed scope
+    /// (`public.*`) covers.
     pub fn matching_tables(&self) -> Vec<&str> {
         let Tables::Loaded(tables) = &self.tables else {
             return Vec::new();
         };
         let needle = self.table_filter.to_lowercase();
+        let scope = self.typed_scope().is_some();
         tables
             .iter()
-            .filter(|table| table.to_lowercase().contains(&needle))
+            .filter(|table| {
+                let table = table.to_lowercase();
+                if scope {
+                    wildcard_match(&needle, &table)
+                } else {
+                    table.contains(&needle)
+                }
+            })
             .map(String::as_str)
             .collect()
+    }
+
+    /// The typed filter, when it is a scope (has a `*`): Enter watches it whole.
+    pub fn typed_scope(&self) -> Option<&str> {
+        let typed = self.table_filter.trim();
+        typed.contains('*').then_some(typed)
     }
 
     pub fn strategies(&self) -> &'static [&'static dyn Strategy] {
@@ -204,10 +219,12 @@ impl AddDialog {
             }
             Step::Table => {
                 let matching = self.matching_tables();
-                // A name not in the list (or when the list failed) is taken as typed.
-                let table = match matching.get(self.table_selected) {
-                    Some(table) => table.to_string(),
-                    None => self.table_filter.trim().to_string(),
+                // A scope, or a name not in the list (or when the list failed), is taken as
+                // typed.
+                let table = match (self.typed_scope(), matching.get(self.table_selected)) {
+                    (Some(scope), _) => scope.to_string(),
+                    (None, Some(table)) => table.to_string(),
+                    (None, None) => self.table_filter.trim().to_string(),
                 };
                 if table.is_empty() {
                     self.error = Some("pick a table, or type its name".to_string());
@@ -259,6 +276,26 @@ impl AddDialog {
     }
 }
 
+/// Whether `text` matches `pattern`, where `*` stands for any run of characters.
+fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    for (at, part) in parts.iter().enumerate() {
+        if at + 1 == parts.len() {
+            return rest.ends_with(part);
+        }
+        match rest.find(part) {
+            Some(found) => rest = &rest[found + part.len()..],
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +313,29 @@ mod tests {
             Some(Effect::ListTables { request, .. }) => request,
             other => panic!("expected a table list request, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_typed_scope_is_taken_whole() {
+        assert!(wildcard_match("public.*", "public.orders"));
+        assert!(!wildcard_match("public.*", "sales.orders"));
+        assert!(wildcard_match("*.orders", "sales.orders"));
+        assert!(wildcard_match("p*s", "public.items"));
+        assert!(!wildcard_match("p*x", "public.items"));
+        let mut dialog = dialog();
+        dialog.apply(Action::Down);
+        let request = list_request(dialog.apply(Action::Confirm));
+        dialog.tables_listed(
+            request,
+            Ok(vec!["public.items".into(), "sales.orders".into()]),
+        );
+        for c in "public.*".chars() {
+            dialog.type_char(c);
+        }
+        assert_eq!(dialog.matching_tables(), ["public.items"]);
+        assert_eq!(dialog.apply(Action::Confirm), None);
+        assert_eq!(dialog.table, "public.*");
+        assert_eq!(dialog.step, Step::Strategy);
     }
 
     #[test]

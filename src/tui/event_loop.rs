@@ -5,20 +5,27 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use crossterm::event::{Event, EventStream, KeyEventKind};
+use crossterm::event::{Event, EventStream, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
 use futures_util::StreamExt;
+use ratatui::layout::Rect;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
 use crate::registry::Control;
 use crate::runtime::RuntimeError;
 use crate::signals;
+use crate::tui::clipboard;
 use crate::tui::effect::Effect;
 use crate::tui::frame::{Feed, Info};
 use crate::tui::keys::{self, Action, Key};
-use crate::tui::state::{UiState, View};
+use crate::tui::render::Areas;
+use crate::tui::state::{Click, Focus, UiState, View};
 use crate::tui::terminal::Screen;
+use crate::tui::transactions::TxView;
 use crate::tui::{FRAME, draw_frame};
+
+/// Rows a wheel step scrolls the log.
+const WHEEL_ROWS: usize = 3;
 
 /// A table list that takes longer than this is reported as failed.
 const LIST_TABLES_TIMEOUT: Duration = Duration::from_secs(15);
@@ -30,9 +37,11 @@ struct UiLoop {
     state: UiState,
     /// Where spawned tasks send table lists for the add dialog.
     answer: mpsc::UnboundedSender<TablesListed>,
-    /// Sizes as last drawn, for paging.
+    /// Sizes as last drawn, for paging, and where things were, for clicks.
     log_rows: usize,
     popup_rows: usize,
+    areas: Option<Areas>,
+    log_top: usize,
     /// Something changed that the screen does not show yet.
     dirty: bool,
     last_draw: Option<Instant>,
@@ -57,6 +66,8 @@ pub async fn event_loop(terminal: &mut Screen, info: Info, feed: Feed) -> anyhow
         answer,
         log_rows: 0,
         popup_rows: 0,
+        areas: None,
+        log_top: 0,
         dirty: true,
         last_draw: None,
     };
@@ -84,6 +95,21 @@ pub async fn event_loop(terminal: &mut Screen, info: Info, feed: Feed) -> anyhow
     }
 }
 
+/// What actions need to know, as the screen was last drawn (`log_rows`, `popup_rows`).
+fn view<'a>(feed: &'a Feed, info: &'a Info, log_rows: usize, popup_rows: usize) -> View<'a> {
+    View {
+        listeners: &feed.listeners,
+        log: feed.index(),
+        databases: &info.databases,
+        log_rows,
+        popup_rows,
+        export_path: info.state_dir.join(format!(
+            "events-{}.jsonl",
+            chrono::Local::now().format("%Y%m%d-%H%M%S")
+        )),
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Flow {
     Continue,
@@ -96,6 +122,10 @@ impl UiLoop {
             Event::Key(key) if key.kind != KeyEventKind::Release => key,
             Event::Resize(..) => {
                 self.dirty = true;
+                return Flow::Continue;
+            }
+            Event::Mouse(mouse) => {
+                self.on_mouse(mouse);
                 return Flow::Continue;
             }
             _ => return Flow::Continue,
@@ -113,16 +143,50 @@ impl UiLoop {
             }
             return Flow::Continue;
         }
-        let view = View {
-            listeners: &self.feed.listeners,
-            log: self.feed.index(),
-            databases: &self.info.databases,
-            log_rows: self.log_rows,
-            popup_rows: self.popup_rows,
-        };
+        let view = view(&self.feed, &self.info, self.log_rows, self.popup_rows);
         match self.state.apply(binding.action, &view) {
             Some(effect) => self.carry_out(effect),
             None => Flow::Continue,
+        }
+    }
+
+    /// The wheel scrolls the log (or the open popup); a click selects a listener or an event.
+    fn on_mouse(&mut self, mouse: MouseEvent) {
+        let view = view(&self.feed, &self.info, self.log_rows, self.popup_rows);
+        let scroll = match mouse.kind {
+            MouseEventKind::ScrollUp => Some(Action::Up),
+            MouseEventKind::ScrollDown => Some(Action::Down),
+            _ => None,
+        };
+        if let Some(action) = scroll {
+            if self.state.popup.is_none() {
+                self.state.focus = Focus::Log;
+            }
+            for _ in 0..WHEEL_ROWS {
+                self.state.apply(action, &view);
+            }
+            self.dirty = true;
+            return;
+        }
+        let (MouseEventKind::Down(MouseButton::Left), Some(areas)) = (mouse.kind, self.areas)
+        else {
+            return;
+        };
+        let (column, row) = (mouse.column, mouse.row);
+        let inside = |area: Rect| area.contains(ratatui::layout::Position::new(column, row));
+        // Inside the borders, under the listeners' headings.
+        let target = if inside(areas.listeners) && row >= areas.listeners.y + 2 {
+            Some(Click::Listener(usize::from(row - areas.listeners.y - 2)))
+        } else if inside(areas.log) && row > areas.log.y {
+            Some(Click::Log(
+                self.log_top + usize::from(row - areas.log.y - 1),
+            ))
+        } else {
+            None
+        };
+        if let Some(target) = target {
+            self.state.click(target, &view);
+            self.dirty = true;
         }
     }
 
@@ -168,6 +232,108 @@ impl UiLoop {
                 Some(change) => self.state.show_detail(number, change),
                 None => self.state.notify("that event has left the log", true, now),
             },
+            Effect::PauseReplay => match &self.info.replay {
+                Some(replay) => {
+                    let text = if replay.toggle_pause() {
+                        "replay paused: space resumes"
+                    } else {
+                        "replay resumed"
+                    };
+                    self.state.notify(text, false, now);
+                }
+                None => {
+                    self.state
+                        .notify("space pauses a replay (cdc-tui --replay FILE)", true, now)
+                }
+            },
+            Effect::OpenTransaction(anchor) => match self.feed.transaction(anchor) {
+                Some((summary, changes)) => self.state.show_transaction(TxView::new(
+                    anchor,
+                    &summary,
+                    &changes,
+                    self.info.zone,
+                )),
+                None => self
+                    .state
+                    .notify("that transaction has left the log", true, now),
+            },
+            Effect::Restart(identity) => {
+                // An open listener detail stays: it shows the restart's states as they come.
+                let outcome = runtime
+                    .restart(&identity)
+                    .map(|handle| format!("restarting {}", handle.identity()));
+                self.note(outcome, now);
+            }
+            Effect::Remove(identity) => {
+                let outcome = runtime
+                    .remove(&identity)
+                    .map(|handle| format!("removed {}", handle.identity()));
+                self.note(outcome, now);
+            }
+            Effect::Copy(number) => match self.feed.entry(number) {
+                Some(change) => {
+                    let mut line = Vec::new();
+                    change.write_json_line(&mut line);
+                    let json = String::from_utf8_lossy(&line);
+                    match clipboard::copy(json.trim_end()) {
+                        Ok(()) => self.state.notify(
+                            format!("copied event #{} as JSON (OSC 52)", number + 1),
+                            false,
+                            now,
+                        ),
+                        Err(error) => self
+                            .state
+                            .notify(format!("cannot copy: {error}"), true, now),
+                    }
+                }
+                None => self.state.notify("that event has left the log", true, now),
+            },
+            Effect::CopyTransaction(anchor) => match self.feed.transaction(anchor) {
+                Some((summary, changes)) => {
+                    let mut lines = Vec::new();
+                    for change in &changes {
+                        change.write_json_line(&mut lines);
+                    }
+                    let json = String::from_utf8_lossy(&lines);
+                    match clipboard::copy(json.trim_end()) {
+                        Ok(()) => self.state.notify(
+                            format!(
+                                "copied tx {} ({} changes) as JSON lines (OSC 52)",
+                                summary.id,
+                                changes.len()
+                            ),
+                            false,
+                            now,
+                        ),
+                        Err(error) => self
+                            .state
+                            .notify(format!("cannot copy: {error}"), true, now),
+                    }
+                }
+                None => self
+                    .state
+                    .notify("that transaction has left the log", true, now),
+            },
+            Effect::Export(path) => {
+                let (lines, count) = self.feed.json_lines();
+                let written = path
+                    .parent()
+                    .filter(|dir| !dir.as_os_str().is_empty())
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| std::fs::write(&path, lines));
+                match written {
+                    Ok(()) => self.state.notify(
+                        format!("wrote {count} events to {}", path.display()),
+                        false,
+                        now,
+                    ),
+                    Err(error) => self.state.notify(
+                        format!("cannot write {}: {error}", path.display()),
+                        true,
+                        now,
+                    ),
+                }
+            }
         }
         Flow::Continue
     }
@@ -190,7 +356,7 @@ impl UiLoop {
         match outcome {
             Ok(text) => self.state.notify(text, false, now),
             Err(RuntimeError::Ended { identity, state }) => self.state.notify(
-                format!("{identity} is {state}: press a to add it again"),
+                format!("{identity} {}: press r to restart it", state.phrase()),
                 true,
                 now,
             ),
@@ -201,7 +367,7 @@ impl UiLoop {
     /// Takes in the runtime's news and draws when the screen would change.
     fn update(&mut self, terminal: &mut Screen) -> io::Result<()> {
         let now = Instant::now();
-        let news = self.feed.refresh(now, &self.state.filter);
+        let news = self.feed.refresh_view(now, &self.state);
         let expired = self.state.expire_message(now);
         if news || expired || self.dirty {
             self.draw(terminal)?;
@@ -215,6 +381,8 @@ impl UiLoop {
             let drawn = draw_frame(frame, &mut self.state, &self.feed, &self.info, timings);
             self.log_rows = drawn.log_rows;
             self.popup_rows = drawn.popup_rows;
+            self.areas = Some(drawn.areas);
+            self.log_top = drawn.log_top;
         })?;
         self.dirty = false;
         self.last_draw = Some(Instant::now());

@@ -3,21 +3,24 @@
 //! view. The log ring's lock is held while copying and while the filter checks the entries new
 //! since the last tick (each entry once), never while drawing or across an `.await`.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::FixedOffset;
+use chrono::{DateTime, FixedOffset, Utc};
 
 use crate::change::Change;
 use crate::pipeline::{FlushTimings, LogRing, TimingsSnapshot};
 use crate::registry::ListenerSnapshot;
+use crate::replay::ReplayProgress;
 use crate::runtime::Runtime;
 use crate::tui::add_dialog::DatabaseChoice;
 use crate::tui::log_index::{AllEntries, LogFilter, LogIndex, SCAN_BUDGET};
 use crate::tui::rates::RateTracker;
-use crate::tui::state::LogWindow;
+use crate::tui::state::{LogWindow, UiState};
 use crate::tui::theme::Theme;
+use crate::tui::transactions::{GroupedIndex, RowRef, TxGroups, TxSummary};
 
 /// What stays put while the UI runs.
 pub struct Info {
@@ -26,9 +29,13 @@ pub struct Info {
     pub log_file: Option<PathBuf>,
     pub config_path: PathBuf,
     pub log_capacity: usize,
+    /// Where positions are kept, and where `w` proposes to write.
+    pub state_dir: PathBuf,
     pub theme: Theme,
     /// Times show in the local zone as of the start.
     pub zone: FixedOffset,
+    /// A replay's progress (`--replay`), shown in the header.
+    pub replay: Option<Arc<ReplayProgress>>,
 }
 
 /// Everything a frame draws besides the UI state. Rendering is a pure function of the two.
@@ -38,6 +45,10 @@ pub struct FrameData<'a> {
     pub rates: &'a RateTracker,
     pub timings: &'a TimingsSnapshot,
     pub log: &'a LogRows,
+    /// The wall clock as of the last refresh (lag when idle, "ago").
+    pub now: DateTime<Utc>,
+    /// Why the filter text is not understood, if it is not.
+    pub filter_error: Option<&'a str>,
 }
 
 /// The log as one frame shows it.
@@ -56,6 +67,39 @@ pub struct LogRows {
     pub evicted: u64,
     /// The filter is still checking older entries.
     pub scanning: bool,
+    /// Grouped by transaction (`t`): the rows in view, in place of `rows`.
+    pub grouped: Option<Vec<GroupedLine>>,
+}
+
+/// A row of the log grouped by transaction.
+pub enum GroupedLine {
+    Tx {
+        row: u64,
+        summary: Box<TxSummary>,
+        expanded: bool,
+    },
+    /// A change: one of an expanded transaction's (`member`), or one without a transaction.
+    Change {
+        row: u64,
+        change: Box<Change>,
+        member: bool,
+    },
+}
+
+impl GroupedLine {
+    pub fn row(&self) -> u64 {
+        match self {
+            GroupedLine::Tx { row, .. } | GroupedLine::Change { row, .. } => *row,
+        }
+    }
+}
+
+/// The log grouped by transaction, as the UI state asks for it.
+#[derive(Default)]
+struct Grouping {
+    on: bool,
+    expanded: HashSet<u64>,
+    index: GroupedIndex,
 }
 
 /// The UI's reader of the runtime's shared state.
@@ -69,6 +113,10 @@ pub struct Feed {
     timings_snapshot: TimingsSnapshot,
     filter: LogFilter,
     ring: AllEntries,
+    groups: TxGroups,
+    grouping: Grouping,
+    /// The wall clock as of the last refresh.
+    pub now: DateTime<Utc>,
 }
 
 impl Feed {
@@ -82,13 +130,33 @@ impl Feed {
             timings_snapshot: TimingsSnapshot::default(),
             filter: LogFilter::default(),
             ring: AllEntries::default(),
+            groups: TxGroups::default(),
+            grouping: Grouping::default(),
+            now: Utc::now(),
         }
+    }
+
+    /// `refresh` with everything the UI state asks of the log: the filter, and whether it is
+    /// grouped by transaction with which transactions expanded.
+    pub fn refresh_view(&mut self, now: Instant, state: &UiState) -> bool {
+        let regroup = state.grouped != self.grouping.on
+            || (state.grouped && state.expanded_tx != self.grouping.expanded);
+        if regroup {
+            self.grouping.on = state.grouped;
+            self.grouping.expanded.clone_from(&state.expanded_tx);
+        }
+        self.refresh_with(now, &state.filter, regroup)
     }
 
     /// Takes in what changed since the last look: listener states and counters, new log
     /// entries (checked against the filter), the rates once a second. True when the screen
     /// shows something new.
     pub fn refresh(&mut self, now: Instant, filter_text: &str) -> bool {
+        self.now = Utc::now();
+        self.refresh_with(now, filter_text, false)
+    }
+
+    fn refresh_with(&mut self, now: Instant, filter_text: &str, regroup: bool) -> bool {
         let listeners = self.runtime.registry().snapshot();
         let mut news = listeners != self.listeners;
         self.listeners = listeners;
@@ -96,11 +164,18 @@ impl Feed {
 
         let refilter = self.filter.set_text(filter_text);
         let filter = &mut self.filter;
-        let view = self.log.view_numbered(|first, entries| {
+        let groups = &mut self.groups;
+        let view = self.log.view_with_notes(|first, entries, notes| {
             let matches_changed = filter.scan(first, entries, SCAN_BUDGET);
-            (first, matches_changed)
+            let groups_changed = groups.update(first, entries, notes);
+            (first, matches_changed, groups_changed)
         });
-        let (first, matches_changed) = view.value;
+        let (first, matches_changed, groups_changed) = view.value;
+        let regroup =
+            regroup || ((groups_changed || matches_changed || refilter) && self.grouping.on);
+        if regroup {
+            self.grouping.index = self.groups.index(&self.grouping.expanded, &self.filter);
+        }
         let ring = AllEntries {
             first,
             len: view.len,
@@ -111,11 +186,20 @@ impl Feed {
             news = true;
         }
         self.ring = ring;
-        news | refilter | matches_changed
+        news | refilter | matches_changed | regroup
     }
 
     /// The entries one scrolls through.
     pub fn index(&self) -> &dyn LogIndex {
+        if self.grouping.on {
+            &self.grouping.index
+        } else {
+            self.change_index()
+        }
+    }
+
+    /// The changes one scrolls through when not grouped: all in the ring, or the matches.
+    fn change_index(&self) -> &dyn LogIndex {
         if self.filter.is_active() {
             &self.filter
         } else {
@@ -126,6 +210,9 @@ impl Feed {
     /// Copies the rows of `window` out of the ring.
     pub fn rows(&self, window: LogWindow) -> LogRows {
         let index = self.index();
+        if self.grouping.on {
+            return self.grouped_rows(window);
+        }
         let numbers: Vec<u64> = (window.top..window.top + window.rows)
             .map(|at| index.number_at(at))
             .collect();
@@ -146,7 +233,66 @@ impl Feed {
             held: copied.len,
             evicted: copied.pushed - copied.len as u64,
             scanning: self.filter.is_active() && !self.filter.is_complete(self.ring.first),
+            grouped: None,
         }
+    }
+
+    fn grouped_rows(&self, window: LogWindow) -> LogRows {
+        let index = &self.grouping.index;
+        let rows: Vec<u64> = (window.top..window.top + window.rows)
+            .map(|at| index.number_at(at))
+            .collect();
+        let copied = self.log.view_numbered(|first, entries| {
+            rows.iter()
+                .filter_map(|&row| match RowRef::of(row) {
+                    RowRef::Tx(anchor) => {
+                        let (summary, _) = self.groups.transaction(anchor)?;
+                        Some(GroupedLine::Tx {
+                            row,
+                            summary: Box::new(summary.clone()),
+                            expanded: self.grouping.expanded.contains(&anchor),
+                        })
+                    }
+                    RowRef::Change(number) => {
+                        let at = usize::try_from(number.checked_sub(first)?).ok()?;
+                        let change = Box::new(entries.get(at)?.clone());
+                        Some(GroupedLine::Change {
+                            row,
+                            member: change.tx.is_some(),
+                            change,
+                        })
+                    }
+                })
+                .collect()
+        });
+        LogRows {
+            rows: Vec::new(),
+            selected: window.selected.map(|at| index.number_at(at)),
+            window,
+            in_view: index.len(),
+            held: copied.len,
+            evicted: copied.pushed - copied.len as u64,
+            scanning: self.filter.is_active() && !self.filter.is_complete(self.ring.first),
+            grouped: Some(copied.value),
+        }
+    }
+
+    /// A transaction with its changes still in the log, for its detail.
+    pub fn transaction(&self, anchor: u64) -> Option<(TxSummary, Vec<Change>)> {
+        let (summary, members) = self.groups.transaction(anchor)?;
+        let changes = self
+            .log
+            .view_numbered(|first, entries| {
+                members
+                    .iter()
+                    .filter_map(|&number| {
+                        let at = usize::try_from(number.checked_sub(first)?).ok()?;
+                        entries.get(at).cloned()
+                    })
+                    .collect()
+            })
+            .value;
+        Some((summary.clone(), changes))
     }
 
     /// One entry, for the detail view; `None` once it has left the ring.
@@ -157,6 +303,34 @@ impl Feed {
                 entries.get(at).cloned()
             })
             .value
+    }
+
+    /// The entries the filter shows (all, without a filter), oldest first, as the JSON lines
+    /// headless mode prints; and how many.
+    pub fn json_lines(&self) -> (Vec<u8>, usize) {
+        // Grouped or not, the changes the filter shows.
+        let index = self.change_index();
+        let numbers: Vec<u64> = (0..index.len()).map(|at| index.number_at(at)).collect();
+        self.log
+            .view_numbered(|first, entries| {
+                let mut out = Vec::new();
+                let mut written = 0;
+                for &number in &numbers {
+                    let at = number
+                        .checked_sub(first)
+                        .and_then(|at| usize::try_from(at).ok());
+                    if let Some(change) = at.and_then(|at| entries.get(at)) {
+                        change.write_json_line(&mut out);
+                        written += 1;
+                    }
+                }
+                (out, written)
+            })
+            .value
+    }
+
+    pub fn filter_error(&self) -> Option<&str> {
+        self.filter.error()
     }
 
     pub fn timings(&self) -> &TimingsSnapshot {

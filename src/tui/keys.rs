@@ -56,18 +56,16 @@ impl Key {
         self == pressed || (self == Key::Text && matches!(pressed, Key::Char(_)))
     }
 
-    /// Labels one character wide, so hints can run them together ("↑↓").
+    /// Arrows, which hints run together ("↑↓"); letters are kept apart ("n/N").
     fn is_glyph(self) -> bool {
-        matches!(
-            self,
-            Key::Char(_) | Key::Up | Key::Down | Key::Left | Key::Right
-        )
+        matches!(self, Key::Up | Key::Down | Key::Left | Key::Right)
     }
 }
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Key::Char(' ') => f.write_str("Space"),
             Key::Char(c) => write!(f, "{c}"),
             Key::Ctrl(c) => write!(f, "Ctrl-{}", c.to_ascii_uppercase()),
             Key::Up => f.write_str("↑"),
@@ -107,6 +105,12 @@ pub enum Context {
     Help,
     Detail,
     AddDialog,
+    /// The selected listener's detail (after i).
+    ListenerDetail,
+    /// A yes/no question.
+    Confirm,
+    /// Typing the path of the export file (after w).
+    ExportPath,
 }
 
 impl Context {
@@ -122,11 +126,14 @@ impl Context {
             Context::Help => "Help",
             Context::Detail => "Event detail",
             Context::AddDialog => "Add a listener",
+            Context::ListenerDetail => "Listener detail",
+            Context::Confirm => "Confirmation",
+            Context::ExportPath => "Export path (after w)",
         }
     }
 
     /// Every context, in the order the help screen lists them.
-    pub const ALL: [Context; 9] = [
+    pub const ALL: [Context; 12] = [
         Context::Global,
         Context::Screen,
         Context::Main,
@@ -134,7 +141,10 @@ impl Context {
         Context::Log,
         Context::Filter,
         Context::Detail,
+        Context::ListenerDetail,
         Context::AddDialog,
+        Context::Confirm,
+        Context::ExportPath,
         Context::Help,
     ];
 }
@@ -165,6 +175,17 @@ pub enum Action {
     Confirm,
     DeleteBack,
     Type,
+    ToggleGrouping,
+    Expand,
+    Collapse,
+    PauseReplay,
+    ListenerDetail,
+    Restart,
+    Remove,
+    NextMatch,
+    PreviousMatch,
+    Copy,
+    Export,
 }
 
 pub struct Binding {
@@ -208,11 +229,25 @@ pub static BINDINGS: &[Binding] = &[
     bind(C::Listeners,  &[K::Down, K::Char('j')],   A::Down,         Some("select"),   "select the next listener"),
     bind(C::Log,        &[K::Up, K::Char('k')],     A::Up,           Some("move"),     "select the previous (older) event"),
     bind(C::Log,        &[K::Down, K::Char('j')],   A::Down,         Some("move"),     "select the next (newer) event; at the newest, follow"),
-    bind(C::Main,       &[K::Char('a')],            A::AddListener,  Some("add"),      "add a listener (database, table, strategy)"),
+    bind(C::Log,        &[K::Right, K::Char('l')],  A::Expand,       Some("expand"),   "grouped log: show the selected transaction's changes"),
+    bind(C::Log,        &[K::Left, K::Char('h')],   A::Collapse,     Some("expand"),   "grouped log: fold the selected transaction back into one row"),
+    bind(C::Listeners,  &[K::Right, K::Char('l')],  A::Expand,       None,   "show the selected listener's tables: counts, rate, last change"),
+    bind(C::Listeners,  &[K::Left, K::Char('h')],   A::Collapse,     None,   "hide the selected listener's tables"),
+    bind(C::Listeners,  &[K::Enter],                A::ListenerDetail, Some("info"),   "show the selected listener's detail"),
+    bind(C::Main,       &[K::Char('a')],            A::AddListener,  Some("add"),      "add a listener (database, table or scope like public.*, strategy)"),
     bind(C::Main,       &[K::Char('p')],            A::TogglePause,  Some("pause"),    "pause / resume the selected listener"),
-    bind(C::Main,       &[K::Char('s')],            A::Stop,         Some("stop"),     "stop the selected listener"),
-    bind(C::Main,       &[K::Enter],                A::OpenDetail,   Some("detail"),   "show the selected event: before and after, changes highlighted"),
-    bind(C::Main,       &[K::Char('/')],            A::StartFilter,  Some("filter"),   "filter the log: every word must match the table, op, key or row; op:update or table:orders match one field"),
+    bind(C::Main,       &[K::Char('s')],            A::Stop,         Some("stop"),     "stop the selected listener (asks first when it holds a persistent slot or is mid-transaction)"),
+    bind(C::Main,       &[K::Char('r')],            A::Restart,      Some("restart"),  "restart the selected stopped or failed listener with its configured settings"),
+    bind(C::Main,       &[K::Char('x')],            A::Remove,       None,             "remove the selected stopped or failed listener from the table"),
+    bind(C::Main,       &[K::Char('i')],            A::ListenerDetail, Some("info"),   "the selected listener's detail: full reason, scope and tables, slot, lag, history"),
+    bind(C::Log,        &[K::Enter],                A::OpenDetail,   Some("detail"),   "show the selected event: before and after, changes highlighted"),
+    bind(C::Main,       &[K::Char('/')],            A::StartFilter,  Some("filter"),   "filter the log: every word must match; id=4 (a column equals), key:4 (the key equals), listener:NAME, op:update, table:orders, or a plain word anywhere"),
+    bind(C::Main,       &[K::Char('n')],            A::NextMatch,    Some("match"),    "move to the next (newer) event the filter shows"),
+    bind(C::Main,       &[K::Char('N')],            A::PreviousMatch, Some("match"),   "move to the previous (older) event the filter shows"),
+    bind(C::Main,       &[K::Char('y')],            A::Copy,         Some("copy"),     "copy the selected event (or transaction) as JSON to the clipboard (OSC 52)"),
+    bind(C::Main,       &[K::Char('w')],            A::Export,       Some("write"),    "write the events the filter shows to a JSON-lines file (the path is asked)"),
+    bind(C::Main,       &[K::Char('t')],            A::ToggleGrouping, Some("group tx"), "group the log by transaction, or not (Enter on one shows it whole)"),
+    bind(C::Main,       &[K::Char(' ')],            A::PauseReplay,  None,             "replay (--replay FILE): pause or resume reading the file"),
     bind(C::Main,       &[K::Char('f')],            A::ToggleFollow, Some("follow"),   "follow the newest event, or stop following"),
     bind(C::Main,       &[K::Tab, K::BackTab],      A::SwitchFocus,  Some("focus"),    "move the focus between the listeners and the log"),
     bind(C::Main,       &[K::PageUp],               A::PageUp,       Some("scroll"),   "scroll the log up a page"),
@@ -232,7 +267,22 @@ pub static BINDINGS: &[Binding] = &[
     bind(C::Detail,     &[K::PageDown],             A::PageDown,     None,             "scroll down a page"),
     bind(C::Detail,     &[K::Home],                 A::Home,         None,             "scroll to the top"),
     bind(C::Detail,     &[K::End],                  A::End,          None,             "scroll to the bottom"),
+    bind(C::Detail,     &[K::Char('y')],            A::Copy,         Some("copy"),     "copy this event as JSON to the clipboard (OSC 52)"),
     bind(C::Detail,     &[K::Esc, K::Enter],        A::Close,        Some("close"),    "close the detail"),
+    bind(C::ListenerDetail, &[K::Up, K::Char('k')], A::Up,           Some("scroll"),   "scroll up"),
+    bind(C::ListenerDetail, &[K::Down, K::Char('j')], A::Down,       Some("scroll"),   "scroll down"),
+    bind(C::ListenerDetail, &[K::PageUp],           A::PageUp,       None,             "scroll up a page"),
+    bind(C::ListenerDetail, &[K::PageDown],         A::PageDown,     None,             "scroll down a page"),
+    bind(C::ListenerDetail, &[K::Home],             A::Home,         None,             "scroll to the top"),
+    bind(C::ListenerDetail, &[K::End],              A::End,          None,             "scroll to the bottom"),
+    bind(C::ListenerDetail, &[K::Char('r')],        A::Restart,      Some("restart"),  "restart this listener, when stopped or failed"),
+    bind(C::ListenerDetail, &[K::Esc, K::Enter, K::Char('i')], A::Close, Some("close"), "close the detail"),
+    bind(C::Confirm,    &[K::Char('y')],            A::Confirm,      Some("yes"),      "yes, do it"),
+    bind(C::Confirm,    &[K::Char('n'), K::Esc],    A::Close,        Some("no"),       "no, leave it"),
+    bind(C::ExportPath, &[K::Enter],                A::Confirm,      Some("write"),    "write the file"),
+    bind(C::ExportPath, &[K::Backspace],            A::DeleteBack,   None,             "delete the last character"),
+    bind(C::ExportPath, &[K::Esc],                  A::Close,        Some("cancel"),   "close without writing"),
+    bind(C::ExportPath, &[K::Text],                 A::Type,         None,             "edit the path"),
     bind(C::AddDialog,  &[K::Up],                   A::Up,           Some("choose"),   "previous choice"),
     bind(C::AddDialog,  &[K::Down],                 A::Down,         Some("choose"),   "next choice"),
     bind(C::AddDialog,  &[K::Enter],                A::Confirm,      Some("next"),     "take the choice; on the last step, add the listener"),
@@ -273,11 +323,16 @@ pub fn hints(contexts: &[Context]) -> Vec<Hint> {
         .iter()
         .flat_map(|&context| BINDINGS.iter().filter(move |b| b.context == context))
     {
-        let Some(label) = binding.hint else {
+        let key = binding.keys[0];
+        // A label shown once is enough ("Enter info" in the listeners, "i info" elsewhere).
+        let shown = |label| {
+            hints.iter().any(|h: &Hint| h.label == label)
+                && previous.is_none_or(|before: &Binding| before.hint != Some(label))
+        };
+        let Some(label) = binding.hint.filter(|&label| !shown(label)) else {
             previous = None;
             continue;
         };
-        let key = binding.keys[0];
         match (hints.last_mut(), previous) {
             (Some(last), Some(before)) if before.hint == Some(label) => {
                 let run_together = key.is_glyph() && before.keys[0].is_glyph();
@@ -349,7 +404,18 @@ mod tests {
         assert_eq!(action(Key::Char('?')), Some(Action::Help));
         assert_eq!(action(Key::Char('q')), Some(Action::Quit));
         assert_eq!(action(Key::Ctrl('c')), Some(Action::Quit));
-        assert_eq!(action(Key::Char('x')), None);
+        assert_eq!(action(Key::Char('r')), Some(Action::Restart));
+        assert_eq!(action(Key::Char('i')), Some(Action::ListenerDetail));
+        assert_eq!(action(Key::Enter), Some(Action::ListenerDetail));
+        assert_eq!(action(Key::Char('y')), Some(Action::Copy));
+        assert_eq!(action(Key::Char('w')), Some(Action::Export));
+        assert_eq!(action(Key::Char('z')), None);
+        let log = Mode::Main(Focus::Log).contexts();
+        assert_eq!(
+            binding_for(Key::Enter, log).map(|b| b.action),
+            Some(Action::OpenDetail),
+            "Enter opens the event when the log has the focus"
+        );
         // While typing, letters are text; Ctrl-C still quits.
         let filter = Mode::Filter.contexts();
         assert_eq!(
@@ -373,11 +439,16 @@ mod tests {
             text,
             [
                 "↑↓ select",
+                "Enter info",
                 "a add",
                 "p pause",
                 "s stop",
-                "Enter detail",
+                "r restart",
                 "/ filter",
+                "n/N match",
+                "y copy",
+                "w write",
+                "t group tx",
                 "f follow",
                 "Tab focus",
                 "PgUp/PgDn scroll",

@@ -59,6 +59,8 @@ pub const SCAN_BUDGET: usize = 2048;
 pub struct LogFilter {
     text: String,
     terms: Vec<Term>,
+    /// Why the text is not understood; it then matches nothing.
+    error: Option<String>,
     /// Ascending numbers of the matching entries still in the ring.
     matches: VecDeque<u64>,
     /// Entries numbered `scanned.0 .. scanned.1` have been checked; `None` before the first scan.
@@ -72,16 +74,29 @@ struct Term {
     needle: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Field {
+    /// A plain word: in the table, op, key or row.
     Any,
     Table,
     Op,
+    Listener,
+    /// `key:4`: a field of the key equals it.
+    Key,
+    /// `status=paid`: this column of the key or the row (after, else before) equals it.
+    Column(String),
 }
+
+/// The prefixes a filter word can have, for the error about an unknown one.
+const PREFIXES: &str = "table:, op:, key:, listener: or column=value";
 
 impl LogFilter {
     pub fn is_active(&self) -> bool {
-        !self.terms.is_empty()
+        !self.terms.is_empty() || self.error.is_some()
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
     }
 
     /// Takes a new filter text; a changed filter starts checking over. True when it changed.
@@ -90,7 +105,10 @@ impl LogFilter {
             return false;
         }
         self.text = text.to_string();
-        self.terms = parse_terms(text);
+        (self.terms, self.error) = match parse_terms(text) {
+            Ok(terms) => (terms, None),
+            Err(error) => (Vec::new(), Some(error)),
+        };
         self.matches.clear();
         self.scanned = None;
         true
@@ -133,8 +151,13 @@ impl LogFilter {
         changed
     }
 
+    /// Whether entry `number` is one of the matches found so far.
+    pub fn contains(&self, number: u64) -> bool {
+        self.matches.binary_search(&number).is_ok()
+    }
+
     pub fn matches_change(&self, change: &Change) -> bool {
-        self.terms.iter().all(|term| term.matches(change))
+        self.error.is_none() && self.terms.iter().all(|term| term.matches(change))
     }
 }
 
@@ -154,19 +177,52 @@ impl LogIndex for LogFilter {
     }
 }
 
-fn parse_terms(text: &str) -> Vec<Term> {
+/// What the log marks in the rows the filter shows: its plain words, and `column=value` as
+/// the row prints it (`id=4`, `status="paid"`). Longest first, so the longest match wins.
+pub fn highlights(text: &str) -> Vec<String> {
+    let mut marks: Vec<String> = parse_terms(text)
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|term| match term.field {
+            Field::Any if !term.needle.is_empty() => vec![term.needle],
+            Field::Column(column) => vec![
+                format!("{column}={}", term.needle),
+                format!("{column}=\"{}\"", term.needle),
+            ],
+            _ => Vec::new(),
+        })
+        .collect();
+    marks.sort_by_key(|mark| std::cmp::Reverse(mark.len()));
+    marks
+}
+
+/// Words, each `prefix:needle`, `column=value` or plain; an unknown prefix is an error.
+fn parse_terms(text: &str) -> Result<Vec<Term>, String> {
     text.split_whitespace()
         .map(|word| {
             let word = word.to_lowercase();
-            let (field, needle) = match word.split_once(':') {
-                Some(("op", needle)) => (Field::Op, needle),
-                Some(("table", needle)) => (Field::Table, needle),
+            let is_name = |name: &str| {
+                !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_')
+            };
+            let (field, needle) = match (word.split_once(':'), word.split_once('=')) {
+                (Some(("op", needle)), _) => (Field::Op, needle),
+                (Some(("table", needle)), _) => (Field::Table, needle),
+                (Some(("key", needle)), _) => (Field::Key, needle),
+                (Some(("listener", needle)), _) => (Field::Listener, needle),
+                (Some((prefix, _)), _)
+                    if is_name(prefix) && !prefix.starts_with(char::is_numeric) =>
+                {
+                    return Err(format!("unknown filter field {prefix}: (use {PREFIXES})"));
+                }
+                (_, Some((column, value))) if is_name(column) => {
+                    (Field::Column(column.to_string()), value)
+                }
                 _ => (Field::Any, word.as_str()),
             };
-            Term {
+            Ok(Term {
                 field,
                 needle: needle.to_string(),
-            }
+            })
         })
         .collect()
 }
@@ -174,17 +230,44 @@ fn parse_terms(text: &str) -> Vec<Term> {
 impl Term {
     fn matches(&self, change: &Change) -> bool {
         let needle = self.needle.as_str();
-        match self.field {
+        let row = || change.after.as_ref().or(change.before.as_ref());
+        match &self.field {
             Field::Table => contains_ignore_case(&change.table, needle),
             Field::Op => change.op.as_str().contains(needle),
+            Field::Listener => contains_ignore_case(change.identity(), needle),
+            Field::Key => change
+                .key
+                .as_ref()
+                .is_some_and(|key| key.iter().any(|(_, value)| value_equals(value, needle))),
+            Field::Column(column) => {
+                [change.key.as_ref(), row()]
+                    .into_iter()
+                    .flatten()
+                    .any(|row| {
+                        row.iter().any(|(name, value)| {
+                            name.eq_ignore_ascii_case(column) && value_equals(value, needle)
+                        })
+                    })
+            }
             Field::Any => {
-                let row = change.after.as_ref().or(change.before.as_ref());
                 contains_ignore_case(&change.table, needle)
                     || change.op.as_str().contains(needle)
                     || row_contains(change.key.as_ref(), needle)
-                    || row_contains(row, needle)
+                    || row_contains(row(), needle)
             }
         }
+    }
+}
+
+/// Whether a value, as the log shows it (a string without its quotes), equals `needle` (lower
+/// case), ignoring case.
+fn value_equals(value: &Value, needle: &str) -> bool {
+    match value {
+        Value::String(text) => text.to_lowercase() == needle,
+        Value::Number(number) => number.to_string() == needle,
+        Value::Bool(b) => needle == if *b { "true" } else { "false" },
+        Value::Null => needle == "null",
+        other => other.to_string().to_lowercase() == needle,
     }
 }
 
@@ -272,6 +355,41 @@ mod tests {
             "every word"
         );
         assert_eq!(check(&mut filter, "table:update"), [false, false]);
+        assert_eq!(
+            check(&mut filter, "id=42"),
+            [true, false],
+            "a column equals"
+        );
+        assert_eq!(
+            check(&mut filter, "id=4"),
+            [false, false],
+            "equals, not contains"
+        );
+        assert_eq!(
+            check(&mut filter, "status=paid"),
+            [true, false],
+            "unquoted, any case"
+        );
+        assert_eq!(check(&mut filter, "key:7"), [false, true]);
+        assert_eq!(check(&mut filter, "key:4"), [false, false]);
+        assert_eq!(check(&mut filter, "listener:orders"), [true, true]);
+        assert_eq!(check(&mut filter, "listener:nope"), [false, false]);
+        assert_eq!(
+            check(&mut filter, "10:00"),
+            [false, false],
+            "a time is a plain word"
+        );
+        assert_eq!(
+            highlights("Paid id=4 op:update"),
+            ["id=\"4\"", "paid", "id=4"]
+        );
+        filter.set_text("colour:red orders");
+        assert_eq!(
+            filter.error(),
+            Some("unknown filter field colour: (use table:, op:, key:, listener: or column=value)")
+        );
+        assert!(filter.is_active());
+        assert!(!filter.matches_change(&update), "an error matches nothing");
     }
 
     #[test]

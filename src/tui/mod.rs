@@ -6,18 +6,21 @@
 //! runtime's data per frame), `render` (drawing, one module per region).
 
 mod add_dialog;
+mod clipboard;
 mod detail;
 mod effect;
 mod event_loop;
 mod format;
 mod frame;
 mod keys;
+mod lag;
 mod log_index;
 mod rates;
 mod render;
 mod state;
 mod terminal;
 mod theme;
+mod transactions;
 
 #[cfg(test)]
 mod testing;
@@ -35,6 +38,7 @@ use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 
 use crate::pipeline::{FlushTimings, LogRing, TimingsSnapshot};
+use crate::replay::ReplayProgress;
 use crate::runtime::Runtime;
 use crate::tui::add_dialog::DatabaseChoice;
 use crate::tui::event_loop::event_loop;
@@ -59,6 +63,15 @@ pub(crate) const FRAME: Duration = Duration::from_millis(33);
 
 /// Runs the UI until `q`, Ctrl-C, SIGINT or SIGTERM. The terminal is restored however it ends.
 pub async fn run(ui: UiContext) -> anyhow::Result<()> {
+    run_with(ui, None).await
+}
+
+/// `run` for a replay (`--replay`): the header shows its progress and space pauses it.
+pub async fn replay(ui: UiContext, progress: Arc<ReplayProgress>) -> anyhow::Result<()> {
+    run_with(ui, Some(progress)).await
+}
+
+async fn run_with(ui: UiContext, replay: Option<Arc<ReplayProgress>>) -> anyhow::Result<()> {
     let info = Info {
         databases: database_choices(&ui.runtime),
         // Absolute, so the help screen says where they are whatever the working directory.
@@ -69,8 +82,10 @@ pub async fn run(ui: UiContext) -> anyhow::Result<()> {
             ui.config_path
         },
         log_capacity: ui.log.capacity(),
+        state_dir: absolute(ui.runtime.state_dir().to_path_buf()),
         theme: Theme::from_env(),
         zone: Local::now().offset().fix(),
+        replay,
     };
     let feed = Feed::new(ui.runtime, ui.timings, ui.log);
     let _guard = TerminalGuard::enter().context("cannot set the terminal up")?;
@@ -107,8 +122,10 @@ impl FrameRenderer {
                 log_file: ui.log_file,
                 config_path: ui.config_path,
                 log_capacity: ui.log.capacity(),
+                state_dir: ui.runtime.state_dir().to_path_buf(),
                 theme: Theme::COLOR,
                 zone: chrono::Utc.fix(),
+                replay: None,
             },
             feed: Feed::new(ui.runtime, ui.timings, ui.log),
             state: UiState::default(),
@@ -121,7 +138,7 @@ impl FrameRenderer {
         &mut self,
         terminal: &mut Terminal<B>,
     ) -> Result<(), B::Error> {
-        self.feed.refresh(Instant::now(), &self.state.filter);
+        self.feed.refresh_view(Instant::now(), &self.state);
         terminal.draw(|frame| {
             let timings = self.feed.timings();
             draw_frame(frame, &mut self.state, &self.feed, &self.info, timings);
@@ -138,6 +155,9 @@ fn absolute(path: PathBuf) -> PathBuf {
 pub(crate) struct Drawn {
     pub log_rows: usize,
     pub popup_rows: usize,
+    /// Where the regions were, and the log position of the top row, for mouse clicks.
+    pub areas: Areas,
+    pub log_top: usize,
 }
 
 /// One frame: scrolls the listeners and places the log window, copies the log rows out of the
@@ -149,7 +169,12 @@ pub(crate) fn draw_frame(
     info: &Info,
     timings: &TimingsSnapshot,
 ) -> Drawn {
-    let areas = Areas::new(frame.area(), feed.listeners.len());
+    let status = render::status_rows(state, &feed.listeners, frame.area().width);
+    let areas = Areas::new(
+        frame.area(),
+        render::listeners::row_count(&feed.listeners, state),
+        status,
+    );
     state.place_listeners(feed.listeners.len(), areas.listener_rows());
     let window = state.log.place(feed.index(), areas.log_rows());
     let log = feed.rows(window);
@@ -159,6 +184,8 @@ pub(crate) fn draw_frame(
         rates: &feed.rates,
         timings,
         log: &log,
+        now: feed.now,
+        filter_error: feed.filter_error(),
     };
     let mut popup_rows = 0;
     if let Some((content, visible)) = render::popup_scroll(frame.area(), state, &data) {
@@ -169,5 +196,7 @@ pub(crate) fn draw_frame(
     Drawn {
         log_rows: areas.log_rows(),
         popup_rows,
+        areas,
+        log_top: window.top,
     }
 }

@@ -21,11 +21,16 @@ pub struct RateTracker {
     last: Option<Sample>,
     total: Series,
     listeners: HashMap<Arc<str>, Series>,
+    /// Per table of each listener (a scope's tables), by listener identity and table.
+    tables: HashMap<TableOf, Series>,
 }
+
+type TableOf = (Arc<str>, Arc<str>);
 
 struct Sample {
     at: Instant,
     counts: HashMap<Arc<str>, u64>,
+    tables: HashMap<TableOf, u64>,
 }
 
 impl RateTracker {
@@ -39,8 +44,21 @@ impl RateTracker {
                 .map(|l| (l.identity.clone(), l.counts.total()))
                 .collect(),
         };
+        let tables: HashMap<TableOf, u64> = listeners
+            .iter()
+            .flat_map(|l| {
+                l.tables
+                    .iter()
+                    .map(|t| ((l.identity.clone(), t.table.clone()), t.counts.total()))
+            })
+            .collect();
         if let Some(last) = self.last.take() {
             let millis = now.duration_since(last.at).as_millis().max(1) as u64;
+            for (table, &count) in &tables {
+                let before = last.tables.get(table).copied().unwrap_or(0);
+                let rate = count.saturating_sub(before) * 1000 / millis;
+                push(self.tables.entry(table.clone()).or_default(), rate);
+            }
             let mut total = 0;
             for (identity, &count) in &counts {
                 // A listener added again starts counting from zero: no negative rate.
@@ -51,12 +69,21 @@ impl RateTracker {
             }
             push(&mut self.total, total);
         }
-        self.last = Some(Sample { at: now, counts });
+        self.last = Some(Sample {
+            at: now,
+            counts,
+            tables,
+        });
         true
     }
 
     pub fn listener(&self, identity: &str) -> Option<&Series> {
         self.listeners.get(identity)
+    }
+
+    /// The rates of one table of a listener.
+    pub fn table(&self, identity: &Arc<str>, table: &Arc<str>) -> Option<&Series> {
+        self.tables.get(&(identity.clone(), table.clone()))
     }
 
     pub fn total(&self) -> &Series {

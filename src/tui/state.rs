@@ -2,6 +2,9 @@
 //! and the popups. Pure: actions go in, effects on the runtime come out (`Effect`), and the
 //! caller carries them out.
 
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::registry::ListenerSnapshot;
@@ -10,6 +13,7 @@ use crate::tui::detail::DetailView;
 use crate::tui::effect::Effect;
 use crate::tui::keys::{Action, Context};
 use crate::tui::log_index::LogIndex;
+use crate::tui::transactions::{RowRef, TxView, change_row, tx_row};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Focus {
@@ -26,17 +30,23 @@ pub enum Mode {
     Help,
     Detail,
     AddDialog,
+    ListenerDetail,
+    Confirm,
+    ExportPath,
 }
 
 impl Mode {
     #[cfg(test)]
-    pub const ALL: [Mode; 6] = [
+    pub const ALL: [Mode; 9] = [
         Mode::Main(Focus::Listeners),
         Mode::Main(Focus::Log),
         Mode::Filter,
         Mode::Help,
         Mode::Detail,
         Mode::AddDialog,
+        Mode::ListenerDetail,
+        Mode::Confirm,
+        Mode::ExportPath,
     ];
 
     /// Where this mode looks its bindings up, first match wins.
@@ -49,14 +59,44 @@ impl Mode {
             Mode::Help => &[C::Help, C::Screen, C::Global],
             Mode::Detail => &[C::Detail, C::Screen, C::Global],
             Mode::AddDialog => &[C::AddDialog, C::Global],
+            Mode::ListenerDetail => &[C::ListenerDetail, C::Screen, C::Global],
+            Mode::Confirm => &[C::Confirm, C::Global],
+            Mode::ExportPath => &[C::ExportPath, C::Global],
         }
     }
 }
 
 pub enum Popup {
-    Help { scroll: usize },
+    Help {
+        scroll: usize,
+    },
     Detail(Box<DetailView>),
+    /// A whole transaction (Enter on its row in the grouped log); keys as for `Detail`.
+    Transaction(Box<TxView>),
     Add(AddDialog),
+    /// One listener's detail, drawn from each frame's snapshot.
+    Listener {
+        identity: Arc<str>,
+        scroll: usize,
+    },
+    /// A question; `y` carries out the effect.
+    Confirm {
+        question: String,
+        effect: Effect,
+    },
+    /// The path of the file `w` writes, being typed.
+    Export {
+        path: String,
+    },
+}
+
+/// Where a click landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Click {
+    /// The n-th listener row in view.
+    Listener(usize),
+    /// The log entry at this position.
+    Log(usize),
 }
 
 /// A short note in the footer: what an action did, or why it could not.
@@ -77,6 +117,8 @@ pub struct View<'a> {
     /// Rows of the log and of the open popup's scrolling area, as last drawn (for paging).
     pub log_rows: usize,
     pub popup_rows: usize,
+    /// Where `w` proposes to write.
+    pub export_path: PathBuf,
 }
 
 /// The log's cursor. Entries are addressed by number (see `log_index`), so the cursor and the
@@ -129,6 +171,14 @@ impl LogCursor {
         self.follow = delta > 0 && target == last;
     }
 
+    /// Puts the cursor on the entry at `position` (a click), if there is one.
+    pub fn select(&mut self, position: usize, index: &dyn LogIndex) {
+        if position < index.len() {
+            self.selected = Some(index.number_at(position));
+            self.follow = false;
+        }
+    }
+
     pub fn oldest(&mut self, index: &dyn LogIndex) {
         if !index.is_empty() {
             self.selected = Some(index.number_at(0));
@@ -150,6 +200,18 @@ impl LogCursor {
         } else {
             self.follow = true;
         }
+    }
+
+    /// Puts the cursor on entry `number`, not following.
+    pub fn select_number(&mut self, number: u64) {
+        self.selected = Some(number);
+        self.follow = false;
+    }
+
+    /// Numbers the cursor's entries anew (the log grouped or not).
+    pub fn renumber(&mut self, map: impl Fn(u64) -> u64) {
+        self.selected = self.selected.map(&map);
+        self.top = self.top.map(&map);
     }
 
     /// Places the window of `rows` rows so that it shows the cursor, and remembers where it
@@ -192,14 +254,23 @@ pub struct UiState {
     pub editing_filter: bool,
     pub popup: Option<Popup>,
     pub message: Option<Message>,
+    /// The log grouped by transaction (`t`).
+    pub grouped: bool,
+    /// Transactions shown with their changes, by the number of their first change.
+    pub expanded_tx: HashSet<u64>,
+    /// Listeners shown with a row per table, by identity.
+    pub expanded_listeners: HashSet<Arc<str>>,
 }
 
 impl UiState {
     pub fn mode(&self) -> Mode {
         match &self.popup {
             Some(Popup::Help { .. }) => Mode::Help,
-            Some(Popup::Detail(_)) => Mode::Detail,
+            Some(Popup::Detail(_) | Popup::Transaction(_)) => Mode::Detail,
             Some(Popup::Add(_)) => Mode::AddDialog,
+            Some(Popup::Listener { .. }) => Mode::ListenerDetail,
+            Some(Popup::Confirm { .. }) => Mode::Confirm,
+            Some(Popup::Export { .. }) => Mode::ExportPath,
             None if self.editing_filter => Mode::Filter,
             None => Mode::Main(self.focus),
         }
@@ -264,6 +335,7 @@ impl UiState {
     pub fn type_char(&mut self, c: char) {
         match &mut self.popup {
             Some(Popup::Add(dialog)) => dialog.type_char(c),
+            Some(Popup::Export { path }) => path.push(c),
             None if self.editing_filter => self.filter.push(c),
             _ => {}
         }
@@ -290,7 +362,12 @@ impl UiState {
                 }
                 None
             }
-            Some(Popup::Detail(detail)) => match action {
+            Some(Popup::Detail(_) | Popup::Transaction(_)) => match action {
+                Action::Copy => match &self.popup {
+                    Some(Popup::Detail(detail)) => Some(Effect::Copy(detail.number)),
+                    Some(Popup::Transaction(view)) => Some(Effect::CopyTransaction(view.anchor)),
+                    _ => None,
+                },
                 Action::Close => {
                     self.popup = None;
                     None
@@ -301,11 +378,13 @@ impl UiState {
                     self.log.move_by(delta, view.log);
                     let after = self.log.selected_position(view.log);
                     (after != before)
-                        .then(|| after.map(|at| Effect::OpenDetail(view.log.number_at(at))))
+                        .then(|| after.map(|at| self.open_at(view.log.number_at(at))))
                         .flatten()
                 }
                 _ => {
-                    scroll_by(&mut detail.scroll, action, view.popup_rows);
+                    if let Some(scroll) = self.popup_scroll() {
+                        scroll_by(scroll, action, view.popup_rows);
+                    }
                     None
                 }
             },
@@ -317,6 +396,38 @@ impl UiState {
                     dialog.apply(action)
                 }
             }
+            Some(Popup::Listener { identity, scroll }) => match action {
+                Action::Close => {
+                    self.popup = None;
+                    None
+                }
+                Action::Restart => Some(Effect::Restart(identity.clone())),
+                _ => {
+                    scroll_by(scroll, action, view.popup_rows);
+                    None
+                }
+            },
+            Some(Popup::Confirm { effect, .. }) => {
+                let effect = effect.clone();
+                self.popup = None;
+                (action == Action::Confirm).then_some(effect)
+            }
+            Some(Popup::Export { path }) => match action {
+                Action::Close => {
+                    self.popup = None;
+                    None
+                }
+                Action::DeleteBack => {
+                    path.pop();
+                    None
+                }
+                Action::Confirm => {
+                    let path = PathBuf::from(std::mem::take(path));
+                    self.popup = None;
+                    Some(Effect::Export(path))
+                }
+                _ => None,
+            },
             None if self.editing_filter => {
                 match action {
                     Action::Confirm => self.editing_filter = false,
@@ -366,18 +477,96 @@ impl UiState {
             Action::ClearFilter => self.filter.clear(),
             Action::OpenDetail => {
                 let at = self.log.selected_position(view.log)?;
-                return Some(Effect::OpenDetail(view.log.number_at(at)));
+                return Some(self.open_at(view.log.number_at(at)));
+            }
+            Action::PauseReplay => return Some(Effect::PauseReplay),
+            Action::ToggleGrouping => {
+                self.grouped = !self.grouped;
+                // The cursor stays on its change (or a transaction's first change).
+                if self.grouped {
+                    self.log.renumber(change_row);
+                } else {
+                    self.log.renumber(|row| match RowRef::of(row) {
+                        RowRef::Tx(number) | RowRef::Change(number) => number,
+                    });
+                }
+            }
+            Action::Expand | Action::Collapse if self.focus == Focus::Log && self.grouped => {
+                self.expand_tx(action == Action::Expand, view.log);
+            }
+            Action::Expand | Action::Collapse if self.focus == Focus::Listeners => {
+                let identity = self.selected_listener(view.listeners)?.identity.clone();
+                if action == Action::Expand {
+                    self.expanded_listeners.insert(identity);
+                } else {
+                    self.expanded_listeners.remove(&identity);
+                }
             }
             Action::AddListener => {
                 self.popup = Some(Popup::Add(AddDialog::new(view.databases.to_vec())));
             }
-            Action::TogglePause | Action::Stop => {
+            Action::TogglePause => {
                 let listener = self.selected_listener(view.listeners)?;
-                let identity = listener.identity.clone();
-                return Some(if action == Action::Stop {
-                    Effect::Stop(identity)
+                return Some(Effect::TogglePause(listener.identity.clone()));
+            }
+            Action::Stop => {
+                let listener = self.selected_listener(view.listeners)?;
+                let stop = Effect::Stop(listener.identity.clone());
+                if listener.state.is_final() {
+                    // Refused with the reason by the runtime; nothing to confirm.
+                    return Some(stop);
+                }
+                let mut costs = Vec::new();
+                if listener.holds_persistent_slot() {
+                    costs.push(
+                        "its persistent slot keeps holding WAL on the server while it is stopped",
+                    );
+                }
+                if listener.in_transaction {
+                    costs.push(
+                        "it is in the middle of a transaction, which is read again after a restart",
+                    );
+                }
+                if costs.is_empty() {
+                    return Some(stop);
+                }
+                self.popup = Some(Popup::Confirm {
+                    question: format!("Stop {}? {}.", listener.identity, costs.join("; ")),
+                    effect: stop,
+                });
+            }
+            Action::Restart | Action::Remove => {
+                let identity = self.selected_listener(view.listeners)?.identity.clone();
+                return Some(if action == Action::Restart {
+                    Effect::Restart(identity)
                 } else {
-                    Effect::TogglePause(identity)
+                    Effect::Remove(identity)
+                });
+            }
+            Action::ListenerDetail => {
+                let identity = self.selected_listener(view.listeners)?.identity.clone();
+                self.popup = Some(Popup::Listener {
+                    identity,
+                    scroll: 0,
+                });
+            }
+            Action::NextMatch | Action::PreviousMatch => {
+                self.focus = Focus::Log;
+                let delta = if action == Action::NextMatch { 1 } else { -1 };
+                self.log.move_by(delta, view.log);
+            }
+            Action::Copy => {
+                let at = self.log.selected_position(view.log)?;
+                let row = view.log.number_at(at);
+                return Some(match (self.grouped, RowRef::of(row)) {
+                    (false, _) => Effect::Copy(row),
+                    (true, RowRef::Change(number)) => Effect::Copy(number),
+                    (true, RowRef::Tx(anchor)) => Effect::CopyTransaction(anchor),
+                });
+            }
+            Action::Export => {
+                self.popup = Some(Popup::Export {
+                    path: view.export_path.display().to_string(),
                 });
             }
             _ => {}
@@ -385,13 +574,90 @@ impl UiState {
         None
     }
 
+    /// What Enter on log row `number` opens: a change, or in the grouped log a transaction.
+    fn open_at(&self, number: u64) -> Effect {
+        if !self.grouped {
+            return Effect::OpenDetail(number);
+        }
+        match RowRef::of(number) {
+            RowRef::Tx(anchor) => Effect::OpenTransaction(anchor),
+            RowRef::Change(number) => Effect::OpenDetail(number),
+        }
+    }
+
+    /// Expands the transaction at the cursor, or collapses it (from one of its changes too,
+    /// the cursor then moving up to the transaction's row).
+    fn expand_tx(&mut self, expand: bool, log: &dyn LogIndex) {
+        let Some(at) = self.log.selected_position(log) else {
+            return;
+        };
+        let anchor = match RowRef::of(log.number_at(at)) {
+            RowRef::Tx(anchor) => anchor,
+            RowRef::Change(_) if expand => return,
+            RowRef::Change(_) => {
+                let Some(anchor) =
+                    (0..at)
+                        .rev()
+                        .find_map(|at| match RowRef::of(log.number_at(at)) {
+                            RowRef::Tx(anchor) => Some(anchor),
+                            RowRef::Change(_) => None,
+                        })
+                else {
+                    return;
+                };
+                self.log.select_number(tx_row(anchor));
+                anchor
+            }
+        };
+        if expand {
+            self.expanded_tx.insert(anchor);
+        } else {
+            self.expanded_tx.remove(&anchor);
+        }
+    }
+
+    pub fn show_transaction(&mut self, view: TxView) {
+        self.popup = Some(Popup::Transaction(Box::new(view)));
+    }
+
+    fn popup_scroll(&mut self) -> Option<&mut usize> {
+        match &mut self.popup {
+            Some(Popup::Help { scroll }) => Some(scroll),
+            Some(Popup::Detail(detail)) => Some(&mut detail.scroll),
+            Some(Popup::Transaction(view)) => Some(&mut view.scroll),
+            Some(Popup::Listener { scroll, .. }) => Some(scroll),
+            Some(Popup::Add(_) | Popup::Confirm { .. } | Popup::Export { .. }) | None => None,
+        }
+    }
+
+    /// A click on the main screen: on listener row `listener` (counted from the top row in
+    /// view) or on log row `log_row`, which it selects and focuses.
+    pub fn click(&mut self, target: Click, view: &View) {
+        if self.popup.is_some() || self.editing_filter {
+            return;
+        }
+        match target {
+            Click::Listener(row) => {
+                let at = self.listeners_top + row;
+                if at < view.listeners.len() {
+                    self.selected_listener = at;
+                    self.focus = Focus::Listeners;
+                }
+            }
+            Click::Log(position) => {
+                if position < view.log.len() {
+                    self.log.select(position, view.log);
+                    self.focus = Focus::Log;
+                }
+            }
+        }
+    }
+
     /// Keeps popup scrolling within its content, now that the content's size is known.
     pub fn clamp_popup_scroll(&mut self, content_rows: usize, visible_rows: usize) {
         let most = content_rows.saturating_sub(visible_rows);
-        match &mut self.popup {
-            Some(Popup::Help { scroll }) => *scroll = (*scroll).min(most),
-            Some(Popup::Detail(detail)) => detail.scroll = detail.scroll.min(most),
-            _ => {}
+        if let Some(scroll) = self.popup_scroll() {
+            *scroll = (*scroll).min(most);
         }
     }
 }
@@ -423,6 +689,7 @@ mod tests {
             databases: &[],
             log_rows: 10,
             popup_rows: 10,
+            export_path: PathBuf::from("/tmp/events.jsonl"),
         }
     }
 
@@ -538,6 +805,30 @@ mod tests {
         );
         // With no listeners, nothing to pause.
         assert_eq!(state.apply(Action::TogglePause, &view(&[], &log)), None);
+    }
+
+    #[test]
+    fn a_click_selects_a_listener_or_an_event_and_takes_the_focus() {
+        let listeners = crate::tui::testing::listener_snapshots(3);
+        let log = AllEntries { first: 50, len: 30 };
+        let mut state = UiState::default();
+        state.click(Click::Log(12), &view(&listeners, &log));
+        assert_eq!(state.focus, Focus::Log);
+        assert!(!state.log.follow);
+        assert_eq!(state.log.selected_position(&log), Some(12));
+        state.click(Click::Listener(2), &view(&listeners, &log));
+        assert_eq!(
+            (state.focus, state.selected_listener),
+            (Focus::Listeners, 2)
+        );
+        // Below the last row, nothing changes.
+        state.click(Click::Listener(7), &view(&listeners, &log));
+        state.click(Click::Log(30), &view(&listeners, &log));
+        assert_eq!(
+            (state.focus, state.selected_listener),
+            (Focus::Listeners, 2)
+        );
+        assert_eq!(state.log.selected_position(&log), Some(12));
     }
 
     #[test]

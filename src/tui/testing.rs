@@ -9,12 +9,12 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use serde_json::{Value, json};
 
-use crate::change::{Change, ChangeEvent, Op, Row};
+use crate::change::{Change, ChangeEvent, Note, NoteKind, Op, Row, TxRef};
 use crate::config::ListenerConfig;
 use crate::pipeline::timings::{BatchTiming, Percentiles};
 use crate::pipeline::{LogRing, TimingsSnapshot};
 use crate::positions::PositionStore;
-use crate::registry::{ListenerHandle, ListenerSnapshot, ListenerState, Registry};
+use crate::registry::{ListenerHandle, ListenerSnapshot, ListenerState, Registry, ServerLag};
 use crate::runtime::Runtime;
 use crate::tui::add_dialog::DatabaseChoice;
 use crate::tui::frame::{Feed, Info};
@@ -125,8 +125,10 @@ impl Shop {
             log_file: Some("/home/ada/shop/.cdc-tui/cdc-tui.log".into()),
             config_path: "/home/ada/shop/cdc.toml".into(),
             log_capacity,
+            state_dir: "/home/ada/shop/.cdc-tui".into(),
             theme: Theme::COLOR,
             zone: FixedOffset::east_opt(0).unwrap(),
+            replay: None,
         };
         Shop {
             registry,
@@ -147,7 +149,14 @@ impl Shop {
             if strategy == "change_stream" {
                 config.database = "catalog".into();
             }
-            shop.registry.add(config).unwrap()
+            if identifier == "orders" {
+                config = config
+                    .with_option("slot", "cdc_tui_orders")
+                    .with_option("publication", "cdc_tui_orders");
+            }
+            let handle = shop.registry.add(config).unwrap();
+            handle.set_config_source("/home/ada/shop/cdc.toml");
+            handle
         };
         let orders = add("orders", "public.orders", "logical");
         let items = add("items", "public.items", "polling");
@@ -170,6 +179,13 @@ impl Shop {
             Some("change streams need a replica set".into()),
         );
         audit.set_state(ListenerState::Stopped, None);
+        orders.note_captured(&at(11_488), &at(11_500));
+        orders.set_server_lag(ServerLag {
+            bytes: Some(24_678),
+            wal_status: Some("reserved".into()),
+            safe_wal_size: None,
+        });
+        items.note_captured(&at(-170_000), &at(-169_990));
         shop.handles = vec![orders, items, customers, carts, audit];
         shop.timings = timings();
         shop.count_for(12);
@@ -255,6 +271,102 @@ impl Shop {
         self.log.extend(changes);
     }
 
+    /// Transactions of the orders listener: a checkout (tx 812: an order, three items, the
+    /// customer's update; labelled by its message, committed), a change without a
+    /// transaction, and tx 813 still running (two changes, no transaction line yet).
+    pub fn push_transactions(&self) {
+        let orders = &self.handles[0];
+        let in_tx = |mut change: Change, id: &str, index: u32| {
+            change.tx = Some(TxRef {
+                id: id.into(),
+                position: format!("0/1A2B{id}").into(),
+                index,
+            });
+            change
+        };
+        let item = |id: i64, millis: i64| {
+            change_of(
+                orders,
+                Op::Insert,
+                "public.order_items",
+                json!({"id": id}),
+                Value::Null,
+                json!({"id": id, "order_id": 57, "sku": format!("sku-{id}"), "qty": 1}),
+                millis,
+            )
+        };
+        let checkout = vec![
+            in_tx(
+                change_of(
+                    orders,
+                    Op::Insert,
+                    "public.orders",
+                    json!({"id": 57}),
+                    Value::Null,
+                    json!({"id": 57, "status": "new", "total": "36.00"}),
+                    1000,
+                ),
+                "812",
+                1,
+            ),
+            in_tx(item(1, 1001), "812", 2),
+            in_tx(item(2, 1002), "812", 3),
+            in_tx(item(3, 1003), "812", 4),
+            in_tx(
+                change_of(
+                    orders,
+                    Op::Update,
+                    "public.customers",
+                    json!({"id": 3}),
+                    json!({"id": 3, "name": "Ada", "orders": 4}),
+                    json!({"id": 3, "name": "Ada", "orders": 5}),
+                    1004,
+                ),
+                "812",
+                5,
+            ),
+        ];
+        let note = |kind| Note {
+            listener: orders.identity_arc(),
+            captured_at: at(1004),
+            kind,
+        };
+        let message = note(NoteKind::Message {
+            prefix: "cdc-tui".into(),
+            content: "POST /checkout req=42".into(),
+            transactional: true,
+            tx: Some(TxRef {
+                id: "812".into(),
+                position: "0/1A2B812".into(),
+                index: 1,
+            }),
+            position: "0/1A2B000".into(),
+        });
+        let committed = note(NoteKind::Transaction {
+            id: "812".into(),
+            position: "0/1A2B812".into(),
+            commit_time: Some(at(1000)),
+            changes: 5,
+            tables: Vec::new(),
+        });
+        self.log
+            .extend_with_notes(checkout, vec![(0, message), (5, committed)]);
+        let plain = change_of(
+            orders,
+            Op::Insert,
+            "public.audit",
+            json!({"id": 9}),
+            Value::Null,
+            json!({"id": 9, "what": "login"}),
+            1500,
+        );
+        let running = (0..2)
+            .map(|i| in_tx(item(10 + i, 2000 + i), "813", i as u32 + 1))
+            .collect::<Vec<_>>();
+        self.log
+            .extend(std::iter::once(plain).chain(running).collect());
+    }
+
     /// Draws the screen, `width` x `height`, as the UI would with this state.
     pub fn draw(&mut self, state: &mut UiState, width: u16, height: u16) -> Terminal<TestBackend> {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
@@ -266,12 +378,27 @@ impl Shop {
     pub fn draw_on(&mut self, terminal: &mut Terminal<TestBackend>, state: &mut UiState) {
         // Between rate samples, so drawing does not take another.
         self.feed
-            .refresh(self.start + Duration::from_millis(11_500), &state.filter);
+            .refresh_view(self.start + Duration::from_millis(11_500), state);
+        fix_times(&mut self.feed);
         terminal
             .draw(|frame| {
                 draw_frame(frame, state, &self.feed, &self.info, &self.timings);
             })
             .unwrap();
+    }
+}
+
+/// The registry stamps state changes with the wall clock: fixed times instead, each state
+/// change a second and a half after the one before, the last ten seconds before "now".
+fn fix_times(feed: &mut Feed) {
+    feed.now = at(12_000);
+    for listener in &mut feed.listeners {
+        let count = listener.history.len() as i64;
+        let history = Arc::make_mut(&mut listener.history);
+        for (index, change) in history.iter_mut().enumerate() {
+            change.at = at(2_000 - (count - 1 - index as i64) * 1_500);
+        }
+        listener.since = history.back().map_or(at(2_000), |change| change.at);
     }
 }
 

@@ -4,9 +4,10 @@ use ratatui::style::Color;
 use serde_json::json;
 
 use crate::change::Op;
+use crate::registry::ListenerState;
 use crate::tui::effect::Effect;
 use crate::tui::keys::Action;
-use crate::tui::state::{Focus, UiState, View};
+use crate::tui::state::{Focus, Mode, Popup, UiState, View};
 use crate::tui::testing::{Shop, change_of};
 use crate::tui::theme::Theme;
 
@@ -20,6 +21,7 @@ fn press(shop: &Shop, state: &mut UiState, actions: &[Action]) -> Vec<Effect> {
             databases: &shop.info.databases,
             log_rows: 10,
             popup_rows: 10,
+            export_path: shop.info.state_dir.join("events.jsonl"),
         };
         effects.extend(state.apply(action, &view));
     }
@@ -73,7 +75,8 @@ fn log_scrolled_up_with_the_focus() {
         screen
             .lines()
             .filter(|l| l.contains("public."))
-            .map(str::to_string)
+            // Without the right border, where the scrollbar's thumb may round to another row.
+            .map(|l| l.chars().take(l.chars().count() - 2).collect::<String>())
             .collect::<Vec<_>>()
     };
     assert_eq!(rows(&before), rows(&after));
@@ -190,6 +193,25 @@ fn add_dialog_choosing_a_table() {
 }
 
 #[test]
+fn the_add_dialog_shows_its_keys_over_an_older_note() {
+    let mut shop = Shop::new(100);
+    let mut state = UiState::default();
+    state.notify(
+        "stopping audit/public.audit",
+        false,
+        std::time::Instant::now(),
+    );
+    press(&shop, &mut state, &[Action::AddListener]);
+    let screen = screen(&mut shop, &mut state, 100, 30);
+    let footer = screen.lines().last().unwrap();
+    assert!(
+        footer.contains("Enter next") && footer.contains("Esc cancel"),
+        "{footer}"
+    );
+    assert!(!footer.contains("stopping"), "{footer}");
+}
+
+#[test]
 fn add_dialog_refused() {
     let mut shop = Shop::new(100);
     let mut state = UiState::default();
@@ -229,18 +251,43 @@ fn add_dialog_refused() {
 fn any_screen_size_draws_without_panicking() {
     let mut shop = Shop::new(100);
     shop.push_changes(30);
-    let modes: [&[Action]; 5] = [
+    shop.push_transactions();
+    let modes: [&[Action]; 11] = [
         &[],
         &[Action::Help],
         &[Action::OpenDetail],
         &[Action::AddListener],
         &[Action::StartFilter],
+        &[Action::Expand, Action::ToggleGrouping, Action::SwitchFocus],
+        &[
+            Action::ToggleGrouping,
+            Action::SwitchFocus,
+            Action::Up,
+            Action::Expand,
+        ],
+        &[Action::ToggleGrouping, Action::Up, Action::OpenDetail],
+        &[Action::ListenerDetail],
+        &[Action::Stop],
+        &[Action::Export],
     ];
     for actions in modes {
         let mut state = UiState::default();
+        shop.draw(&mut state, 100, 30);
         for effect in press(&shop, &mut state, actions) {
-            if let Effect::OpenDetail(number) = effect {
-                state.show_detail(number, shop.feed.entry(number).unwrap());
+            match effect {
+                Effect::OpenDetail(number) => {
+                    state.show_detail(number, shop.feed.entry(number).unwrap());
+                }
+                Effect::OpenTransaction(anchor) => {
+                    let (summary, changes) = shop.feed.transaction(anchor).unwrap();
+                    state.show_transaction(crate::tui::transactions::TxView::new(
+                        anchor,
+                        &summary,
+                        &changes,
+                        shop.info.zone,
+                    ));
+                }
+                _ => {}
             }
         }
         for (width, height) in [(1, 1), (12, 3), (30, 8), (50, 12), (79, 23), (250, 70)] {
@@ -270,4 +317,407 @@ fn no_color_means_no_colour_at_all() {
             assert_eq!((cell.fg, cell.bg), (Color::Reset, Color::Reset), "{cell:?}");
         }
     }
+}
+
+#[test]
+fn grouped_by_transaction_collapsed_with_a_label_and_one_running() {
+    let mut shop = Shop::new(100);
+    shop.push_transactions();
+    let mut state = UiState::default();
+    press(&shop, &mut state, &[Action::ToggleGrouping]);
+    let screen = screen(&mut shop, &mut state, 120, 30);
+    assert!(
+        screen.contains("tx 812 · 10:00:01.000 · 5 changes · orders +1, order_items +3, customers ~1 «POST /checkout req=42»"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("tx 813 · running · 2 changes so far · order_items +2"),
+        "{screen}"
+    );
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn grouped_by_transaction_expanded() {
+    let mut shop = Shop::new(100);
+    shop.push_transactions();
+    let mut state = UiState::default();
+    press(
+        &shop,
+        &mut state,
+        &[Action::ToggleGrouping, Action::SwitchFocus],
+    );
+    shop.draw(&mut state, 120, 30);
+    // The cursor from the newest row (tx 813) up to the plain change, then tx 812.
+    press(&shop, &mut state, &[Action::Up, Action::Up, Action::Expand]);
+    let expanded = screen(&mut shop, &mut state, 120, 30);
+    assert!(expanded.contains("▾ tx 812"), "{expanded}");
+    assert_eq!(
+        expanded.matches("  public.order_items").count(),
+        3,
+        "{expanded}"
+    );
+    // Collapsing from one of its changes folds it and selects the transaction.
+    press(
+        &shop,
+        &mut state,
+        &[Action::Down, Action::Down, Action::Collapse],
+    );
+    let folded = screen(&mut shop, &mut state, 120, 30);
+    assert!(folded.contains("▶ ▸ tx 812"), "{folded}");
+    insta::assert_snapshot!(expanded);
+}
+
+#[test]
+fn a_whole_transaction_in_its_detail() {
+    let mut shop = Shop::new(100);
+    shop.push_transactions();
+    let mut state = UiState::default();
+    press(
+        &shop,
+        &mut state,
+        &[Action::ToggleGrouping, Action::SwitchFocus],
+    );
+    shop.draw(&mut state, 120, 30);
+    let effects = press(
+        &shop,
+        &mut state,
+        &[Action::Up, Action::Up, Action::OpenDetail],
+    );
+    let [Effect::OpenTransaction(anchor)] = effects[..] else {
+        panic!("{effects:?}");
+    };
+    let (summary, changes) = shop.feed.transaction(anchor).unwrap();
+    state.show_transaction(crate::tui::transactions::TxView::new(
+        anchor,
+        &summary,
+        &changes,
+        shop.info.zone,
+    ));
+    let screen = screen(&mut shop, &mut state, 120, 50);
+    assert!(screen.contains("orders: 4 → 5"), "{screen}");
+    // y copies the whole transaction, from its popup as from its row.
+    assert_eq!(
+        press(&shop, &mut state, &[Action::Copy]),
+        [Effect::CopyTransaction(anchor)]
+    );
+    state.popup = None;
+    assert_eq!(
+        press(&shop, &mut state, &[Action::Copy]),
+        [Effect::CopyTransaction(anchor)]
+    );
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn a_filter_shows_the_transactions_holding_a_match() {
+    let mut shop = Shop::new(100);
+    shop.push_transactions();
+    let mut state = UiState {
+        grouped: true,
+        filter: "table:customers".into(),
+        ..UiState::default()
+    };
+    let screen = screen(&mut shop, &mut state, 120, 30);
+    assert!(screen.contains("tx 812"), "{screen}");
+    assert!(!screen.contains("tx 813"), "{screen}");
+    assert!(!screen.contains("login"), "{screen}");
+}
+
+#[test]
+fn a_scoped_listener_expanded_into_its_tables() {
+    let mut shop = Shop::new(100);
+    let orders = shop.handle(0).clone();
+    orders.count_table(&"public.orders".into(), Op::Insert, 1_040);
+    orders.count_table(&"public.orders".into(), Op::Update, 300);
+    orders.count_table(&"public.order_items".into(), Op::Insert, 10);
+    orders.count_table(&"public.order_items".into(), Op::Delete, 6);
+    let mut state = UiState::default();
+    press(&shop, &mut state, &[Action::Down, Action::Up]);
+    shop.draw(&mut state, 140, 36);
+    press(&shop, &mut state, &[Action::Expand]);
+    let expanded = screen(&mut shop, &mut state, 140, 36);
+    // The registry stamps the last change with the wall clock.
+    let expanded: String = expanded
+        .lines()
+        .map(|line| match line.find("last change ") {
+            Some(at) => {
+                let start = at + "last change ".len();
+                format!("{}HH:MM:SS.mmm{}", &line[..start], &line[start + 12..])
+            }
+            None => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(expanded.contains("└ public.order_items"), "{expanded}");
+    let header = expanded.lines().next().unwrap().to_string();
+    press(&shop, &mut state, &[Action::Collapse]);
+    let folded = screen(&mut shop, &mut state, 140, 36);
+    assert!(!folded.contains("└ public.orders"), "{folded}");
+    assert_eq!(
+        folded.lines().next().unwrap(),
+        header,
+        "the header's counters stay totals"
+    );
+    insta::assert_snapshot!(expanded);
+}
+
+/// What the wal_level = replica failure says: long, with the fix at its end.
+const WAL_LEVEL_REASON: &str = "the server runs with wal_level = replica, and logical replication \
+    needs wal_level = logical: run `ALTER SYSTEM SET wal_level = logical` as a superuser and \
+    restart the server (or use strategy = \"polling\")";
+
+#[test]
+fn a_long_reason_wraps_whole_at_80x24() {
+    let mut shop = Shop::new(30);
+    shop.push_changes(40);
+    shop.handle(2)
+        .set_state(ListenerState::Failed, Some(WAL_LEVEL_REASON.into()));
+    let mut state = UiState {
+        selected_listener: 2,
+        ..UiState::default()
+    };
+    let screen = screen(&mut shop, &mut state, 80, 24);
+    let joined: String = screen
+        .lines()
+        .map(|line| line.trim_matches(|c| c == '"' || c == '┃' || c == ' '))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        joined.contains("(or use strategy = \"polling\")"),
+        "the fix at the end shows: {screen}"
+    );
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn listener_detail_popup() {
+    let mut shop = Shop::new(100);
+    let customers = shop.handle(2).clone();
+    customers.set_state(ListenerState::Failed, Some(WAL_LEVEL_REASON.into()));
+    let mut state = UiState {
+        selected_listener: 0,
+        ..UiState::default()
+    };
+    press(&shop, &mut state, &[Action::ListenerDetail]);
+    assert_eq!(state.mode(), Mode::ListenerDetail);
+    let orders = screen(&mut shop, &mut state, 100, 36);
+    insta::assert_snapshot!("listener_detail_popup_orders", orders);
+    press(
+        &shop,
+        &mut state,
+        &[Action::Close, Action::Down, Action::Down],
+    );
+    // Enter opens it too while the listeners table has the focus.
+    press(&shop, &mut state, &[Action::ListenerDetail]);
+    let failed = screen(&mut shop, &mut state, 80, 24);
+    assert!(failed.contains("wal_level = logical"), "{failed}");
+    insta::assert_snapshot!("listener_detail_popup_failed_80x24", failed);
+    let effects = press(&shop, &mut state, &[Action::Restart]);
+    assert_eq!(effects, [Effect::Restart(customers.identity_arc())]);
+}
+
+#[test]
+fn stopping_a_listener_with_a_persistent_slot_asks_first() {
+    let mut shop = Shop::new(100);
+    let mut state = UiState::default();
+    assert_eq!(press(&shop, &mut state, &[Action::Stop]), []);
+    assert_eq!(state.mode(), Mode::Confirm);
+    insta::assert_snapshot!(screen(&mut shop, &mut state, 100, 30));
+    // n leaves it running; y stops it.
+    assert_eq!(press(&shop, &mut state, &[Action::Close]), []);
+    assert!(state.popup.is_none());
+    let orders = shop.handle(0).identity_arc();
+    assert_eq!(
+        press(&shop, &mut state, &[Action::Stop, Action::Confirm]),
+        [Effect::Stop(orders)]
+    );
+    // The items listener (polling, no slot, no transaction) stops at once.
+    assert_eq!(
+        press(&shop, &mut state, &[Action::Down, Action::Stop]),
+        [Effect::Stop(shop.handle(1).identity_arc())]
+    );
+    // In the middle of a transaction, it asks.
+    shop.handle(1).set_in_transaction(true);
+    shop.draw(&mut state, 100, 30);
+    assert_eq!(press(&shop, &mut state, &[Action::Stop]), []);
+    let Some(Popup::Confirm { question, .. }) = &state.popup else {
+        panic!("a question");
+    };
+    assert!(question.contains("middle of a transaction"), "{question}");
+    press(&shop, &mut state, &[Action::Close]);
+    // Stopped and failed rows can be restarted and removed.
+    let audit = shop.handle(4).identity_arc();
+    state.selected_listener = 4;
+    assert_eq!(
+        press(&shop, &mut state, &[Action::Restart, Action::Remove]),
+        [Effect::Restart(audit.clone()), Effect::Remove(audit)]
+    );
+}
+
+#[test]
+fn two_listeners_on_one_table_are_told_apart_in_the_log() {
+    let mut shop = Shop::new(100);
+    shop.push_changes(6);
+    let audit = shop
+        .registry
+        .add(crate::config::ListenerConfig::new(
+            "evpoll",
+            "shop",
+            "public.orders",
+            "polling",
+        ))
+        .unwrap();
+    let again = (0..3)
+        .map(|i| {
+            change_of(
+                &audit,
+                Op::Insert,
+                "public.orders",
+                json!({"id": 1000 + i}),
+                serde_json::Value::Null,
+                json!({"id": 1000 + i, "status": "new"}),
+                900 + i * 100,
+            )
+        })
+        .collect();
+    shop.log.extend(again);
+    let mut state = UiState::default();
+    let screen = screen(&mut shop, &mut state, 100, 30);
+    assert!(screen.contains("evpoll"), "{screen}");
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn a_filter_with_an_unknown_prefix_says_so() {
+    let mut shop = Shop::new(100);
+    shop.push_changes(20);
+    let mut state = UiState {
+        filter: "colour:red".into(),
+        ..UiState::default()
+    };
+    let screen = screen(&mut shop, &mut state, 100, 30);
+    assert!(screen.contains("unknown filter field colour:"), "{screen}");
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn the_filter_finds_a_row_by_column_and_n_moves_between_matches() {
+    let mut shop = Shop::new(100);
+    shop.push_changes(20);
+    let mut state = UiState {
+        filter: "id=1004".into(),
+        ..UiState::default()
+    };
+    shop.draw(&mut state, 100, 30);
+    assert_eq!(shop.feed.index().len(), 1);
+    state.filter = "op:update".into();
+    shop.draw(&mut state, 100, 30);
+    // Updates are entries 1, 4, 8, 11, 15, 18.
+    press(
+        &shop,
+        &mut state,
+        &[Action::PreviousMatch, Action::PreviousMatch],
+    );
+    assert_eq!(state.mode(), Mode::Main(Focus::Log));
+    let at = state.log.selected_position(shop.feed.index()).unwrap();
+    assert_eq!(shop.feed.index().number_at(at), 11);
+    press(&shop, &mut state, &[Action::NextMatch]);
+    let at = state.log.selected_position(shop.feed.index()).unwrap();
+    assert_eq!(shop.feed.index().number_at(at), 15);
+
+    // What the filter matched is marked in the rows.
+    state.filter = "paid".into();
+    let terminal = shop.draw(&mut state, 100, 30);
+    let buffer = terminal.backend().buffer();
+    let marked: Vec<String> = (0..buffer.area.height)
+        .map(|y| {
+            (0..buffer.area.width)
+                .map(|x| &buffer[(x, y)])
+                .filter(|cell| cell.fg == Color::Yellow && cell.symbol() != " ")
+                .map(|cell| cell.symbol().to_string())
+                .collect()
+        })
+        .filter(|text: &String| text.contains("paid"))
+        .collect();
+    assert!(!marked.is_empty(), "paid is marked");
+    // Yellow besides: the update op's own colour.
+    assert!(
+        marked
+            .iter()
+            .all(|text| text.trim_start_matches("update") == "paid"),
+        "{marked:?}"
+    );
+}
+
+#[test]
+fn the_lag_column_warns_past_its_thresholds() {
+    let mut shop = Shop::new(100);
+    // customers: 2.5 s from commit to capture; items: 40 MiB of WAL behind.
+    shop.handle(2).note_captured(
+        &crate::tui::testing::at(9_000),
+        &crate::tui::testing::at(11_500),
+    );
+    shop.handle(1).set_server_lag(crate::registry::ServerLag {
+        bytes: Some(40 << 20),
+        wal_status: Some("extended".into()),
+        safe_wal_size: Some(200 << 20),
+    });
+    let mut state = UiState::default();
+    let terminal = shop.draw(&mut state, 120, 30);
+    let screen = terminal.backend().to_string();
+    let cell_colour = |needle: &str| {
+        let buffer = terminal.backend().buffer();
+        let (row, line) = screen
+            .lines()
+            .enumerate()
+            .find(|(_, line)| line.contains(needle))
+            .unwrap();
+        let column = line.find(needle).unwrap();
+        let column = line[..column].chars().count() - 1;
+        buffer[(column as u16, row as u16)].fg
+    };
+    assert_eq!(cell_colour("2.5s"), Color::Yellow);
+    assert_eq!(cell_colour("40MB"), Color::Yellow);
+    assert_eq!(cell_colour("12ms"), Color::Reset);
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn w_writes_what_the_filter_shows_as_headless_lines() {
+    let mut shop = Shop::new(100);
+    shop.push_changes(20);
+    let mut state = UiState {
+        filter: "op:update".into(),
+        ..UiState::default()
+    };
+    shop.draw(&mut state, 100, 30);
+    let effects = press(&shop, &mut state, &[Action::Export]);
+    assert_eq!(effects, []);
+    assert_eq!(state.mode(), Mode::ExportPath);
+    insta::assert_snapshot!(screen(&mut shop, &mut state, 100, 30));
+    for _ in 0.."events.jsonl".len() {
+        press(&shop, &mut state, &[Action::DeleteBack]);
+    }
+    for c in "updates.jsonl".chars() {
+        state.type_char(c);
+    }
+    let effects = press(&shop, &mut state, &[Action::Confirm]);
+    assert_eq!(
+        effects,
+        [Effect::Export(
+            "/home/ada/shop/.cdc-tui/updates.jsonl".into()
+        )]
+    );
+    let (lines, count) = shop.feed.json_lines();
+    assert_eq!(count, 6);
+    let expected: Vec<u8> = [1, 4, 8, 11, 15, 18]
+        .into_iter()
+        .flat_map(|number| {
+            let mut line = Vec::new();
+            shop.feed.entry(number).unwrap().write_json_line(&mut line);
+            line
+        })
+        .collect();
+    assert_eq!(lines, expected);
 }

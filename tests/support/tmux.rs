@@ -15,13 +15,25 @@ impl Tmux {
     /// Starts `cdc-tui` in TUI mode in `dir` (where its `cdc.toml` is), on a pane of `width` x
     /// `height`; `env` is put before the command (`NAME=value`, or empty).
     pub fn start_tui(label: &str, dir: &Path, env: &str, width: u16, height: u16) -> Tmux {
+        Self::start_tui_with_args(label, dir, env, "", width, height)
+    }
+
+    /// As [`Tmux::start_tui`], with command-line arguments (`args`, shell words) for cdc-tui.
+    pub fn start_tui_with_args(
+        label: &str,
+        dir: &Path,
+        env: &str,
+        args: &str,
+        width: u16,
+        height: u16,
+    ) -> Tmux {
         let tmux = Tmux {
             socket: format!("cdc-tui-{label}-{}", std::process::id()),
             exit_file: dir.join("exit-status"),
         };
         let command = format!(
             // `cat` keeps the pane open after the TUI exits, to look at the terminal it left.
-            "cd {dir} && {env} {binary}; echo $? > {exit}; cat",
+            "cd {dir} && {env} {binary} {args}; echo $? > {exit}; cat",
             dir = dir.display(),
             binary = env!("CARGO_BIN_EXE_cdc-tui"),
             exit = tmux.exit_file.display()

@@ -302,6 +302,17 @@ fn decode(line: &[u8], filter: &TableFilter) -> Result<Option<ChangeEvent>, Stri
     if !filter.takes(&table) {
         return Ok(None);
     }
+    // Stamped again by this listener.
+    for stamped in ["listener", "captured_at"] {
+        rest.remove(stamped);
+    }
+    change_event(table, rest).map(Some)
+}
+
+/// The change a `change` line records, from its fields besides `type` and `table` (and the
+/// stamps `listener` and `captured_at`, which the caller takes out); fields it does not know
+/// are kept as extensions, so they print again as they were written.
+pub(crate) fn change_event(table: String, mut rest: Map<String, Value>) -> Result<ChangeEvent, String> {
     let op = match rest.remove("op") {
         Some(Value::String(op)) => Op::ALL
             .into_iter()
@@ -327,10 +338,6 @@ fn decode(line: &[u8], filter: &TableFilter) -> Result<Option<ChangeEvent>, Stri
     let after = row(rest.remove("after"));
     let commit_time: Option<DateTime<Utc>> = time(rest.remove("commit_time"));
     let tx = rest.remove("tx").as_ref().and_then(TxRef::from_json);
-    // Stamped again by this listener.
-    for stamped in ["listener", "captured_at"] {
-        rest.remove(stamped);
-    }
     let mut event = ChangeEvent {
         table: table.into(),
         op,
@@ -346,7 +353,7 @@ fn decode(line: &[u8], filter: &TableFilter) -> Result<Option<ChangeEvent>, Stri
     for (name, value) in rest {
         event.extensions.insert(&name, value);
     }
-    Ok(Some(event))
+    Ok(event)
 }
 
 #[cfg(test)]

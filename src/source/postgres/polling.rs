@@ -14,6 +14,12 @@
 //! not the output function for every type: `char(5)` loses its padding, `inet` gains a `/128`
 //! mask, `bool` spells `true`.) Generated columns are ordinary columns to a `SELECT`: polling
 //! reads them.
+//!
+//! A listener whose `table` is a scope (`public.*`, a list, `exclude`) polls every matching
+//! table in one transaction per poll: see [`scoped`]. One table named exactly is polled here,
+//! its position the plain cursor text.
+
+mod scoped;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +34,7 @@ use tokio_postgres::{Client, IsolationLevel, SimpleQueryMessage, SimpleQueryRow}
 use crate::change::{ChangeEvent, Columns, Op, RawJsonColumns, Row};
 use crate::registry::Control;
 use crate::source::kind::parse_options;
+use crate::source::postgres::scope::{Scope, Shape};
 use crate::source::postgres::value::{is_json, text_to_json};
 use crate::source::postgres::{TableName, classify, connect, quote_ident, quote_literal};
 use crate::source::{
@@ -139,14 +146,14 @@ struct TableShape {
     cursor_column: usize,
     /// `SELECT key…, cursor FROM t ORDER BY cursor`
     state_sql: String,
+    /// `SELECT col… FROM t`
+    select_sql: String,
     /// `SELECT col… FROM t WHERE cursor >= `: [`TableShape::rows_sql`] adds the rest.
     rows_sql: String,
     /// The cursor column's type, as the catalog spells it.
     cursor_type: String,
     /// `ORDER BY cursor, key…`
     rows_order: String,
-    /// `SELECT max(cursor) FROM t`
-    max_sql: String,
 }
 
 impl TableShape {
@@ -161,6 +168,11 @@ impl TableShape {
             self.rows_order
         )
     }
+
+    /// `SELECT col… FROM t ORDER BY cursor, key…`: every row in full.
+    fn all_rows_sql(&self) -> String {
+        format!("{} {}", self.select_sql, self.rows_order)
+    }
 }
 
 /// The key columns' text joined by a separator no key text holds (PostgreSQL text cannot
@@ -171,7 +183,21 @@ type RowState = HashMap<RowKey, Option<String>>;
 
 async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
     let (options, cursor_column) = PollingOptions::parse(&ctx.config().options)?;
-    let table = TableName::parse(&ctx.config().table).map_err(SourceError::permanent)?;
+    let config = ctx.config();
+    let scope = Scope::parse(&config.table, &config.exclude).map_err(SourceError::permanent)?;
+    match scope.shape() {
+        Shape::One(table) => run_one(ctx, options, cursor_column, table).await,
+        _ => scoped::run(ctx, options, cursor_column, scope).await,
+    }
+}
+
+/// One table named exactly: its position is the plain cursor text.
+async fn run_one(
+    ctx: &mut SourceContext,
+    options: PollingOptions,
+    cursor_column: String,
+    table: TableName,
+) -> Result<(), SourceError> {
     let mut client = connect(&ctx.url).await?;
     let shape = describe(&client, &table, &cursor_column, ctx).await?;
     let table_label: Arc<str> = ctx.config().table.as_str().into();
@@ -195,7 +221,12 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
         .await;
         let poll = poll.map_err(|error| match error {
             PollError::Sql(error) => classify(&error, &ctx.url),
-            PollError::Source(error) => error,
+            PollError::TooManyRows => SourceError::permanent(format!(
+                "the table has more than max_tracked_rows = {} rows; polling compares every \
+                 row's key and cursor each poll: raise max_tracked_rows or use strategy = \
+                 \"logical\"",
+                options.max_tracked_rows
+            )),
         })?;
         let mut changes = Vec::new();
         match &previous {
@@ -217,18 +248,7 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
         }
         previous = Some(poll.state);
         for (op, key, after, position) in changes {
-            let change = ChangeEvent {
-                table: table_label.clone(),
-                op,
-                key: Some(key),
-                old_key: None,
-                before: None,
-                after,
-                extensions: Default::default(),
-                position: position.into(),
-                commit_time: None,
-                tx: None,
-            };
+            let change = polled_change(table_label.clone(), op, key, after, position);
             if let Err(error) = ctx.emit(change).await {
                 return finish(ctx, &mut pending, error).await;
             }
@@ -276,7 +296,8 @@ async fn finish(
 
 enum PollError {
     Sql(tokio_postgres::Error),
-    Source(SourceError),
+    /// The rows read passed the budget of rows a poll may compare.
+    TooManyRows,
 }
 
 impl From<tokio_postgres::Error> for PollError {
@@ -294,9 +315,7 @@ struct Poll {
     max_cursor: Option<String>,
 }
 
-/// Reads the state of the table and, given the previous state, the changes since. A deleted
-/// row is reported at the poll's position: the highest cursor in the table, or
-/// `last_position` (the last poll's) when no row is left, as after a TRUNCATE.
+/// One poll of one table in its own REPEATABLE READ read-only transaction.
 async fn poll_once(
     client: &mut Client,
     shape: &TableShape,
@@ -310,28 +329,46 @@ async fn poll_once(
         .read_only(true)
         .start()
         .await?;
+    let poll = poll_table(
+        transaction.client(),
+        shape,
+        max_tracked_rows,
+        previous,
+        last_position,
+    )
+    .await?;
+    transaction.commit().await?;
+    Ok(poll)
+}
 
+/// Reads the state of the table and, given the previous state, the changes since, on a
+/// client inside the caller's REPEATABLE READ transaction (one snapshot for every table the
+/// caller reads in it). At most `budget` rows are compared (else `TooManyRows`). A deleted
+/// row is reported at the poll's position: the highest cursor in the table, or
+/// `last_position` (the last poll's) when no row is left, as after a TRUNCATE.
+async fn poll_table(
+    client: &Client,
+    shape: &TableShape,
+    budget: usize,
+    previous: Option<&RowState>,
+    last_position: Option<&str>,
+) -> Result<Poll, PollError> {
     let mut state = RowState::with_capacity(previous.map_or(0, HashMap::len));
-    let rows = transaction
-        .client()
-        .simple_query_raw(&shape.state_sql)
-        .await?;
+    let rows = client.simple_query_raw(&shape.state_sql).await?;
     pin_mut!(rows);
     let key_count = shape.key_columns.len();
     // Rows come in cursor order, so the first moved row holds the lowest moved cursor: the
-    // bound for reading the moved rows in full.
+    // bound for reading the moved rows in full; and the last non-NULL cursor (NULLs come
+    // last) is the highest, what `max(cursor)` would say.
     let mut moved = std::collections::HashSet::new();
     let mut low: Option<String> = None;
+    let mut max_cursor: Option<String> = None;
     while let Some(message) = rows.next().await {
         let SimpleQueryMessage::Row(row) = message? else {
             continue;
         };
-        if state.len() >= max_tracked_rows {
-            return Err(PollError::Source(SourceError::permanent(format!(
-                "the table has more than max_tracked_rows = {max_tracked_rows} rows; polling \
-                 compares every row's key and cursor each poll: raise max_tracked_rows or use \
-                 strategy = \"logical\""
-            ))));
+        if state.len() >= budget {
+            return Err(PollError::TooManyRows);
         }
         let mut key = String::new();
         for index in 0..key_count {
@@ -341,6 +378,9 @@ async fn poll_once(
             key.push_str(row.get(index).unwrap_or(""));
         }
         let cursor = row.get(key_count).map(str::to_owned);
+        if cursor.is_some() {
+            max_cursor.clone_from(&cursor);
+        }
         if previous.is_some_and(|previous| previous.get(&key) != Some(&cursor)) {
             if low.is_none() {
                 low.clone_from(&cursor);
@@ -349,12 +389,11 @@ async fn poll_once(
         }
         state.insert(key, cursor);
     }
-    let max_cursor = first_value(transaction.client(), &shape.max_sql).await?;
 
     let mut changes = Vec::new();
     if let Some(previous) = previous {
         if let Some(low) = low {
-            let rows = text_rows(transaction.client(), &shape.rows_sql(&low)).await?;
+            let rows = text_rows(client, &shape.rows_sql(&low)).await?;
             for row in rows {
                 let (key_text, key, after, cursor) = row_values(shape, &row);
                 if !moved.contains(&key_text) || state.get(&key_text) != Some(&cursor) {
@@ -379,7 +418,6 @@ async fn poll_once(
             changes.push((Op::Delete, key, None, position.to_string()));
         }
     }
-    transaction.commit().await?;
     Ok(Poll {
         state,
         changes,
@@ -396,9 +434,18 @@ async fn changed_since(
     saved: &str,
     url: &crate::secret::DatabaseUrl,
 ) -> Result<Vec<FoundChange>, SourceError> {
-    let rows = text_rows(client, &shape.rows_sql(saved))
+    rows_as_updates(client, shape, &shape.rows_sql(saved))
         .await
-        .map_err(|error| classify(&error, url))?;
+        .map_err(|error| classify(&error, url))
+}
+
+/// The rows a query reads, each reported as an update at its cursor.
+async fn rows_as_updates(
+    client: &Client,
+    shape: &TableShape,
+    sql: &str,
+) -> Result<Vec<FoundChange>, tokio_postgres::Error> {
+    let rows = text_rows(client, sql).await?;
     Ok(rows
         .iter()
         .map(|row| row_values(shape, row))
@@ -422,12 +469,6 @@ async fn text_rows(
             _ => None,
         })
         .collect())
-}
-
-/// The first value of a one-row query, in text format.
-async fn first_value(client: &Client, sql: &str) -> Result<Option<String>, tokio_postgres::Error> {
-    let rows = text_rows(client, sql).await?;
-    Ok(rows.first().and_then(|row| row.get(0)).map(str::to_owned))
 }
 
 /// (key text, key, row, cursor text) of one full row.
@@ -460,6 +501,37 @@ fn key_row(shape: &TableShape, key_text: &str) -> Row {
     Row::new(Arc::clone(&shape.key_names), values).with_raw_json(&shape.key_raw_json)
 }
 
+/// A column as the catalog describes it: what a table's shape is built from, and compared
+/// poll to poll (by a scope) to tell a changed table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CatalogColumn {
+    name: String,
+    type_oid: u32,
+    /// As `format_type()` spells it, with its modifier.
+    type_name: String,
+    /// Its place in the primary key, from 1.
+    key_position: Option<i32>,
+}
+
+impl CatalogColumn {
+    /// From a row of `name, type oid, format_type, array_position(indkey, attnum)` at `from`.
+    fn from_row(row: &tokio_postgres::Row, from: usize) -> CatalogColumn {
+        CatalogColumn {
+            name: row.get(from),
+            type_oid: row.get(from + 1),
+            type_name: row.get(from + 2),
+            key_position: row.get(from + 3),
+        }
+    }
+}
+
+/// Why a table cannot be polled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Unfit {
+    NoPrimaryKey,
+    NoCursorColumn,
+}
+
 /// Reads the table's columns and primary key from the catalog and prepares the SQL.
 async fn describe(
     client: &Client,
@@ -483,37 +555,52 @@ async fn describe(
         .map_err(|error| classify(&error, &ctx.url))?;
     if rows.is_empty() {
         return Err(SourceError::permanent(format!(
-            "table {table} does not exist (or this user cannot see it)"
+            "table {} does not exist (or this user cannot see it)",
+            table.display_name()
         )));
     }
-    let mut columns = Vec::with_capacity(rows.len());
+    let columns: Vec<CatalogColumn> = rows
+        .iter()
+        .map(|row| CatalogColumn::from_row(row, 0))
+        .collect();
+    build_shape(table, &columns, cursor_column).map_err(|unfit| match unfit {
+        Unfit::NoPrimaryKey => SourceError::permanent(format!(
+            "table {table} has no primary key: polling needs one to tell updates and deletes"
+        )),
+        Unfit::NoCursorColumn => SourceError::permanent(format!(
+            "table {table} has no column {} (cursor_column)",
+            quote_ident(cursor_column)
+        )),
+    })
+}
+
+/// The shape of a table from its catalog columns (in column order), with the SQL to read it.
+fn build_shape(
+    table: &TableName,
+    catalog: &[CatalogColumn],
+    cursor_column: &str,
+) -> Result<TableShape, Unfit> {
+    let mut columns = Vec::with_capacity(catalog.len());
     let mut keyed = Vec::new();
     let mut cursor = None;
-    for (index, row) in rows.iter().enumerate() {
-        let name: String = row.get(0);
-        let type_oid: u32 = row.get(1);
-        let type_name: String = row.get(2);
-        if let Some(position) = row.get::<_, Option<i32>>(3) {
+    for (index, column) in catalog.iter().enumerate() {
+        if let Some(position) = column.key_position {
             keyed.push((position, index));
         }
-        if name == cursor_column {
-            cursor = Some((index, type_name));
+        if column.name == cursor_column {
+            cursor = Some((index, column.type_name.clone()));
         }
-        columns.push(ColumnInfo { name, type_oid });
+        columns.push(ColumnInfo {
+            name: column.name.clone(),
+            type_oid: column.type_oid,
+        });
     }
     keyed.sort();
     let key_columns: Vec<usize> = keyed.into_iter().map(|(_, index)| index).collect();
     if key_columns.is_empty() {
-        return Err(SourceError::permanent(format!(
-            "table {table} has no primary key: polling needs one to tell updates and deletes"
-        )));
+        return Err(Unfit::NoPrimaryKey);
     }
-    let (cursor_index, cursor_type) = cursor.ok_or_else(|| {
-        SourceError::permanent(format!(
-            "table {table} has no column {} (cursor_column)",
-            quote_ident(cursor_column)
-        ))
-    })?;
+    let (cursor_index, cursor_type) = cursor.ok_or(Unfit::NoCursorColumn)?;
 
     let quoted = table.quoted();
     let cursor_sql = quote_ident(cursor_column);
@@ -537,13 +624,13 @@ async fn describe(
         .map(|&index| quote_ident(&columns[index].name))
         .collect::<Vec<_>>()
         .join(", ");
-    // `cursor_type` comes from format_type(), the catalog's own spelling of the type.
-    let rows_sql = format!(
-        "SELECT {} FROM {quoted} WHERE {cursor_sql} >= ",
+    let select_sql = format!(
+        "SELECT {} FROM {quoted}",
         column_list(&mut (0..columns.len()))
     );
+    // `cursor_type` comes from format_type(), the catalog's own spelling of the type.
+    let rows_sql = format!("{select_sql} WHERE {cursor_sql} >= ");
     let rows_order = format!("ORDER BY {cursor_sql}, {key_order}");
-    let max_sql = format!("SELECT max({cursor_sql}) FROM {quoted}");
     let names = columns.iter().map(|c| c.name.as_str().into()).collect();
     let key_names = key_columns
         .iter()
@@ -564,9 +651,32 @@ async fn describe(
         key_raw_json,
         cursor_column: cursor_index,
         state_sql,
+        select_sql,
         rows_sql,
         cursor_type,
         rows_order,
-        max_sql,
     })
+}
+
+/// A change found by comparing two polls: polling sees no transactions, no commit time and no
+/// before image (it knows only the state at each poll).
+fn polled_change(
+    table: Arc<str>,
+    op: Op,
+    key: Row,
+    after: Option<Row>,
+    position: String,
+) -> ChangeEvent {
+    ChangeEvent {
+        table,
+        op,
+        key: Some(key),
+        old_key: None,
+        before: None,
+        after,
+        extensions: Default::default(),
+        position: position.into(),
+        commit_time: None,
+        tx: None,
+    }
 }

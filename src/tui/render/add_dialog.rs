@@ -57,7 +57,7 @@ pub fn render(frame: &mut Frame, dialog: &AddDialog, data: &FrameData) {
                 .databases
                 .iter()
                 .map(|d| format!("{:<24} {}", d.name, d.kind.name()));
-            render_list(frame, body, items, dialog.database, theme);
+            render_list(frame, body, items, Some(dialog.database), theme);
         }
         Step::Table => {
             let [filter, list] =
@@ -72,6 +72,28 @@ pub fn render(frame: &mut Frame, dialog: &AddDialog, data: &FrameData) {
                 Tables::Loaded(_) => None,
             };
             let matching = dialog.matching_tables();
+            let note = note.or_else(|| {
+                dialog.typed_scope().map(|scope| {
+                    format!(
+                        "Enter watches the scope {scope}: the {} tables below now, and those \
+                         that come later",
+                        matching.len()
+                    )
+                })
+            });
+            if dialog.typed_scope().is_some() && !matching.is_empty() {
+                let [note_area, rest] =
+                    Layout::vertical([Constraint::Length(2), Constraint::Fill(1)]).areas(list);
+                frame.render_widget(
+                    Paragraph::new(note.unwrap_or_default())
+                        .style(theme.dim())
+                        .wrap(ratatui::widgets::Wrap { trim: true }),
+                    note_area,
+                );
+                let items = matching.iter().map(|t| t.to_string());
+                render_list(frame, rest, items, None, theme);
+                return;
+            }
             match note {
                 Some(note) => frame.render_widget(
                     Paragraph::new(note)
@@ -81,9 +103,11 @@ pub fn render(frame: &mut Frame, dialog: &AddDialog, data: &FrameData) {
                 ),
                 None if matching.is_empty() => frame.render_widget(
                     Paragraph::new(format!(
-                        "no table matches: Enter takes {:?} as typed",
+                        "no table matches: Enter takes {:?} as typed (a scope like public.* \
+                         watches every table it matches)",
                         dialog.table_filter
                     ))
+                    .wrap(ratatui::widgets::Wrap { trim: true })
                     .style(theme.dim()),
                     list,
                 ),
@@ -91,7 +115,7 @@ pub fn render(frame: &mut Frame, dialog: &AddDialog, data: &FrameData) {
                     frame,
                     list,
                     matching.iter().map(|t| t.to_string()),
-                    dialog.table_selected,
+                    Some(dialog.table_selected),
                     theme,
                 ),
             }
@@ -101,7 +125,7 @@ pub fn render(frame: &mut Frame, dialog: &AddDialog, data: &FrameData) {
                 .strategies()
                 .iter()
                 .map(|s| format!("{:<14} {}", s.name(), s.note()));
-            render_list(frame, body, items, dialog.strategy, theme);
+            render_list(frame, body, items, Some(dialog.strategy), theme);
         }
         Step::Option(at) => {
             let Some(prompt) = dialog.prompts().get(at) else {
@@ -182,12 +206,12 @@ fn render_list(
     frame: &mut Frame,
     area: ratatui::layout::Rect,
     items: impl Iterator<Item = String>,
-    selected: usize,
+    selected: Option<usize>,
     theme: Theme,
 ) {
     let list = List::new(items)
         .highlight_symbol(SELECTED_MARK)
         .highlight_style(theme.selected(true));
-    let mut state = ListState::default().with_selected(Some(selected));
+    let mut state = ListState::default().with_selected(selected);
     frame.render_stateful_widget(list, area, &mut state);
 }

@@ -5,13 +5,13 @@ use chrono::{DateTime, Utc};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Margin, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Clear, Paragraph};
+use ratatui::widgets::Paragraph;
 
 use crate::change::row_json;
 use crate::tui::detail::{DetailView, JsonLine, Mark};
 use crate::tui::format;
 use crate::tui::frame::FrameData;
-use crate::tui::render::{centered, panel, scrollbar};
+use crate::tui::render::{centered, clear_around, panel, scrollbar};
 use crate::tui::theme::Theme;
 
 /// Below this inner width, before and after are stacked.
@@ -66,12 +66,13 @@ pub fn render(frame: &mut Frame, view: &DetailView, data: &FrameData) {
     let change = &view.change;
     let area = area(frame.area(), view);
     let block = panel(theme, true).title(Line::from(vec![
-        Span::styled(format!(" Event #{} ", view.number), theme.title()),
+        // Counted from 1, as people count.
+        Span::styled(format!(" Event #{} ", view.number + 1), theme.title()),
         Span::styled(change.op.as_str(), theme.op(change.op)),
         Span::raw(format!(" {} ", change.table)),
     ]));
     let inner = block.inner(area);
-    frame.render_widget(Clear, area);
+    clear_around(frame, area);
     frame.render_widget(block, area);
 
     let (facts_area, headings, body) = regions(inner, view);

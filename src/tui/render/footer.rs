@@ -22,12 +22,18 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
     let right_width: usize = right.iter().map(Span::width).sum();
     let width = area.width as usize;
 
+    // A dialog's keys show instead of an older note, so it always says how to use it.
+    let dialog = matches!(
+        state.mode(),
+        Mode::AddDialog | Mode::Confirm | Mode::ExportPath
+    );
+    let message = state.message.as_ref().filter(|_| !dialog);
     let mut left = Vec::new();
     if state.mode() == Mode::Filter {
         left.push(Span::styled("/", theme.key()));
         left.push(Span::raw(state.filter.clone()));
         left.push(Span::styled("▏", theme.key()));
-    } else if let Some(message) = &state.message {
+    } else if let Some(message) = message {
         let style = if message.is_error {
             theme.error()
         } else {
@@ -44,7 +50,7 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
     if !left.is_empty() {
         left.push(Span::raw(" "));
     }
-    if state.message.is_none() || state.mode() == Mode::Filter {
+    if message.is_none() || state.mode() == Mode::Filter {
         left.extend(hint_spans(&keys::hints(&local), theme, room));
     }
     frame.render_widget(Paragraph::new(Line::from(left)), area);

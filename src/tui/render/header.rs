@@ -6,6 +6,9 @@ use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
+use std::sync::atomic::Ordering;
+
+use crate::replay::ReplayProgress;
 use crate::tui::format;
 use crate::tui::frame::FrameData;
 
@@ -29,7 +32,9 @@ pub fn render(frame: &mut Frame, area: Rect, data: &FrameData) {
     ]);
 
     let badge = Span::styled(" cdc-tui ", theme.title().add_modifier(Modifier::REVERSED));
-    let databases = if data.info.databases.is_empty() {
+    let databases = if let Some(replay) = &data.info.replay {
+        replay_status(replay)
+    } else if data.info.databases.is_empty() {
         "no databases".to_string()
     } else {
         data.info
@@ -50,4 +55,28 @@ pub fn render(frame: &mut Frame, area: Rect, data: &FrameData) {
     ]);
     frame.render_widget(Paragraph::new(left), area);
     frame.render_widget(Paragraph::new(right).right_aligned(), area);
+}
+
+/// `replay events.jsonl · 45% · line 1,234 · 5,000 changes`, then `paused`, `done` or why it
+/// stopped.
+fn replay_status(replay: &ReplayProgress) -> String {
+    let name = replay.file.file_name().map_or_else(
+        || replay.file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let read = replay.bytes_read.load(Ordering::Relaxed);
+    let percent = (read * 100).checked_div(replay.total_bytes).unwrap_or(100);
+    let mut text = format!(
+        "replay {name} · {percent}% · line {} · {} changes",
+        format::count(replay.lines.load(Ordering::Relaxed)),
+        format::count(replay.changes.load(Ordering::Relaxed))
+    );
+    if let Some(error) = replay.error() {
+        text = format!("replay {name} stopped: {error}");
+    } else if replay.done.load(Ordering::Relaxed) {
+        text.push_str(" · done");
+    } else if replay.paused.load(Ordering::Relaxed) {
+        text.push_str(" · paused (space resumes)");
+    }
+    text
 }

@@ -1,8 +1,11 @@
 //! The event log: newest at the bottom, one change per row (time, op, table, key and what
 //! changed), the ring's fill and evictions, the filter and whether it follows the tail.
 
+use std::collections::HashMap;
+
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Rect};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, HighlightSpacing, Paragraph, Row, Table, TableState};
 use serde_json::Value;
@@ -12,15 +15,17 @@ use crate::change::{Change, Op};
 use crate::tui::detail::changed_fields;
 use crate::tui::format;
 use crate::tui::frame::FrameData;
-use crate::tui::render::{SELECTED_MARK, panel, scrollbar};
+use crate::tui::log_index::highlights;
+use crate::tui::render::{SELECTED_MARK, panel, scrollbar, tx_log};
 use crate::tui::state::{Focus, UiState};
 
 /// "10:00:01.004"
-const TIME_WIDTH: u16 = 12;
+pub(super) const TIME_WIDTH: u16 = 12;
 /// "truncate"
-const OP_WIDTH: u16 = 8;
-const TABLE_WIDTH: (u16, u16) = (6, 28);
-const KEY_WIDTH: (u16, u16) = (4, 24);
+pub(super) const OP_WIDTH: u16 = 8;
+pub(super) const TABLE_WIDTH: (u16, u16) = (6, 28);
+pub(super) const KEY_WIDTH: (u16, u16) = (4, 24);
+const LISTENER_WIDTH: (u16, u16) = (4, 16);
 
 pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) {
     let theme = data.info.theme;
@@ -39,7 +44,13 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
             theme.dim(),
         ),
     ];
-    if !state.filter.trim().is_empty() {
+    if data.filter_error.is_some() {
+        // The log's body says why.
+        title.push(Span::styled(
+            format!("· filter {:?} not understood ", state.filter.trim()),
+            theme.error(),
+        ));
+    } else if !state.filter.trim().is_empty() {
         let matches = if log.in_view == 1 { "match" } else { "matches" };
         title.push(Span::styled(
             format!(
@@ -58,10 +69,17 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
     };
     let block = panel(theme, focused)
         .title(Line::from(title))
+        .title_bottom(Line::styled(" times: captured ", theme.dim()))
         .title_bottom(Line::from(follow).right_aligned());
 
+    if let Some(grouped) = &log.grouped {
+        tx_log::render(frame, area, block, state, data, grouped);
+        return;
+    }
     if log.rows.is_empty() {
-        let text = if state.filter.trim().is_empty() {
+        let text = if let Some(error) = data.filter_error {
+            error
+        } else if state.filter.trim().is_empty() {
             "waiting for changes…"
         } else if log.scanning {
             "searching…"
@@ -88,41 +106,62 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
     let table_width = widest(&mut log.rows.iter().map(|(_, c)| c.table.width()))
         .clamp(TABLE_WIDTH.0, TABLE_WIDTH.1);
     let key_width = widest(&mut keys.iter().map(|k| k.width())).clamp(KEY_WIDTH.0, KEY_WIDTH.1);
-    let used = SELECTED_MARK.width() as u16 + TIME_WIDTH + OP_WIDTH + table_width + key_width + 4;
+    // Two listeners on one table: say which one each row is from.
+    let listener_width = ambiguous(data).then(|| {
+        widest(&mut log.rows.iter().map(|(_, c)| identifier(c).width()))
+            .clamp(LISTENER_WIDTH.0, LISTENER_WIDTH.1)
+    });
+    let used = SELECTED_MARK.width() as u16
+        + TIME_WIDTH
+        + OP_WIDTH
+        + table_width
+        + key_width
+        + listener_width.map_or(0, |width| width + 1)
+        + 4;
     let preview_width = area.width.saturating_sub(used + 2) as usize;
 
+    let marks = highlights(&state.filter);
+    let mark = |text: String, base: Style| highlighted(text, &marks, base, theme.changed());
     let rows = log.rows.iter().zip(&keys).map(|((_, change), key)| {
-        Row::new([
+        let listener = listener_width.map(|width| {
+            Cell::from(Span::styled(
+                format::ellipsize(identifier(change), width as usize).into_owned(),
+                theme.label(),
+            ))
+        });
+        Row::new(listener.into_iter().chain([
             Cell::from(Span::styled(
                 format::clock(&change.captured_at, data.info.zone),
                 theme.dim(),
             )),
             Cell::from(Span::styled(change.op.as_str(), theme.op(change.op))),
-            Cell::from(format::ellipsize(&change.table, table_width as usize).into_owned()),
-            Cell::from(Span::styled(
+            Cell::from(mark(
+                format::ellipsize(&change.table, table_width as usize).into_owned(),
+                Style::new(),
+            )),
+            Cell::from(mark(
                 format::ellipsize(key, key_width as usize).into_owned(),
                 theme.key(),
             )),
-            Cell::from(
+            Cell::from(mark(
                 format::ellipsize(&preview(change, preview_width), preview_width).into_owned(),
-            ),
-        ])
+                Style::new(),
+            )),
+        ]))
     });
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(TIME_WIDTH),
-            Constraint::Length(OP_WIDTH),
-            Constraint::Length(table_width),
-            Constraint::Length(key_width),
-            Constraint::Fill(1),
-        ],
-    )
-    .block(block)
-    .highlight_symbol(SELECTED_MARK)
-    // The mark's column stays, so rows do not shift when the cursor shows or hides.
-    .highlight_spacing(HighlightSpacing::Always)
-    .row_highlight_style(theme.selected(focused));
+    let widths = listener_width.map(Constraint::Length).into_iter().chain([
+        Constraint::Length(TIME_WIDTH),
+        Constraint::Length(OP_WIDTH),
+        Constraint::Length(table_width),
+        Constraint::Length(key_width),
+        Constraint::Fill(1),
+    ]);
+    let table = Table::new(rows, widths)
+        .block(block)
+        .highlight_symbol(SELECTED_MARK)
+        // The mark's column stays, so rows do not shift when the cursor shows or hides.
+        .highlight_spacing(HighlightSpacing::Always)
+        .row_highlight_style(theme.selected(focused));
     // While following with the focus elsewhere, the cursor would only flicker down the rows.
     let highlight = focused || !state.log.follow;
     let selected = log
@@ -138,9 +177,71 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
     );
 }
 
+/// `text` in `base` style, the parts equal (ignoring ASCII case) to one of `marks` in `mark`.
+fn highlighted(text: String, marks: &[String], base: Style, mark: Style) -> Line<'static> {
+    if marks.is_empty() {
+        return Line::from(Span::styled(text, base));
+    }
+    let mut spans = Vec::new();
+    let (mut plain_from, mut at) = (0, 0);
+    while at < text.len() {
+        let found = marks.iter().find(|needle| {
+            text.get(at..at + needle.len())
+                .is_some_and(|part| part.eq_ignore_ascii_case(needle))
+        });
+        match found {
+            Some(needle) => {
+                if plain_from < at {
+                    spans.push(Span::styled(text[plain_from..at].to_string(), base));
+                }
+                spans.push(Span::styled(text[at..at + needle.len()].to_string(), mark));
+                at += needle.len();
+                plain_from = at;
+            }
+            None => at += text[at..].chars().next().map_or(1, char::len_utf8),
+        }
+    }
+    if plain_from < text.len() {
+        spans.push(Span::styled(text[plain_from..].to_string(), base));
+    }
+    Line::from(spans)
+}
+
+/// The listener's identifier: its identity up to the `/` (`orders` of `orders/public.orders`).
+fn identifier(change: &Change) -> &str {
+    let identity = change.identity();
+    identity.split_once('/').map_or(identity, |(name, _)| name)
+}
+
+/// Whether a table in view has changes from more than one listener, going by the rows in
+/// view and each listener's tables.
+fn ambiguous(data: &FrameData) -> bool {
+    let mut first_listener: HashMap<&str, &str> = HashMap::new();
+    let from_listeners = data.listeners.iter().flat_map(|listener| {
+        let tables = listener.tables.iter().map(|counts| &*counts.table);
+        tables.map(move |table| (table, &*listener.identity))
+    });
+    let from_rows = data
+        .log
+        .rows
+        .iter()
+        .map(|(_, change)| (&*change.table, change.identity()));
+    let mut shared: Vec<&str> = Vec::new();
+    for (table, identity) in from_listeners.chain(from_rows) {
+        let first = *first_listener.entry(table).or_insert(identity);
+        if first != identity {
+            shared.push(table);
+        }
+    }
+    data.log
+        .rows
+        .iter()
+        .any(|(_, change)| shared.contains(&&*change.table))
+}
+
 /// What a change did, in about `width` columns: the fields an update changed (old → new), an
 /// insert's row, a delete's old row.
-fn preview(change: &Change, width: usize) -> String {
+pub(super) fn preview(change: &Change, width: usize) -> String {
     match change.op {
         Op::Insert => format::fields(change.after.as_ref(), change.key.as_ref(), width),
         Op::Delete => format::fields(change.before.as_ref(), change.key.as_ref(), width),

@@ -6,14 +6,19 @@ mod detail;
 mod footer;
 mod header;
 mod help;
-mod listeners;
+mod listener_detail;
+pub(crate) mod listeners;
 mod log;
+mod prompt;
 mod timings;
+mod tx_detail;
+mod tx_log;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Margin, Rect};
 use ratatui::widgets::{Block, BorderType, Scrollbar, ScrollbarOrientation, ScrollbarState};
 
+use crate::registry::ListenerSnapshot;
 use crate::tui::frame::FrameData;
 use crate::tui::state::{Popup, UiState};
 use crate::tui::theme::Theme;
@@ -34,10 +39,14 @@ pub struct Areas {
     pub timings: Option<Rect>,
     pub log: Rect,
     pub footer: Rect,
+    /// Rows the selected listener's wrapped state line takes in the listeners panel.
+    pub status_rows: u16,
 }
 
 impl Areas {
-    pub fn new(area: Rect, listener_count: usize) -> Areas {
+    /// The regions, for `listener_count` listeners, the selected one's state line wrapped
+    /// onto `status_rows` rows.
+    pub fn new(area: Rect, listener_count: usize, status_rows: usize) -> Areas {
         let [header, body, footer] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Fill(1),
@@ -46,7 +55,11 @@ impl Areas {
         .areas(area);
         // Borders and the heading row, at most two fifths of the body.
         let wanted = (listener_count.max(1) as u16).saturating_add(3);
-        let listeners_height = wanted.min((body.height * 2 / 5).max(4));
+        let base = wanted.min((body.height * 2 / 5).max(4));
+        // The wrapped state line grows the panel, as far as the log keeps its rows.
+        let status_rows =
+            (status_rows as u16).min(body.height.saturating_sub(base + LOG_MIN_HEIGHT));
+        let listeners_height = base + status_rows;
         let [listeners, rest] =
             Layout::vertical([Constraint::Length(listeners_height), Constraint::Fill(1)])
                 .areas(body);
@@ -69,6 +82,7 @@ impl Areas {
             timings,
             log,
             footer,
+            status_rows,
         }
     }
 
@@ -79,14 +93,23 @@ impl Areas {
 
     /// Listener rows the table shows (inside its borders, under the headings).
     pub fn listener_rows(&self) -> usize {
-        self.listeners.height.saturating_sub(3) as usize
+        self.listeners.height.saturating_sub(3 + self.status_rows) as usize
     }
 }
 
+/// Rows the selected listener's state line needs in the listeners panel on a screen this wide.
+pub fn status_rows(state: &UiState, listeners: &[ListenerSnapshot], width: u16) -> usize {
+    state
+        .selected_listener(listeners)
+        .map_or(0, |listener| listeners::status_rows(listener, width).len())
+}
+
 pub fn draw(frame: &mut Frame, state: &UiState, data: &FrameData) {
-    let areas = Areas::new(frame.area(), data.listeners.len());
+    let area = frame.area();
+    let status = status_rows(state, data.listeners, area.width);
+    let areas = Areas::new(area, listeners::row_count(data.listeners, state), status);
     header::render(frame, areas.header, data);
-    listeners::render(frame, areas.listeners, state, data);
+    listeners::render(frame, areas.listeners, areas.status_rows, state, data);
     if let Some(area) = areas.timings {
         timings::render(frame, area, data);
     }
@@ -95,7 +118,13 @@ pub fn draw(frame: &mut Frame, state: &UiState, data: &FrameData) {
     match &state.popup {
         Some(Popup::Help { scroll }) => help::render(frame, *scroll, data),
         Some(Popup::Detail(view)) => detail::render(frame, view, data),
+        Some(Popup::Transaction(view)) => tx_detail::render(frame, view, data),
         Some(Popup::Add(dialog)) => add_dialog::render(frame, dialog, data),
+        Some(Popup::Listener { identity, scroll }) => {
+            listener_detail::render(frame, identity, *scroll, data)
+        }
+        Some(Popup::Confirm { question, .. }) => prompt::render_confirm(frame, question, data),
+        Some(Popup::Export { path }) => prompt::render_export(frame, path, data),
         None => {}
     }
 }
@@ -106,7 +135,11 @@ pub fn popup_scroll(area: Rect, state: &UiState, data: &FrameData) -> Option<(us
     match &state.popup {
         Some(Popup::Help { .. }) => Some(help::scroll_extent(area, data)),
         Some(Popup::Detail(view)) => Some(detail::scroll_extent(area, view)),
-        Some(Popup::Add(_)) | None => None,
+        Some(Popup::Transaction(view)) => Some(tx_detail::scroll_extent(area, view)),
+        Some(Popup::Listener { identity, .. }) => {
+            Some(listener_detail::scroll_extent(area, identity, data))
+        }
+        Some(Popup::Add(_) | Popup::Confirm { .. } | Popup::Export { .. }) | None => None,
     }
 }
 
@@ -141,6 +174,13 @@ fn scrollbar(
 
 /// Marks the selected row of tables and lists, so it shows without colour too.
 const SELECTED_MARK: &str = "▶ ";
+
+/// Clears a wide popup's area and a column either side, so nothing of the panels below shows
+/// between their borders and the popup's.
+fn clear_around(frame: &mut Frame, area: Rect) {
+    let around = area.outer(Margin::new(1, 0)).intersection(frame.area());
+    frame.render_widget(ratatui::widgets::Clear, around);
+}
 
 /// A centered popup area of at most `width` x `height`.
 fn centered(area: Rect, width: u16, height: u16) -> Rect {

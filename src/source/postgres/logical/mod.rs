@@ -438,6 +438,8 @@ fn describe_columns_change(before: &[(String, u32)], after: &[(String, u32)]) ->
 /// Opens the replication session (creating the slot on it when needed), then streams until an
 /// error or a stop.
 async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), SourceError> {
+    // A transaction a lost connection cut is streamed again whole.
+    ctx.set_in_transaction(false);
     let slot = plan.slot;
     let status_interval = stream::status_interval(plan.server.wal_sender_timeout);
     let mut config =
@@ -710,7 +712,7 @@ impl Session<'_> {
                 xid,
                 commit_time_micros,
             } => {
-                self.begin(final_lsn.as_u64(), xid, commit_time_micros);
+                self.begin(ctx, final_lsn.as_u64(), xid, commit_time_micros);
                 Ok(())
             }
             ReplicationEvent::Commit { end_lsn, .. } => self.commit(ctx, end_lsn.as_u64()).await,
@@ -770,7 +772,7 @@ impl Session<'_> {
             }
             // The client reports these as events; handled here too should it ever pass them on.
             PgOutputMessage::Begin(begin) => {
-                self.begin(begin.final_lsn, begin.xid, begin.commit_time);
+                self.begin(ctx, begin.final_lsn, begin.xid, begin.commit_time);
                 return Ok(());
             }
             PgOutputMessage::Commit(commit) => return self.commit(ctx, commit.end_lsn).await,
@@ -901,7 +903,8 @@ impl Session<'_> {
     }
 
 
-    fn begin(&mut self, commit_lsn: u64, xid: u32, commit_time: i64) {
+    fn begin(&mut self, ctx: &SourceContext, commit_lsn: u64, xid: u32, commit_time: i64) {
+        ctx.set_in_transaction(true);
         let skip = match self.sent_before {
             Some(sent) if commit_lsn < sent.commit_lsn => u64::MAX,
             Some(sent) if commit_lsn == sent.commit_lsn => sent.count,
@@ -922,6 +925,7 @@ impl Session<'_> {
     /// The end of a transaction: its `transaction` line after its last change (when this
     /// session sent any of it), and its position queued for acknowledgement.
     async fn commit(&mut self, ctx: &mut SourceContext, end_lsn: u64) -> Result<(), SourceError> {
+        ctx.set_in_transaction(false);
         if let Some(tx) = self.tx.take()
             && !tx.tables.is_empty()
         {
@@ -1050,7 +1054,10 @@ impl Session<'_> {
         self.next_refresh = Instant::now() + DETAIL_REFRESH;
         let (name, kind) = (self.slot.name(), self.slot.kind());
         self.usage = match setup::slot_usage(self.client, name).await {
-            Ok(Some(usage)) => usage.describe(kind, name),
+            Ok(Some(usage)) => {
+                ctx.set_server_lag(usage.lag());
+                usage.describe(kind, name)
+            }
             Ok(None) => format!("{kind} slot {name} is gone"),
             Err(error) => format!(
                 "{kind} slot {name}: cannot read the WAL it holds: {}",

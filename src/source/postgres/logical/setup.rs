@@ -624,6 +624,9 @@ pub fn slot_in_use(slot: &str, pid: Option<i32>) -> SourceError {
 pub struct SlotUsage {
     pub retained_bytes: Option<i64>,
     pub wal_status: Option<String>,
+    /// WAL written past the slot's confirmed position: how far behind the listener is.
+    pub unconfirmed_bytes: Option<i64>,
+    pub safe_wal_size: Option<i64>,
 }
 
 impl SlotUsage {
@@ -641,12 +644,21 @@ impl SlotUsage {
         };
         format!("{held} WAL held by {kind} slot {slot}{status}")
     }
+
+    pub fn lag(&self) -> crate::registry::ServerLag {
+        crate::registry::ServerLag {
+            bytes: self.unconfirmed_bytes.map(|bytes| bytes.max(0) as u64),
+            wal_status: self.wal_status.clone(),
+            safe_wal_size: self.safe_wal_size,
+        }
+    }
 }
 
 pub async fn slot_usage(client: &Client, slot: &str) -> Result<Option<SlotUsage>, String> {
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&slot];
     let query = client.query_opt(
-        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8, wal_status \
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8, wal_status, \
+         pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8, safe_wal_size \
          FROM pg_replication_slots WHERE slot_name = $1",
         &params,
     );
@@ -654,6 +666,8 @@ pub async fn slot_usage(client: &Client, slot: &str) -> Result<Option<SlotUsage>
         Ok(Ok(row)) => Ok(row.map(|row| SlotUsage {
             retained_bytes: row.get(0),
             wal_status: row.get(1),
+            unconfirmed_bytes: row.get(2),
+            safe_wal_size: row.get(3),
         })),
         Ok(Err(error)) => Err(error.to_string()),
         Err(_) => Err("timed out".to_string()),
@@ -698,6 +712,8 @@ mod tests {
         let usage = |bytes, status: Option<&str>| SlotUsage {
             retained_bytes: bytes,
             wal_status: status.map(str::to_string),
+            unconfirmed_bytes: None,
+            safe_wal_size: None,
         };
         assert_eq!(
             usage(Some(24_678), Some("reserved")).describe("temporary", "cdc_tui_orders_1"),
