@@ -28,6 +28,7 @@ macro_rules! register_kinds {
 register_kinds! {
     postgres::Postgres,
     mongo::Mongo,
+    mysql::Mysql,
     jsonl::Jsonl,
 }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod ca;
+pub mod mariadb;
 pub mod mongo;
 pub mod proxy;
 pub mod tmux;

@@ -33,7 +33,7 @@ impl Part {
 }
 
 /// `*` matches any run of characters (none included); every other character itself.
-fn glob_matches(glob: &str, name: &str) -> bool {
+pub(crate) fn glob_matches(glob: &str, name: &str) -> bool {
     let mut pieces = glob.split('*');
     let first = pieces.next().unwrap_or_default();
     let Some(mut rest) = name.strip_prefix(first) else {

@@ -1,0 +1,346 @@
+//! MySQL `binlog` behaviour beyond the contract, on throwaway MariaDB servers: how each type
+//! prints, ALTER TABLE mid-stream, scopes and zero-config, a purged binlog, and the settings
+//! and privileges that fail with advice.
+
+mod support;
+
+use mysql_async::prelude::Queryable;
+use serde_json::{Value, json};
+use support::mariadb::{self, MariaDb};
+use support::{Headless, changes_of, reason_of};
+
+/// A cdc.toml with one binlog listener on `table` of `url`'s database.
+fn config(url: &str, table: &str, extra: &str) -> String {
+    format!(
+        "[pipeline]\nchunk_size = 10\ntimeout_ms = 20\n\n\
+         [[database]]\nname = \"db\"\nkind = \"mysql\"\nurl = \"{url}\"\n\n\
+         [[listener]]\nidentifier = \"l\"\ndatabase = \"db\"\ntable = '{table}'\n\
+         strategy = \"binlog\"\n{extra}\n"
+    )
+}
+
+async fn execute(server: &MariaDb, database: &str, sql: &str) {
+    let mut conn = server.connect(database).await;
+    conn.query_drop(sql).await.expect(sql);
+    conn.disconnect().await.expect("disconnect");
+}
+
+/// The schema notes of the listener `listener`.
+fn schema_notes<'a>(seen: &'a [Value], listener: &str) -> Vec<&'a Value> {
+    seen.iter()
+        .filter(|line| line["type"] == "schema" && line["listener"] == listener)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_type_prints_as_the_readme_says() {
+    let server = mariadb::shared().await;
+    let db = server.create_database("types").await;
+    execute(
+        server,
+        &db,
+        "CREATE TABLE t (
+            id INT UNSIGNED PRIMARY KEY,
+            tiny TINYINT, big BIGINT, ubig BIGINT UNSIGNED,
+            dec_col DECIMAL(20, 6), f FLOAT, d DOUBLE,
+            day DATE, tm TIME(3), dt DATETIME(6), ts TIMESTAMP(2) NULL, yr YEAR,
+            c CHAR(5), vc VARCHAR(20), txt TEXT, latin VARCHAR(10) CHARACTER SET latin1,
+            bin BINARY(3), vbin VARBINARY(8), blb BLOB,
+            bits BIT(10), e ENUM('small', 'large'), s SET('red', 'green', 'blue'),
+            j JSON,
+            gen INT AS (id * 2) STORED
+        )",
+    )
+    .await;
+    let table = format!("{db}.t");
+    let listener = format!("l/{table}");
+    let mut cdc = Headless::start(&config(&server.url(&db), &table, "")).await;
+    cdc.wait_for_state(&listener, "running").await;
+    execute(
+        server,
+        &db,
+        "INSERT INTO t (id, tiny, big, ubig, dec_col, f, d, day, tm, dt, ts, yr, c, vc, txt, \
+         latin, bin, vbin, blb, bits, e, s, j) VALUES (1, -128, -9223372036854775808, \
+         18446744073709551615, 12345678901234.123456, 0.1, 2.5e300, '2024-02-29', \
+         '-838:59:58.125', '2024-01-31 23:59:59.000001', '2038-01-19 03:14:07.99', 2024, \
+         'ab', 'héllo', 'ünïcode ✓', 'café', x'0102', x'00ff', x'deadbeef', b'1000000001', \
+         'large', 'red,blue', '{\"n\": 1.50, \"a\": [1, 2], \"s\": \"x\"}')",
+    )
+    .await;
+    execute(server, &db, "UPDATE t SET e = 'small', s = '' WHERE id = 1").await;
+    execute(server, &db, "DELETE FROM t WHERE id = 1").await;
+    cdc.wait_for_changes(&listener, 3).await;
+    let changes = changes_of(&cdc.seen, &listener);
+    let after = &changes[0]["after"];
+    let expected = json!({
+        "id": 1, "tiny": -128, "big": i64::MIN, "ubig": u64::MAX,
+        "dec_col": "12345678901234.123456", "f": 0.1, "d": 2.5e300,
+        "day": "2024-02-29", "tm": "-838:59:58.125", "dt": "2024-01-31 23:59:59.000001",
+        "ts": "2038-01-19 03:14:07.99", "yr": 2024,
+        "c": "ab", "vc": "héllo", "txt": "ünïcode ✓", "latin": "café",
+        "bin": "\\x010200", "vbin": "\\x00ff", "blb": "\\xdeadbeef",
+        "bits": "1000000001", "e": "large", "s": "red,blue",
+        "j": {"n": 1.50, "a": [1, 2], "s": "x"},
+        "gen": 2,
+    });
+    for (column, value) in expected.as_object().expect("an object") {
+        assert_eq!(&after[column], value, "{column}: {after}");
+    }
+    let line = serde_json::to_string(&changes[0]).expect("json");
+    assert!(
+        line.contains(r#""j":{"n": 1.50, "a": [1, 2], "s": "x"}"#),
+        "JSON is embedded as written: {line}"
+    );
+    assert_eq!(changes[1]["op"], "update");
+    assert_eq!(changes[1]["before"]["e"], "large");
+    assert_eq!(changes[1]["after"]["e"], "small");
+    assert_eq!(changes[1]["after"]["s"], "");
+    assert_eq!(changes[2]["op"], "delete");
+    assert_eq!(changes[2]["key"], json!({"id": 1}));
+    assert_eq!(changes[2]["before"]["vc"], "héllo");
+    assert!(changes[2]["after"].is_null());
+    cdc.signal_and_wait("TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alter_table_mid_stream_shows_the_new_columns_with_a_schema_note() {
+    let server = mariadb::shared().await;
+    let db = server.create_database("alter").await;
+    execute(
+        server,
+        &db,
+        "CREATE TABLE t (id INT PRIMARY KEY, qty INT, note VARCHAR(10))",
+    )
+    .await;
+    let table = format!("{db}.t");
+    let listener = format!("l/{table}");
+    let mut cdc = Headless::start(&config(&server.url(&db), &table, "")).await;
+    cdc.wait_for_state(&listener, "running").await;
+    execute(server, &db, "INSERT INTO t VALUES (1, 10, 'a')").await;
+    cdc.wait_for_changes(&listener, 1).await;
+    execute(
+        server,
+        &db,
+        "ALTER TABLE t ADD COLUMN price DECIMAL(6, 2) DEFAULT 1.50, DROP COLUMN note",
+    )
+    .await;
+    execute(server, &db, "INSERT INTO t (id, qty) VALUES (2, 20)").await;
+    execute(server, &db, "UPDATE t SET id = 3 WHERE id = 2").await;
+    cdc.wait_for_changes(&listener, 3).await;
+    let changes = changes_of(&cdc.seen, &listener);
+    assert_eq!(
+        changes[0]["after"],
+        json!({"id": 1, "qty": 10, "note": "a"})
+    );
+    assert_eq!(
+        changes[1]["after"],
+        json!({"id": 2, "qty": 20, "price": "1.50"})
+    );
+    assert_eq!(changes[2]["key"], json!({"id": 3}));
+    assert_eq!(changes[2]["old_key"], json!({"id": 2}), "the key changed");
+    let notes = schema_notes(&cdc.seen, &listener);
+    assert_eq!(notes.len(), 1, "one schema note: {notes:?}");
+    assert_eq!(notes[0]["table"], table.as_str());
+    assert_eq!(
+        notes[0]["detail"],
+        "added price (decimal(6,2)), dropped note"
+    );
+    // The note comes between the changes before and after the ALTER.
+    let index = |line: &Value| cdc.seen.iter().position(|seen| seen == line);
+    assert!(index(changes[0]) < index(notes[0]) && index(notes[0]) < index(changes[1]));
+    cdc.signal_and_wait("TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_takes_its_tables_and_transactions_carry_their_gtid() {
+    let server = mariadb::shared().await;
+    let db = server.create_database("scope").await;
+    let other = server.create_database("scope_other").await;
+    for table in ["orders", "items", "audit_log"] {
+        execute(
+            server,
+            &db,
+            &format!("CREATE TABLE {table} (id INT PRIMARY KEY, v TEXT)"),
+        )
+        .await;
+    }
+    execute(server, &other, "CREATE TABLE orders (id INT PRIMARY KEY)").await;
+    let scope = format!("{db}.*");
+    let listener = format!("l/{scope}");
+    let extra = format!("exclude = [\"{db}.audit_*\"]");
+    let mut cdc = Headless::start(&config(&server.url(&db), &scope, &extra)).await;
+    cdc.wait_for_state(&listener, "running").await;
+    execute(
+        server,
+        &db,
+        "BEGIN; INSERT INTO orders VALUES (1, 'o'); INSERT INTO audit_log VALUES (1, 'a'); \
+         INSERT INTO items VALUES (1, 'i'), (2, 'j'); COMMIT",
+    )
+    .await;
+    execute(server, &other, "INSERT INTO orders VALUES (7)").await;
+    execute(server, &db, "TRUNCATE TABLE items").await;
+    cdc.wait_for_changes(&listener, 4).await;
+    let changes = changes_of(&cdc.seen, &listener);
+    let tables: Vec<&str> = changes
+        .iter()
+        .map(|c| c["table"].as_str().unwrap_or_default())
+        .collect();
+    let (orders, items) = (format!("{db}.orders"), format!("{db}.items"));
+    assert_eq!(tables, [&orders, &items, &items, &items]);
+    assert_eq!(changes[3]["op"], "truncate");
+    let tx = &changes[0]["tx"];
+    assert_eq!(changes[1]["tx"]["id"], tx["id"], "one transaction");
+    let indexes: Vec<&Value> = changes[..3].iter().map(|c| &c["tx"]["index"]).collect();
+    assert_eq!(indexes, [1, 2, 3]);
+    let note = cdc
+        .seen
+        .iter()
+        .find(|line| line["type"] == "transaction" && line["listener"] == listener.as_str())
+        .expect("a transaction note");
+    assert_eq!(note["id"], tx["id"]);
+    assert_eq!(note["changes"], 3);
+    assert_eq!(note["tables"], json!([orders, items]));
+    cdc.signal_and_wait("TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_alone_watches_its_database() {
+    let server = mariadb::shared().await;
+    let db = server.create_database("zeroconf").await;
+    execute(server, &db, "CREATE TABLE t (id INT PRIMARY KEY)").await;
+    let url = server.url(&db);
+    let mut cdc = Headless::start_with_args(&["--headless", &url]).await;
+    let listener = format!("{db}/{db}.*");
+    cdc.wait_for("the listener running", |seen| {
+        seen.iter()
+            .any(|line| line["type"] == "status" && line["state"] == "running")
+    })
+    .await;
+    execute(server, &db, "INSERT INTO t VALUES (5)").await;
+    cdc.wait_for("the insert", |seen| {
+        seen.iter().any(|line| line["op"] == "insert")
+    })
+    .await;
+    let change = cdc
+        .seen
+        .iter()
+        .find(|line| line["op"] == "insert")
+        .expect("the insert");
+    assert_eq!(change["table"], format!("{db}.t"), "{listener}: {change}");
+    assert_eq!(change["after"], json!({"id": 5}));
+    cdc.signal_and_wait("TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_binlog_fails_with_advice() {
+    let server = MariaDb::start(&["--binlog-format=STATEMENT"]).await;
+    let db = server.create_database("statement").await;
+    execute(&server, &db, "CREATE TABLE t (id INT PRIMARY KEY)").await;
+    let table = format!("{db}.t");
+    let listener = format!("l/{table}");
+    let mut cdc = Headless::start(&config(&server.url(&db), &table, "")).await;
+    cdc.wait_for_state(&listener, "failed").await;
+    let reason = reason_of(&cdc.seen, &listener, "failed");
+    assert!(
+        reason.contains("binlog_format is STATEMENT") && reason.contains("binlog_format = ROW"),
+        "{reason}"
+    );
+    support::assert_failed_at_once(&cdc.seen, &listener);
+    cdc.signal_and_wait("TERM").await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_without_replication_rights_fails_with_advice() {
+    let server = mariadb::shared().await;
+    let db = server.create_database("noreplication").await;
+    execute(server, &db, "CREATE TABLE t (id INT PRIMARY KEY)").await;
+    let mut root = server.root().await;
+    root.query_drop(format!(
+        "CREATE USER 'reader'@'%' IDENTIFIED BY 'r p@ss'; \
+         GRANT SELECT ON `{db}`.* TO 'reader'@'%'"
+    ))
+    .await
+    .expect("the reader");
+    root.disconnect().await.expect("disconnect");
+    let table = format!("{db}.t");
+    let listener = format!("l/{table}");
+    let url = server.url_as("reader", "r p@ss", &db);
+    let mut cdc = Headless::start(&config(&url, &table, "")).await;
+    cdc.wait_for_state(&listener, "failed").await;
+    let reason = reason_of(&cdc.seen, &listener, "failed");
+    assert!(reason.contains("REPLICATION"), "{reason}");
+    assert!(reason.contains("GRANT"), "says what to grant: {reason}");
+    assert!(!reason.contains("r p@ss"), "no password: {reason}");
+    support::assert_failed_at_once(&cdc.seen, &listener);
+    cdc.signal_and_wait("TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purged_binlog_is_reported_as_a_gap_and_capture_goes_on() {
+    let server = MariaDb::start(&[]).await;
+    let db = server.create_database("purged").await;
+    execute(&server, &db, "CREATE TABLE t (id INT PRIMARY KEY)").await;
+    let table = format!("{db}.t");
+    let listener = format!("l/{table}");
+    let mut cdc = Headless::start(&config(&server.url(&db), &table, "")).await;
+    cdc.wait_for_state(&listener, "running").await;
+    execute(&server, &db, "INSERT INTO t VALUES (1)").await;
+    cdc.wait_for_changes(&listener, 1).await;
+    cdc.signal_and_wait("TERM").await;
+    let dir = cdc.dir;
+
+    // Written while cdc-tui is away, then purged with the binlog that holds them.
+    execute(&server, &db, "INSERT INTO t VALUES (2)").await;
+    let mut root = server.root().await;
+    root.query_drop("FLUSH BINARY LOGS").await.expect("flush");
+    let (file, _): (String, u64) = root
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .expect("status")
+        .map(|row: mysql_async::Row| (row.get(0).unwrap_or_default(), 0))
+        .expect("a binlog");
+    root.query_drop(format!("PURGE BINARY LOGS TO '{file}'"))
+        .await
+        .expect("purge");
+    root.disconnect().await.expect("disconnect");
+
+    let mut cdc = Headless::start_in(dir).await;
+    cdc.wait_for_state(&listener, "running").await;
+    execute(&server, &db, "INSERT INTO t VALUES (3)").await;
+    cdc.wait_for_changes(&listener, 1).await;
+    let reason = reason_of(&cdc.seen, &listener, "running");
+    assert!(
+        reason.contains("no longer on the server") && reason.contains("not captured"),
+        "{reason}"
+    );
+    let changes = changes_of(&cdc.seen, &listener);
+    assert_eq!(changes[0]["key"], json!({"id": 3}), "capture goes on");
+    cdc.signal_and_wait("TERM").await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_is_retried_and_resumes_where_it_was() {
+    let mut server = MariaDb::start(&[]).await;
+    let db = server.create_database("restart").await;
+    execute(&server, &db, "CREATE TABLE t (id INT PRIMARY KEY)").await;
+    let table = format!("{db}.t");
+    let listener = format!("l/{table}");
+    let mut cdc = Headless::start(&config(&server.url(&db), &table, "")).await;
+    cdc.wait_for_state(&listener, "running").await;
+    execute(&server, &db, "INSERT INTO t VALUES (1)").await;
+    cdc.wait_for_changes(&listener, 1).await;
+    server.kill_server();
+    cdc.wait_for_state(&listener, "retrying").await;
+    server.start_server().await;
+    execute(&server, &db, "INSERT INTO t VALUES (2)").await;
+    cdc.wait_for_changes(&listener, 2).await;
+    let ids: Vec<&Value> = changes_of(&cdc.seen, &listener)
+        .iter()
+        .map(|change| &change["key"]["id"])
+        .collect();
+    assert_eq!(ids, [1, 2], "each once");
+    cdc.signal_and_wait("TERM").await;
+    server.stop().await;
+}
