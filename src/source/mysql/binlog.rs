@@ -361,9 +361,18 @@ async fn open_stream(
         Position::Gtid(_) => request.with_pos(4),
         Position::File { file, offset } => request.with_filename(file.as_bytes()).with_pos(*offset),
     };
-    conn.get_binlog_stream(request)
-        .await
-        .map_err(|error| classify(&error, url))
+    conn.get_binlog_stream(request).await.map_err(|error| match &error {
+        // Registering as a replica without the privilege: MariaDB says "access denied".
+        mysql_async::Error::Server(server) if [1045, 1227].contains(&server.code) => {
+            SourceError::permanent(url.redact(&format!(
+                "{} (error {}): reading the binlog needs the replication privileges: GRANT \
+                 REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO the user (MariaDB: \
+                 REPLICATION REPLICA, BINLOG MONITOR), or use strategy = \"polling\"",
+                server.message, server.code
+            )))
+        }
+        _ => classify(&error, url),
+    })
 }
 
 /// The transaction being read.
@@ -640,7 +649,8 @@ impl Reader {
                     .map(|index| ColumnInfo {
                         name: format!("col_{}", index + 1),
                         column_type: String::new(),
-                        kind: binlog_type(index).map_or(ColumnKind::Binary, kind_of_binlog_type),
+                        kind: binlog_type(index)
+                            .map_or(ColumnKind::Binary { pad_to: None }, kind_of_binlog_type),
                     })
                     .collect(),
                 &[],
@@ -860,7 +870,9 @@ fn kind_of_binlog_type(column_type: mysql_async::consts::ColumnType) -> ColumnKi
     use mysql_async::consts::ColumnType::*;
     match column_type {
         MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
-        | MYSQL_TYPE_LONGLONG => ColumnKind::Integer,
+        | MYSQL_TYPE_LONGLONG => ColumnKind::Integer {
+            unsigned_bits: None,
+        },
         MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL => ColumnKind::Decimal,
         MYSQL_TYPE_FLOAT | MYSQL_TYPE_DOUBLE => ColumnKind::Float,
         MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => ColumnKind::Date,
@@ -872,7 +884,7 @@ fn kind_of_binlog_type(column_type: mysql_async::consts::ColumnType) -> ColumnKi
         MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING | MYSQL_TYPE_STRING => {
             ColumnKind::Text { latin1: false }
         }
-        _ => ColumnKind::Binary,
+        _ => ColumnKind::Binary { pad_to: None },
     }
 }
 

@@ -14,8 +14,10 @@ use crate::source::mysql::{classify, scope};
 /// How a column's values print.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ColumnKind {
-    /// TINYINT … BIGINT (signed or not): a JSON number.
-    Integer,
+    /// TINYINT … BIGINT: a JSON number. The binlog says nothing of signedness (unless
+    /// `binlog_row_metadata = FULL`), so an UNSIGNED column's width in bits is kept to read a
+    /// value decoded as negative.
+    Integer { unsigned_bits: Option<u32> },
     /// DECIMAL: a string, every digit kept.
     Decimal,
     /// FLOAT, DOUBLE: a JSON number.
@@ -33,7 +35,9 @@ pub enum ColumnKind {
     /// CHAR, VARCHAR, TEXT in a character set.
     Text { latin1: bool },
     /// BINARY, VARBINARY, BLOB, and anything else without a character set: `\x` and hex.
-    Binary,
+    /// BINARY(n) is padded with zero bytes to n, as the server returns it (the binlog drops
+    /// trailing zeros).
+    Binary { pad_to: Option<usize> },
     /// BIT(n): `0101`, n digits.
     Bit { bits: u32 },
     /// ENUM: its label.
@@ -194,7 +198,18 @@ pub fn column_kind(
 ) -> ColumnKind {
     let fsp = u32::try_from(fsp.unwrap_or(0)).unwrap_or(0).min(6);
     match data_type.to_ascii_lowercase().as_str() {
-        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" => ColumnKind::Integer,
+        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" => {
+            let bits = match data_type.to_ascii_lowercase().as_str() {
+                "tinyint" => 8,
+                "smallint" => 16,
+                "mediumint" => 24,
+                "bigint" => 64,
+                _ => 32,
+            };
+            ColumnKind::Integer {
+                unsigned_bits: column_type.contains("unsigned").then_some(bits),
+            }
+        }
         "decimal" | "numeric" => ColumnKind::Decimal,
         "float" | "double" | "real" => ColumnKind::Float,
         "date" => ColumnKind::Date,
@@ -208,11 +223,14 @@ pub fn column_kind(
         "enum" => ColumnKind::Enum(labels(column_type)),
         "set" => ColumnKind::Set(labels(column_type)),
         "json" => ColumnKind::Json,
+        "binary" => ColumnKind::Binary {
+            pad_to: type_length(column_type).map(|length| length as usize),
+        },
         _ => match charset {
             Some(charset) if charset != "binary" => ColumnKind::Text {
                 latin1: charset.starts_with("latin1"),
             },
-            _ => ColumnKind::Binary,
+            _ => ColumnKind::Binary { pad_to: None },
         },
     }
 }
@@ -272,9 +290,18 @@ mod tests {
         );
         assert_eq!(
             column_kind("varbinary", "varbinary(4)", Some("binary"), None),
-            ColumnKind::Binary
+            ColumnKind::Binary { pad_to: None }
         );
-        assert_eq!(column_kind("blob", "blob", None, None), ColumnKind::Binary);
+        assert_eq!(
+            column_kind("binary", "binary(3)", Some("binary"), None),
+            ColumnKind::Binary { pad_to: Some(3) }
+        );
+        assert_eq!(
+            column_kind("bigint", "bigint(20) unsigned", None, None),
+            ColumnKind::Integer {
+                unsigned_bits: Some(64)
+            }
+        );
         assert_eq!(
             column_kind("datetime", "datetime(3)", None, Some(3)),
             ColumnKind::DateTime { fsp: 3 }

@@ -49,6 +49,9 @@ fn my_to_json(value: MyValue, kind: &ColumnKind, source: Source) -> Value {
         MyValue::Int(int) => match kind {
             ColumnKind::Enum(labels) => enum_label(labels, int),
             ColumnKind::Timestamp { fsp } => epoch_text(int.to_string().as_bytes(), *fsp),
+            ColumnKind::Integer {
+                unsigned_bits: Some(bits),
+            } if int < 0 => Value::from((i128::from(int) + (1i128 << bits)) as u64),
             _ => Value::from(int),
         },
         MyValue::UInt(int) => Value::from(int),
@@ -78,7 +81,7 @@ fn my_to_json(value: MyValue, kind: &ColumnKind, source: Source) -> Value {
 
 fn bytes_to_json(bytes: Vec<u8>, kind: &ColumnKind, source: Source) -> Value {
     match kind {
-        ColumnKind::Integer => number_text(&bytes),
+        ColumnKind::Integer { .. } => number_text(&bytes),
         ColumnKind::Float => {
             let text = String::from_utf8_lossy(&bytes);
             text.parse().map_or(Value::String(text.into_owned()), float_number)
@@ -97,7 +100,15 @@ fn bytes_to_json(bytes: Vec<u8>, kind: &ColumnKind, source: Source) -> Value {
         ColumnKind::Text { latin1: true } if source == Source::Binlog => {
             Value::String(bytes.iter().map(|&byte| char::from(byte)).collect())
         }
-        ColumnKind::Binary => Value::String(hex(&bytes)),
+        ColumnKind::Binary { pad_to } => {
+            let mut bytes = bytes;
+            if let Some(length) = pad_to
+                && bytes.len() < *length
+            {
+                bytes.resize(*length, 0);
+            }
+            Value::String(hex(&bytes))
+        }
         ColumnKind::Bit { bits } => {
             let mut value: u128 = 0;
             for byte in &bytes {
@@ -251,9 +262,21 @@ mod tests {
             "00101"
         );
         assert_eq!(
-            binlog(MyValue::Bytes(vec![0, 255]), &ColumnKind::Binary),
+            binlog(MyValue::Bytes(vec![0, 255]), &ColumnKind::Binary { pad_to: None }),
             "\\x00ff"
         );
+        assert_eq!(
+            binlog(MyValue::Bytes(vec![1]), &ColumnKind::Binary { pad_to: Some(2) }),
+            "\\x0100"
+        );
+        let unsigned = ColumnKind::Integer {
+            unsigned_bits: Some(64),
+        };
+        assert_eq!(binlog(MyValue::Int(-1), &unsigned), u64::MAX);
+        let small = ColumnKind::Integer {
+            unsigned_bits: Some(8),
+        };
+        assert_eq!(binlog(MyValue::Int(-1), &small), 255);
         assert_eq!(
             binlog(MyValue::Bytes(vec![0xe9]), &ColumnKind::Text { latin1: true }),
             "é"
@@ -264,7 +287,10 @@ mod tests {
             0
         );
         assert_eq!(
-            text_to_json(MyValue::Bytes(b"18446744073709551615".to_vec()), &ColumnKind::Integer),
+            text_to_json(
+                MyValue::Bytes(b"18446744073709551615".to_vec()),
+                &ColumnKind::Integer { unsigned_bits: None }
+            ),
             u64::MAX
         );
     }
