@@ -424,7 +424,7 @@ mod tests {
         assert_eq!(
             Command::parse("add shop t sideways"),
             Err(
-                "unknown strategy: sideways (use logical, polling, change_stream or follow)".into()
+                "unknown strategy: sideways (use logical, polling, change_stream, binlog or follow)".into()
             )
         );
         assert_eq!(

@@ -48,7 +48,8 @@ async fn every_type_prints_as_the_readme_says() {
             bin BINARY(3), vbin VARBINARY(8), blb BLOB,
             bits BIT(10), e ENUM('small', 'large'), s SET('red', 'green', 'blue'),
             j JSON,
-            gen INT AS (id * 2) STORED
+            gen INT AS (id * 2) STORED,
+            vgen INT AS (id * 3) VIRTUAL
         )",
     )
     .await;
@@ -82,6 +83,7 @@ async fn every_type_prints_as_the_readme_says() {
         "bits": "1000000001", "e": "large", "s": "red,blue",
         "j": {"n": 1.50, "a": [1, 2], "s": "x"},
         "gen": 2,
+        "vgen": 3,
     });
     for (column, value) in expected.as_object().expect("an object") {
         assert_eq!(&after[column], value, "{column}: {after}");
@@ -227,22 +229,34 @@ async fn a_url_alone_watches_its_database() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_statement_binlog_fails_with_advice() {
-    let server = MariaDb::start(&["--binlog-format=STATEMENT"]).await;
-    let db = server.create_database("statement").await;
-    execute(&server, &db, "CREATE TABLE t (id INT PRIMARY KEY)").await;
-    let table = format!("{db}.t");
-    let listener = format!("l/{table}");
-    let mut cdc = Headless::start(&config(&server.url(&db), &table, "")).await;
-    cdc.wait_for_state(&listener, "failed").await;
-    let reason = reason_of(&cdc.seen, &listener, "failed");
-    assert!(
-        reason.contains("binlog_format is STATEMENT") && reason.contains("binlog_format = ROW"),
-        "{reason}"
-    );
-    support::assert_failed_at_once(&cdc.seen, &listener);
-    cdc.signal_and_wait("TERM").await;
-    server.stop().await;
+async fn a_binlog_without_full_row_images_fails_with_advice() {
+    let cases = [
+        (
+            "--binlog-format=STATEMENT",
+            ["binlog_format is STATEMENT", "binlog_format = ROW"],
+        ),
+        (
+            "--binlog-row-image=MINIMAL",
+            ["binlog_row_image is MINIMAL", "only some columns"],
+        ),
+        ("--skip-log-bin", ["log_bin is OFF", "--log-bin"]),
+    ];
+    for (option, phrases) in cases {
+        let server = MariaDb::start(&[option]).await;
+        let db = server.create_database("settings").await;
+        execute(&server, &db, "CREATE TABLE t (id INT PRIMARY KEY)").await;
+        let table = format!("{db}.t");
+        let listener = format!("l/{table}");
+        let mut cdc = Headless::start(&config(&server.url(&db), &table, "")).await;
+        cdc.wait_for_state(&listener, "failed").await;
+        let reason = reason_of(&cdc.seen, &listener, "failed");
+        for phrase in phrases {
+            assert!(reason.contains(phrase), "{option}: {reason}");
+        }
+        support::assert_failed_at_once(&cdc.seen, &listener);
+        cdc.signal_and_wait("TERM").await;
+        server.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
