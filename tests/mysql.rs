@@ -5,8 +5,10 @@
 mod support;
 
 use mysql_async::prelude::Queryable;
+use rand::Rng;
 use serde_json::{Value, json};
 use support::mariadb::{self, MariaDb};
+use support::proxy::Proxy;
 use support::{Headless, changes_of, reason_of};
 
 /// A cdc.toml with one binlog listener on `table` of `url`'s database.
@@ -360,4 +362,96 @@ async fn a_server_restart_is_retried_and_resumes_where_it_was() {
     assert_eq!(ids, [1, 2], "each once");
     cdc.signal_and_wait("TERM").await;
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_cut_mid_transaction_lose_and_repeat_nothing() {
+    const ROWS: i64 = 2_000;
+    const CUTS: i64 = 5;
+    let server = mariadb::shared().await;
+    let db = server.create_database("cut").await;
+    execute(server, &db, "CREATE TABLE t (id INT PRIMARY KEY, v TEXT)").await;
+    let proxy = Proxy::start(server.port()).await;
+    let url = format!(
+        "mysql://{}:{}@127.0.0.1:{}/{db}",
+        mariadb::USER,
+        mariadb::PASSWORD,
+        proxy.port()
+    );
+    let table = format!("{db}.t");
+    let listener = format!("l/{table}");
+    let mut cdc = Headless::start(&config(&url, &table, "")).await;
+    cdc.wait_for_state(&listener, "running").await;
+    // Counted as lines come, not by scanning every line seen for each new one.
+    let runs = Counter::new(|line| {
+        line["type"] == "status"
+            && line["listener"] == listener.as_str()
+            && line["state"] == "running"
+    });
+    let changes =
+        Counter::new(|line| line["type"] == "change" && line["listener"] == listener.as_str());
+    let mut rng = rand::rng();
+    for cut in 0..CUTS {
+        // One transaction of 2,000 rows (about 130 KB of binlog), cut after 1 to 60 KB of it.
+        let springs = proxy.cut_after(rng.random_range(1_000..60_000));
+        let (from, to) = (cut * ROWS + 1, (cut + 1) * ROWS);
+        execute(
+            server,
+            &db,
+            &format!("INSERT INTO t SELECT seq, REPEAT('x', 40) FROM seq_{from}_to_{to}"),
+        )
+        .await;
+        tokio::time::timeout(support::DEADLINE, springs)
+            .await
+            .expect("the cut sprang")
+            .expect("the proxy");
+        cdc.wait_for("running again after the cut", |seen| {
+            runs.count(seen) > cut as usize + 1
+        })
+        .await;
+    }
+    let total = (ROWS * CUTS) as usize;
+    cdc.wait_for("every row", |seen| changes.count(seen) >= total)
+        .await;
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+    let ids: Vec<i64> = changes_of(&cdc.seen, &listener)
+        .iter()
+        .map(|change| change["key"]["id"].as_i64().expect("an id"))
+        .collect();
+    assert_eq!(
+        ids,
+        (1..=ROWS * CUTS).collect::<Vec<_>>(),
+        "each row once, in commit order"
+    );
+    let indexes: Vec<u64> = changes_of(&cdc.seen, &listener)[..ROWS as usize]
+        .iter()
+        .map(|change| change["tx"]["index"].as_u64().expect("an index"))
+        .collect();
+    assert_eq!(indexes, (1..=ROWS as u64).collect::<Vec<_>>());
+    drop(proxy);
+}
+
+/// Counts the lines that match, scanning only those not seen before.
+struct Counter<F> {
+    matches: F,
+    scanned: std::cell::Cell<(usize, usize)>,
+}
+
+impl<F: Fn(&Value) -> bool> Counter<F> {
+    fn new(matches: F) -> Self {
+        Counter {
+            matches,
+            scanned: std::cell::Cell::new((0, 0)),
+        }
+    }
+
+    fn count(&self, seen: &[Value]) -> usize {
+        let (lines, mut count) = self.scanned.get();
+        count += seen[lines..]
+            .iter()
+            .filter(|line| (self.matches)(line))
+            .count();
+        self.scanned.set((seen.len(), count));
+        count
+    }
 }

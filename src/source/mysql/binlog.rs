@@ -278,16 +278,25 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
             ctx.config().table
         )));
     }
-    // This run's own progress first (a retry after an error), else the saved position.
-    let saved = match ctx.sent_through.clone() {
-        Some(sent) => Some(sent),
-        None => ctx.load_position()?,
+    // This run's own progress first (a retry after an error): the position after the last
+    // transaction it sent whole, and how many changes of the next one it sent already (a cut
+    // mid-transaction); else the saved position.
+    let (saved, skip) = match ctx.sent_through.clone() {
+        Some(sent) => match sent.rsplit_once(SENT_WITHIN) {
+            Some((position, sent)) => (Some(position.to_string()), sent.parse().unwrap_or(0)),
+            None => (Some(sent), 0),
+        },
+        None => (ctx.load_position()?, 0),
     };
     let start = match saved {
         Some(text) => Position::parse(&text)
             .map_err(|error| SourceError::permanent(format!("the saved position: {error}")))?,
         None => server.current.clone(),
     };
+    // A retry of this run starts where it started, not at the binlog's end by then.
+    if ctx.sent_through.is_none() {
+        ctx.sent_through = Some(start.to_string());
+    }
     let flavor = if server.mariadb { "MariaDB" } else { "MySQL" };
     let version = server.version.split('-').next().unwrap_or_default().to_string();
     ctx.set_detail(Some(format!("server_id {server_id}; {flavor} {version}")));
@@ -302,6 +311,7 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
         tx: None,
         committed: None,
         pending: PendingPositions::default(),
+        skip,
     };
     let mut stream = open_stream(&url, server_id, server.mariadb, &start).await?;
     // A purged position shows on the first read: the changes since are lost, which waiting
@@ -412,7 +422,13 @@ struct Reader {
     /// flush or tick), so transactions of other tables do not fill the queue.
     committed: Option<String>,
     pending: PendingPositions<String>,
+    /// Changes of the first transaction that this run sent before a reconnect: not again.
+    skip: u32,
 }
+
+/// Separates a position from the count of changes sent of the transaction after it, in
+/// `SourceContext::sent_through` (never in a saved position).
+const SENT_WITHIN: char = '+';
 
 impl Reader {
     async fn read(
@@ -727,22 +743,48 @@ impl Reader {
     }
 
     async fn emit_truncate(&mut self, ctx: &mut SourceContext, label: Arc<str>) -> Result<(), SourceError> {
-        self.queue_committed(ctx);
-        let (tx, commit_time) = self.next_in_tx(&label);
-        let position = tx.as_ref().map_or_else(|| self.position.to_string().into(), |tx| tx.position.clone());
-        ctx.emit(ChangeEvent {
-            table: label,
-            op: Op::Truncate,
-            key: None,
-            old_key: None,
-            before: None,
-            after: None,
-            extensions: Default::default(),
-            position,
-            commit_time,
-            tx,
-        })
+        self.send(
+            ctx,
+            ChangeEvent {
+                table: label,
+                op: Op::Truncate,
+                key: None,
+                old_key: None,
+                before: None,
+                after: None,
+                extensions: Default::default(),
+                position: "".into(),
+                commit_time: None,
+                tx: None,
+            },
+        )
         .await
+    }
+
+    /// Sends a change with its place in the transaction (unless this run sent it before a
+    /// reconnect), and notes how far the run got.
+    async fn send(
+        &mut self,
+        ctx: &mut SourceContext,
+        mut change: ChangeEvent,
+    ) -> Result<(), SourceError> {
+        self.queue_committed(ctx);
+        let (tx, commit_time) = self.next_in_tx(&change.table);
+        if self.skip > 0 {
+            self.skip -= 1;
+            return Ok(());
+        }
+        change.position = tx
+            .as_ref()
+            .map_or_else(|| self.position.to_string().into(), |tx| tx.position.clone());
+        change.commit_time = commit_time;
+        let index = tx.as_ref().map(|tx| tx.index);
+        change.tx = tx;
+        ctx.emit(change).await?;
+        if let Some(index) = index {
+            ctx.sent_through = Some(format!("{}{SENT_WITHIN}{index}", self.position));
+        }
+        Ok(())
     }
 
     /// The `tx` of the transaction's next change, and its commit time.
@@ -779,7 +821,6 @@ impl Reader {
         before: Option<Row>,
         after: Option<Row>,
     ) -> Result<(), SourceError> {
-        self.queue_committed(ctx);
         let key_of = |row: &Row| -> Row {
             if info.key.is_empty() {
                 return row.clone();
@@ -799,22 +840,21 @@ impl Reader {
             }
             _ => None,
         };
-        let (tx, commit_time) = self.next_in_tx(&info.label);
-        let position = tx
-            .as_ref()
-            .map_or_else(|| self.position.to_string().into(), |tx| tx.position.clone());
-        ctx.emit(ChangeEvent {
-            table: info.label.clone(),
-            op,
-            key,
-            old_key,
-            before,
-            after,
-            extensions: Default::default(),
-            position,
-            commit_time,
-            tx,
-        })
+        self.send(
+            ctx,
+            ChangeEvent {
+                table: info.label.clone(),
+                op,
+                key,
+                old_key,
+                before,
+                after,
+                extensions: Default::default(),
+                position: "".into(),
+                commit_time: None,
+                tx: None,
+            },
+        )
         .await
     }
 
