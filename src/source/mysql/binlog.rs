@@ -24,7 +24,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
-use mysql_async::binlog::events::{Event, EventData, RowsEventData};
+use mysql_async::binlog::events::{Event, EventData, OptionalMetaExtractor, RowsEventData};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
@@ -592,11 +592,19 @@ impl Reader {
                 let database = map.database_name().into_owned();
                 let table = map.table_name().into_owned();
                 let info = if self.scope.matches(&database, &table) {
-                    let columns = map.columns_count();
-                    Some(self.shape(ctx, &database, &table, columns, |index| {
-                        map.get_column_type(index).ok().flatten()
-                    })
-                    .await?)
+                    let fallback = (0..map.columns_count() as usize)
+                        .map(|index| map.get_column_type(index).ok().flatten())
+                        .collect();
+                    // binlog_row_metadata = FULL: the names as they were when written.
+                    let names = OptionalMetaExtractor::new(map.iter_optional_meta())
+                        .map(|meta| {
+                            (meta.iter_column_name())
+                                .filter_map(Result::ok)
+                                .map(|name| name.name().into_owned())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    Some(self.shape(ctx, &database, &table, fallback, names).await?)
                 } else {
                     None
                 };
@@ -639,38 +647,44 @@ impl Reader {
     }
 
     /// The shape of a table of the scope, read again when the binlog's column count differs
-    /// from what is known (an ALTER TABLE whose statement this listener did not see).
+    /// from what is known (an ALTER TABLE whose statement this listener did not see). Where
+    /// `information_schema` no longer fits the rows (the table changed again since they were
+    /// written), the binlog's own types with the names its table map carries (under
+    /// `binlog_row_metadata = FULL`), else positional names.
     async fn shape(
         &mut self,
         ctx: &mut SourceContext,
         database: &str,
         table: &str,
-        columns: u64,
-        binlog_type: impl Fn(usize) -> Option<mysql_async::consts::ColumnType>,
+        binlog_types: Vec<Option<mysql_async::consts::ColumnType>>,
+        binlog_names: Vec<String>,
     ) -> Result<Arc<TableInfo>, SourceError> {
         let name = (database.to_string(), table.to_string());
+        let columns = binlog_types.len();
         if let Some(info) = self.shapes.get(&name)
-            && info.columns.len() as u64 == columns
+            && info.columns.len() == columns
         {
             return Ok(info.clone());
         }
-        let read = TableInfo::read(&mut self.sql, database, table, &self.url).await?;
-        let info = match read {
-            Some(info) if info.columns.len() as u64 == columns => info,
-            // The table changed again since these rows were written (or is gone): the
-            // binlog's own types, and positional names.
-            _ => TableInfo::new(
-                crate::source::mysql::scope::display_name(database, table),
-                (0..columns as usize)
-                    .map(|index| ColumnInfo {
-                        name: format!("col_{}", index + 1),
+        let info = match TableInfo::read(&mut self.sql, database, table, &self.url).await? {
+            Some(info) if info.columns.len() == columns => info,
+            _ => {
+                let names_fit = binlog_names.len() == columns;
+                let columns = (binlog_types.into_iter().enumerate())
+                    .map(|(index, column_type)| ColumnInfo {
+                        name: match names_fit {
+                            true => binlog_names[index].clone(),
+                            false => format!("col_{}", index + 1),
+                        },
                         column_type: String::new(),
-                        kind: binlog_type(index)
+                        kind: column_type
                             .map_or(ColumnKind::Binary { pad_to: None }, kind_of_binlog_type),
                     })
-                    .collect(),
-                &[],
-            ),
+                    .collect();
+                let label = crate::source::mysql::scope::display_name(database, table);
+                // Not kept: the next table map looks again.
+                return Ok(Arc::new(TableInfo::new(label, columns, &[])));
+            }
         };
         let info = Arc::new(info);
         if let Some(old) = self.shapes.insert(name, info.clone())
