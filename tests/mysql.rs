@@ -496,3 +496,56 @@ async fn rows_written_before_a_later_alter_keep_their_columns() {
         server.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_the_servers_ca_captures_and_another_ca_fails_at_once() {
+    let ca = support::ca::Ca::new("cdc-tui MariaDB test CA");
+    let (certificate, key) = ca.server(&["127.0.0.1", "localhost"]);
+    let files = tempfile::tempdir().expect("a temp dir");
+    // The server runs as `mysql` under root: it must be able to read the files.
+    std::fs::set_permissions(
+        files.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let ca_file = ca.write_pem(files.path(), "ca.pem");
+    let cert_file = files.path().join("server.pem");
+    let key_file = files.path().join("server-key.pem");
+    std::fs::write(&cert_file, certificate).expect("write the certificate");
+    std::fs::write(&key_file, key).expect("write the key");
+    let server = MariaDb::start(&[
+        &format!("--ssl-ca={ca_file}"),
+        &format!("--ssl-cert={}", cert_file.display()),
+        &format!("--ssl-key={}", key_file.display()),
+    ])
+    .await;
+    let db = server.create_database("tls").await;
+    execute(&server, &db, "CREATE TABLE t (id INT PRIMARY KEY)").await;
+    let table = format!("{db}.t");
+    let listener = format!("l/{table}");
+    let url = format!(
+        "{}?ssl-mode=VERIFY_IDENTITY&ssl-ca={}",
+        server.url(&db),
+        support::percent_encode(&ca_file)
+    );
+    let mut cdc = Headless::start(&config(&url, &table, "")).await;
+    cdc.wait_for_state(&listener, "running").await;
+    execute(&server, &db, "INSERT INTO t VALUES (1)").await;
+    cdc.wait_for_changes(&listener, 1).await;
+    cdc.signal_and_wait("TERM").await;
+
+    let other = support::ca::Ca::new("another CA");
+    let other_file = other.write_pem(files.path(), "other.pem");
+    let url = format!(
+        "{}?ssl-mode=VERIFY_CA&ssl-ca={}",
+        server.url(&db),
+        support::percent_encode(&other_file)
+    );
+    let mut cdc = Headless::start(&config(&url, &table, "")).await;
+    cdc.wait_for_state(&listener, "failed").await;
+    let reason = reason_of(&cdc.seen, &listener, "failed");
+    assert!(reason.contains("TLS"), "{reason}");
+    support::assert_failed_at_once(&cdc.seen, &listener);
+    cdc.signal_and_wait("TERM").await;
+    server.stop().await;
+}

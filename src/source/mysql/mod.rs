@@ -210,6 +210,11 @@ impl Target {
 /// Opens an SQL connection.
 pub async fn connect(url: &DatabaseUrl) -> Result<Conn, SourceError> {
     let target = Target::parse(url).map_err(SourceError::permanent)?;
+    if target.opts.ssl_opts().is_some() {
+        // The driver builds its TLS config with the process's default provider, and rustls
+        // has none when more than one is compiled in: ring, as the PostgreSQL kind uses.
+        let _already = rustls::crypto::ring::default_provider().install_default();
+    }
     Conn::new(target.opts.clone()).await.map_err(|error| {
         let mut sorted = classify(&error, url);
         if !matches!(error, mysql_async::Error::Server(_)) {
@@ -267,6 +272,15 @@ pub fn classify(error: &mysql_async::Error, url: &DatabaseUrl) -> SourceError {
                     text.push_str(&format!(": {cause_text}"));
                 }
                 source = cause.source();
+            }
+            if text.contains("invalid peer certificate") {
+                // rustls's verdict, passed on by the driver as an I/O error: waiting will not
+                // make the certificate check out.
+                return SourceError::permanent(url.redact(&format!(
+                    "TLS: the server's certificate does not check out ({text}): ssl-ca= in the \
+                     URL (or ca_file) must name the CA that signed it; under VERIFY_IDENTITY it \
+                     must also name the URL's host"
+                )));
             }
             SourceError::transient(url.redact(&text))
         }
