@@ -330,6 +330,8 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
             let current = current_position(&mut reader.sql, server.mariadb, &url).await?;
             reader.position = current.clone();
             reader.committed = Some(current.to_string());
+            // A retry goes on from here, not into the gap again.
+            ctx.sent_through = Some(current.to_string());
             stream = open_stream(&url, server_id, server.mariadb, &current).await?;
             ctx.set_detail(Some(message.clone()));
             ctx.set_running_because(message);
