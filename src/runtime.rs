@@ -153,18 +153,19 @@ fn prompt_usage() -> String {
     keys.iter().map(|key| format!(" [{key}]")).collect()
 }
 
-/// Splits on white space, except inside double quotes: `"Shop"."Order Items"` is one word.
+/// Splits on white space, except inside double quotes or backticks (SQL's and MySQL's quoted
+/// names): `"Shop"."Order Items"` and `` shop.`Order Items` `` are one word each.
 fn split_words(line: &str) -> Vec<&str> {
     let mut words = Vec::new();
     let mut start = None;
-    let mut quoted = false;
+    let mut quote: Option<char> = None;
     for (at, c) in line.char_indices() {
         match (c, start) {
-            ('"', _) => {
-                quoted = !quoted;
+            ('"' | '`', _) if quote.is_none_or(|open| open == c) => {
+                quote = if quote.is_some() { None } else { Some(c) };
                 start.get_or_insert(at);
             }
-            (c, Some(begin)) if c.is_whitespace() && !quoted => {
+            (c, Some(begin)) if c.is_whitespace() && quote.is_none() => {
                 words.push(&line[begin..at]);
                 start = None;
             }
@@ -414,6 +415,10 @@ mod tests {
             Ok(Command::Pause("items/\"Shop\".\"Order Items\"".into()))
         );
         assert_eq!(
+            Command::parse("pause items/shop.`Order \"Items`"),
+            Ok(Command::Pause("items/shop.`Order \"Items`".into()))
+        );
+        assert_eq!(
             Command::parse("add shop \"Shop\".\"Order Items\" logical"),
             Ok(Command::Add {
                 database: "shop".into(),
@@ -438,7 +443,7 @@ mod tests {
         assert_eq!(
             Command::parse("add shop t sideways"),
             Err(
-                "unknown strategy: sideways (use logical, polling, change_stream or follow)".into()
+                "unknown strategy: sideways (use logical, polling, change_stream, binlog or follow)".into()
             )
         );
         assert_eq!(

@@ -38,4 +38,6 @@ suite! {
     polling => crate::contract::postgres_polling::Polling;
     change_stream => crate::contract::mongo_change_stream::ChangeStream;
     follow => crate::contract::jsonl_follow::Follow;
+    binlog => crate::contract::mysql_binlog::Binlog;
+    mysql_polling => crate::contract::mysql_polling::Polling;
 }

@@ -29,6 +29,7 @@ macro_rules! register_kinds {
 register_kinds! {
     postgres::Postgres,
     mongo::Mongo,
+    mysql::Mysql,
     jsonl::Jsonl,
 }
 

@@ -6,6 +6,9 @@
 
 pub mod jsonl_follow;
 pub mod mongo_change_stream;
+pub mod mysql;
+pub mod mysql_binlog;
+pub mod mysql_polling;
 pub mod postgres;
 pub mod postgres_logical;
 pub mod postgres_polling;

@@ -5,6 +5,7 @@
 
 pub mod ca;
 pub mod in_process;
+pub mod mariadb;
 pub mod mongo;
 pub mod proxy;
 pub mod tmux;
