@@ -29,6 +29,7 @@ register_kinds! {
     postgres::Postgres,
     mongo::Mongo,
     jsonl::Jsonl,
+    nats::Nats,
 }
 
 /// The kind registered under `name`.

@@ -5,6 +5,7 @@
 
 pub mod ca;
 pub mod mongo;
+pub mod nats;
 pub mod proxy;
 pub mod tmux;
 
