@@ -120,9 +120,11 @@ async fn database_to_jetstream_to_a_viewer_exactly_in_order() {
         .unwrap();
     capture.wait_for_changes(CAPTURE, 40).await;
     capture
-        .wait_for("the sink running", |seen| {
-            seen.iter()
-                .any(|line| line["sink"] == "nats" && line["state"] == "running")
+        .wait_for("the transaction line and the sink running", |seen| {
+            seen.iter().any(|line| line["type"] == "transaction")
+                && seen
+                    .iter()
+                    .any(|line| line["sink"] == "nats" && line["state"] == "running")
         })
         .await;
 
@@ -166,10 +168,10 @@ async fn nats_killed_and_restarted_mid_stream_loses_and_duplicates_nothing() {
     let (db, client) = capture_db("nats_restart").await;
     let mut capture = Headless::start(&capture_config(&db, &nats.url(), "")).await;
     capture.wait_for_state(CAPTURE, "running").await;
-    let mut viewer = Headless::start(&viewer_config(&nats.url(), "consumer = \"viewer\"")).await;
-    viewer.wait_for_state(VIEWER, "running").await;
-
     insert_each(&client, 1..=100).await;
+    // The stream exists once the first batch was published.
+    capture.wait_for_changes(CAPTURE, 1).await;
+    let mut viewer = Headless::start(&viewer_config(&nats.url(), "consumer = \"viewer\"")).await;
     viewer.wait_for_changes(VIEWER, 50).await;
     nats.kill();
     insert_each(&client, 101..=200).await;
@@ -288,19 +290,24 @@ async fn a_three_node_cluster_keeps_delivering_when_one_node_is_killed() {
         let client = async_nats::connect(nodes[0].url())
             .await
             .map_err(|e| e.to_string())?;
-        async_nats::jetstream::new(client)
-            .query_account()
+        let answer = client
+            .request("$JS.API.INFO", "".into())
             .await
-            .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        let answer = String::from_utf8_lossy(&answer.payload).into_owned();
+        if answer.contains("\"error\"") {
+            Err(answer)
+        } else {
+            Ok(())
+        }
     })
     .await;
     let (db, client) = capture_db("nats_cluster").await;
     let mut capture = Headless::start(&capture_config(&db, &urls, "replicas = 3\n")).await;
     capture.wait_for_state(CAPTURE, "running").await;
-    let mut viewer = Headless::start(&viewer_config(&urls, "consumer = \"viewer\"")).await;
-    viewer.wait_for_state(VIEWER, "running").await;
     insert_each(&client, 1..=100).await;
+    capture.wait_for_changes(CAPTURE, 1).await;
+    let mut viewer = Headless::start(&viewer_config(&urls, "consumer = \"viewer\"")).await;
     viewer.wait_for_changes(VIEWER, 100).await;
     nodes[0].kill();
     insert_each(&client, 101..=200).await;
