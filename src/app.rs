@@ -250,8 +250,10 @@ async fn run(
     }
     let registry = Arc::new(Registry::new());
     let mut sink_status_printer = None;
+    let mut give_up_on_nats = None;
     if let Some(nats) = &loaded.config.sinks.nats {
         let sink = NatsSink::new(nats, registry.clone()).map_err(anyhow::Error::msg)?;
+        give_up_on_nats = Some(sink.give_up_handle());
         sink_status_printer = Some(tokio::spawn(report_sink_status(
             sink.subscribe_status(),
             headless,
@@ -301,6 +303,9 @@ async fn run(
     };
     // However the UI ended: stop the listeners once, then let the handler flush what it holds.
     runtime.shutdown().await;
+    if let Some(give_up) = give_up_on_nats {
+        give_up.send_replace(true);
+    }
     drop(runtime);
     drop(registry);
     let flushed = match handler_task.await {

@@ -421,3 +421,31 @@ asyncio.run(main())
         "the listener runs on past the bad message"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_nats_is_down_exits_and_acknowledges_nothing() {
+    let nats = NatsServer::down();
+    let (db, client) = capture_db("nats_down_stop").await;
+    let mut capture = Headless::start(&capture_config(&db, &nats.url(), "")).await;
+    capture.wait_for_state(CAPTURE, "running").await;
+    let start = current_lsn(&client).await;
+    insert_each(&client, 1..=5).await;
+    capture
+        .wait_for("the sink retrying", |seen| {
+            seen.iter()
+                .any(|line| line["sink"] == "nats" && line["state"] == "retrying")
+        })
+        .await;
+    assert_eq!(
+        capture.signal_and_wait("TERM").await,
+        Some(1),
+        "unpublished changes are a failed exit"
+    );
+    assert!(
+        capture.stderr().contains("not published at shutdown"),
+        "{}",
+        capture.stderr()
+    );
+    assert!(confirmed_lsn(&client, &slot_name(&db)).await <= start);
+    support::drop_slot(&client, &slot_name(&db)).await;
+}

@@ -247,6 +247,9 @@ pub struct NatsSink {
     databases: HashMap<Arc<str>, Arc<str>>,
     connection: Option<Connection>,
     status: watch::Sender<SinkStatus>,
+    /// Set at shutdown: a batch that cannot be published then is given up on (unacknowledged,
+    /// so the database sends it again at the next start) instead of holding the exit forever.
+    give_up: Arc<watch::Sender<bool>>,
     line: Vec<u8>,
 }
 
@@ -269,8 +272,14 @@ impl NatsSink {
             databases: HashMap::new(),
             connection: None,
             status,
+            give_up: Arc::new(watch::channel(false).0),
             line: Vec::with_capacity(1024),
         })
+    }
+
+    /// Set it at shutdown: a batch NATS does not take then fails the sink rather than wait.
+    pub fn give_up_handle(&self) -> Arc<watch::Sender<bool>> {
+        self.give_up.clone()
     }
 
     /// The sink's state as it changes.
@@ -371,18 +380,22 @@ impl NatsSink {
 
     /// Publishes every message and waits for JetStream's acknowledgement of each, trying
     /// again (the whole batch: resends are dropped by their ids) until it worked.
-    async fn publish_until_acknowledged(&mut self, messages: &[Outgoing]) {
+    /// At shutdown, the last failure is returned instead.
+    async fn publish_until_acknowledged(&mut self, messages: &[Outgoing]) -> Result<(), String> {
         let mut backoff = FIRST_BACKOFF;
+        let mut give_up = self.give_up.subscribe();
         loop {
             match self.publish(messages).await {
                 Ok(()) => {
                     self.set_status(ListenerState::Running, None);
-                    return;
+                    return Ok(());
                 }
+                Err(reason) if *give_up.borrow() => return Err(reason),
                 Err(reason) => {
                     tracing::warn!("nats sink: {reason}; trying again in {backoff:?}");
                     self.set_status(ListenerState::Retrying, Some(reason));
-                    tokio::time::sleep(backoff).await;
+                    // Shutdown cuts the wait short for one last try.
+                    let _ = tokio::time::timeout(backoff, give_up.wait_for(|given| *given)).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
@@ -479,8 +492,16 @@ impl Sink for NatsSink {
             return Ok(());
         }
         let runtime = self.runtime.clone();
-        runtime.block_on(self.publish_until_acknowledged(&messages));
-        Ok(())
+        runtime
+            .block_on(self.publish_until_acknowledged(&messages))
+            .map_err(|reason| SinkError {
+                sink: "nats",
+                source: std::io::Error::other(format!(
+                    "{reason}; {} messages not published at shutdown (their positions were not \
+                     acknowledged: the next start sends them again)",
+                    messages.len()
+                )),
+            })
     }
 }
 

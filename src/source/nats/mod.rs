@@ -33,7 +33,7 @@ use crate::registry::Control;
 use crate::secret::DatabaseUrl;
 use crate::source::kind::{check_scheme, parse_options};
 use crate::source::{
-    OptionError, PendingPositions, SourceContext, SourceError, SourceKind, Strategy, Wake,
+    DRAIN_TIMEOUT, ErrorKind, OptionError, PendingPositions, SourceContext, SourceError, SourceKind, Strategy, Wake,
 };
 
 pub use decode::Format;
@@ -312,14 +312,55 @@ async fn read_stream(ctx: &mut SourceContext) -> Result<(), SourceError> {
         }
     )));
     ctx.set_running();
-    let mut decoder = Decoder::new(options.format);
-    let mut pending: PendingPositions<(u64, jetstream::message::Acker)> =
-        PendingPositions::default();
+    let mut pending = PendingPositions::default();
+    let reading = Reading {
+        decoder: Decoder::new(options.format),
+        stream_name: &stream_name,
+        url: &url,
+        durable,
+    };
+    let result = reading.consume(ctx, &mut messages, &mut pending).await;
+    // Stopped: what was sent is acknowledged once flushed, so the durable consumer resumes
+    // after it.
+    if durable
+        && result
+            .as_ref()
+            .is_err_and(|error| error.kind == ErrorKind::Stopped)
+        && ctx.drain(DRAIN_TIMEOUT).await
+    {
+        acknowledge_flushed(ctx, &mut pending).await?;
+    }
+    result
+}
+
+type Pending = PendingPositions<(u64, jetstream::message::Acker)>;
+
+/// A consumer being read.
+struct Reading<'a> {
+    decoder: Decoder,
+    stream_name: &'a str,
+    url: &'a DatabaseUrl,
+    durable: bool,
+}
+
+impl Reading<'_> {
+    async fn consume(
+        mut self,
+        ctx: &mut SourceContext,
+        messages: &mut Messages,
+        pending: &mut Pending,
+    ) -> Result<(), SourceError> {
+        let Reading {
+            stream_name,
+            url,
+            durable,
+            ..
+        } = self;
     loop {
         if ctx.control() == Control::Pause {
             while ctx.control() == Control::Pause {
                 ctx.idle_until(Instant::now()).await?;
-                acknowledge_flushed(ctx, &mut pending).await?;
+                acknowledge_flushed(ctx, pending).await?;
             }
             ctx.set_running();
         }
@@ -327,7 +368,7 @@ async fn read_stream(ctx: &mut SourceContext) -> Result<(), SourceError> {
             next = messages.next() => next,
             wake = ctx.wait_until(Instant::now() + Duration::from_secs(3600)) => {
                 match wake {
-                    Wake::Flushed => acknowledge_flushed(ctx, &mut pending).await?,
+                    Wake::Flushed => acknowledge_flushed(ctx, pending).await?,
                     Wake::Control if ctx.control() == Control::Stop => {
                         return Err(SourceError::stopped());
                     }
@@ -362,7 +403,7 @@ async fn read_stream(ctx: &mut SourceContext) -> Result<(), SourceError> {
         if sent_through_at_least(ctx, sequence) {
             continue;
         }
-        let decoded = decoder.decode(&message.payload, sequence, published);
+        let decoded = self.decoder.decode(&message.payload, sequence, published);
         let decoded = decoded.unwrap_or_else(|why| {
             Decoded::Error(format!(
                 "subject {} sequence {sequence}: {why}",
@@ -382,8 +423,9 @@ async fn read_stream(ctx: &mut SourceContext) -> Result<(), SourceError> {
         ctx.sent_through = Some(sequence.to_string());
         if durable {
             pending.push(ctx.last_sent_seq(), (sequence, acker));
-            acknowledge_flushed(ctx, &mut pending).await?;
+            acknowledge_flushed(ctx, pending).await?;
         }
+    }
     }
 }
 
@@ -398,7 +440,7 @@ fn sent_through_at_least(ctx: &SourceContext, sequence: u64) -> bool {
 /// carried no change (a skipped line) is released with the next flush after it.
 async fn acknowledge_flushed(
     ctx: &SourceContext,
-    pending: &mut PendingPositions<(u64, jetstream::message::Acker)>,
+    pending: &mut Pending,
 ) -> Result<(), SourceError> {
     let Some((sequence, acker)) = pending.take_flushed(ctx.flushed_seq()) else {
         return Ok(());
