@@ -38,4 +38,5 @@ suite! {
     polling => crate::contract::postgres_polling::Polling;
     change_stream => crate::contract::mongo_change_stream::ChangeStream;
     follow => crate::contract::jsonl_follow::Follow;
+    jetstream => crate::contract::nats_jetstream::JetStream;
 }

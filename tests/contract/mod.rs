@@ -6,6 +6,7 @@
 
 pub mod jsonl_follow;
 pub mod mongo_change_stream;
+pub mod nats_jetstream;
 pub mod postgres;
 pub mod postgres_logical;
 pub mod postgres_polling;

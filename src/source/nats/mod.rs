@@ -329,6 +329,10 @@ async fn read_stream(ctx: &mut SourceContext) -> Result<(), SourceError> {
         && ctx.drain(DRAIN_TIMEOUT).await
     {
         acknowledge_flushed(ctx, &mut pending).await?;
+        // The ack is on its way only once the client's buffer is written out.
+        jetstream.client().flush().await.map_err(|error| {
+            SourceError::transient(format!("{}: acknowledging: {error}", url.masked()))
+        })?;
     }
     result
 }
