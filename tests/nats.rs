@@ -449,3 +449,38 @@ async fn a_stop_while_nats_is_down_exits_and_acknowledges_nothing() {
     assert!(confirmed_lsn(&client, &slot_name(&db)).await <= start);
     support::drop_slot(&client, &slot_name(&db)).await;
 }
+
+/// A batch of more messages than the client lets wait for their acks at once (5,000) is
+/// published whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_the_clients_pending_acks_is_published() {
+    let nats = NatsServer::start().await;
+    let (db, client) = capture_db("nats_big_batch").await;
+    let config = capture_config(&db, &nats.url(), "").replace(
+        "chunk_size = 20\ntimeout_ms = 20",
+        "chunk_size = 8000\ntimeout_ms = 500",
+    );
+    let mut capture = Headless::start(&config).await;
+    capture.wait_for_state(CAPTURE, "running").await;
+    client
+        .batch_execute("INSERT INTO items SELECT g, g FROM generate_series(1, 6000) g")
+        .await
+        .unwrap();
+    capture
+        .wait_for("a flush of more than 5,000 changes", |seen| {
+            seen.iter().any(|line| {
+                line["type"] == "flush" && line["changes"].as_u64().is_some_and(|n| n > 5000)
+            })
+        })
+        .await;
+    eventually(
+        "every change in the stream",
+        async || match stream_messages(&nats.url()).await {
+            6001 => Ok(()),
+            other => Err(format!("{other} messages")),
+        },
+    )
+    .await;
+    capture.signal_and_wait("TERM").await;
+    support::drop_slot(&client, &slot_name(&db)).await;
+}

@@ -33,6 +33,9 @@ use crate::secret::DatabaseUrl;
 const ACK_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Publishes awaiting their acks at once: below the client's 5,000, so a batch larger than
+/// that (chunk_size goes up to 100,000) never waits on itself.
+const ACK_WINDOW: usize = 1024;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -446,24 +449,30 @@ impl NatsSink {
                 })?;
             connection.stream_ready = true;
         }
-        let mut acks = Vec::with_capacity(messages.len());
-        for message in messages {
-            let mut publish =
-                jetstream::message::PublishMessage::build().payload(message.payload.clone());
-            if let Some(id) = &message.id {
-                publish = publish.message_id(id);
+        // In windows: the client holds at most so many acks pending (a publish past them
+        // would wait for an ack this loop has not awaited yet).
+        for window in messages.chunks(ACK_WINDOW) {
+            let mut acks = Vec::with_capacity(window.len());
+            for message in window {
+                let mut publish =
+                    jetstream::message::PublishMessage::build().payload(message.payload.clone());
+                if let Some(id) = &message.id {
+                    publish = publish.message_id(id);
+                }
+                let ack = connection
+                    .jetstream
+                    .send_publish(message.subject.clone(), publish)
+                    .await
+                    .map_err(|error| {
+                        format!("{url}: publishing to {}: {error}", message.subject)
+                    })?;
+                acks.push((ack, &message.subject));
             }
-            let ack = connection
-                .jetstream
-                .send_publish(message.subject.clone(), publish)
-                .await
-                .map_err(|error| format!("{url}: publishing to {}: {error}", message.subject))?;
-            acks.push((ack, &message.subject));
-        }
-        for (ack, subject) in acks {
-            ack.await.map_err(|error| {
-                format!("{url}: JetStream did not acknowledge a publish to {subject}: {error}")
-            })?;
+            for (ack, subject) in acks {
+                ack.await.map_err(|error| {
+                    format!("{url}: JetStream did not acknowledge a publish to {subject}: {error}")
+                })?;
+            }
         }
         Ok(())
     }
