@@ -484,3 +484,48 @@ async fn a_batch_larger_than_the_clients_pending_acks_is_published() {
     capture.signal_and_wait("TERM").await;
     support::drop_slot(&client, &slot_name(&db)).await;
 }
+
+/// A viewer's TUI (in tmux) shows the remote capture's counters: the same inserts, updates and
+/// deletes per op as the capture printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_tui_shows_the_captures_counters() {
+    let nats = NatsServer::start().await;
+    let (db, client) = capture_db("nats_tui").await;
+    let mut capture = Headless::start(&capture_config(&db, &nats.url(), "")).await;
+    capture.wait_for_state(CAPTURE, "running").await;
+    client
+        .batch_execute(
+            "INSERT INTO items SELECT g, g FROM generate_series(1, 123) g;
+             UPDATE items SET n = 0 WHERE id <= 7;
+             DELETE FROM items WHERE id > 119;",
+        )
+        .await
+        .unwrap();
+    capture.wait_for_changes(CAPTURE, 134).await;
+    let count = |op: &str| {
+        changes_of(&capture.seen, CAPTURE)
+            .iter()
+            .filter(|change| change["op"] == op)
+            .count()
+            .to_string()
+    };
+    let counts = [count("insert"), count("update"), count("delete")];
+    assert_eq!(counts, ["123", "7", "4"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cdc.toml"), viewer_config(&nats.url(), "")).unwrap();
+    let tmux = support::tmux::Tmux::start_tui("nats", dir.path(), "", 160, 40);
+    let screen = tmux
+        .wait_for("the remote capture's counters", |screen| {
+            screen.lines().any(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                line.contains(VIEWER) && counts.iter().all(|count| words.contains(&count.as_str()))
+            })
+        })
+        .await;
+    println!("viewer TUI:\n{screen}");
+    tmux.keys("q");
+    assert_eq!(tmux.exit_status().await.trim(), "0");
+    capture.signal_and_wait("TERM").await;
+    support::drop_slot(&client, &slot_name(&db)).await;
+}
