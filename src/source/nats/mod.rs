@@ -267,21 +267,40 @@ async fn read_stream(ctx: &mut SourceContext) -> Result<(), SourceError> {
     let durable = options.consumer.is_some();
     let mut messages: Messages = match &options.consumer {
         Some(name) => {
-            let consumer = stream
-                .get_or_create_consumer(
-                    name,
-                    consumer::pull::Config {
-                        durable_name: Some(name.clone()),
-                        filter_subject: filter.clone(),
-                        deliver_policy: deliver,
-                        ack_policy: consumer::AckPolicy::All,
-                        ack_wait: ACK_WAIT,
-                        max_ack_pending: MAX_ACK_PENDING,
-                        ..Default::default()
-                    },
-                )
+            let durable_config = |deliver_policy| consumer::pull::Config {
+                durable_name: Some(name.clone()),
+                filter_subject: filter.clone(),
+                deliver_policy,
+                ack_policy: consumer::AckPolicy::All,
+                ack_wait: ACK_WAIT,
+                max_ack_pending: MAX_ACK_PENDING,
+                ..Default::default()
+            };
+            let mut consumer = stream
+                .get_or_create_consumer(name, durable_config(deliver))
                 .await
                 .map_err(|error| consumer_error(&error))?;
+            let info = consumer
+                .info()
+                .await
+                .map_err(|error| consumer_error(&error))?;
+            if info.num_ack_pending > 0 {
+                // A run that ended without acknowledging what it was handed (killed, or a
+                // lost connection): JetStream would send that again only after ack_wait, and
+                // after newer messages. Started again at the first unacknowledged message, the
+                // consumer hands everything over in order.
+                let start_sequence = info.ack_floor.stream_sequence + 1;
+                stream
+                    .delete_consumer(name)
+                    .await
+                    .map_err(|error| consumer_error(&error))?;
+                consumer = stream
+                    .create_consumer(durable_config(consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence,
+                    }))
+                    .await
+                    .map_err(|error| consumer_error(&error))?;
+            }
             let stream = consumer
                 .messages()
                 .await
@@ -337,7 +356,8 @@ async fn read_stream(ctx: &mut SourceContext) -> Result<(), SourceError> {
     result
 }
 
-type Pending = PendingPositions<(u64, jetstream::message::Acker)>;
+/// Stream sequences waiting for their flush, with what acknowledges them (durable consumers).
+type Pending = PendingPositions<(u64, Option<jetstream::message::Acker>)>;
 
 /// A consumer being read.
 struct Reading<'a> {
@@ -425,10 +445,8 @@ impl Reading<'_> {
             Decoded::Skip => {}
         }
         ctx.sent_through = Some(sequence.to_string());
-        if durable {
-            pending.push(ctx.last_sent_seq(), (sequence, acker));
-            acknowledge_flushed(ctx, pending).await?;
-        }
+        pending.push(ctx.last_sent_seq(), (sequence, durable.then_some(acker)));
+        acknowledge_flushed(ctx, pending).await?;
     }
     }
 }
@@ -440,8 +458,9 @@ fn sent_through_at_least(ctx: &SourceContext, sequence: u64) -> bool {
         .is_some_and(|through| sequence <= through)
 }
 
-/// Acknowledges (AckPolicy All) the newest message whose change was flushed. A message that
-/// carried no change (a skipped line) is released with the next flush after it.
+/// Acknowledges (AckPolicy All) the newest message whose change was flushed, and shows its
+/// sequence as the listener's position. A message that carried no change (a skipped line) is
+/// released with the next flush after it.
 async fn acknowledge_flushed(
     ctx: &SourceContext,
     pending: &mut Pending,
@@ -449,9 +468,11 @@ async fn acknowledge_flushed(
     let Some((sequence, acker)) = pending.take_flushed(ctx.flushed_seq()) else {
         return Ok(());
     };
-    acker.ack().await.map_err(|error| {
-        SourceError::transient(format!("acknowledging sequence {sequence}: {error}"))
-    })?;
+    if let Some(acker) = acker {
+        acker.ack().await.map_err(|error| {
+            SourceError::transient(format!("acknowledging sequence {sequence}: {error}"))
+        })?;
+    }
     ctx.set_position(sequence.to_string());
     Ok(())
 }
