@@ -12,6 +12,7 @@ use crate::cli::Cli;
 use crate::config::{self, LoadedConfig};
 use crate::demo::{Demo, DemoError};
 use crate::pipeline::sinks::JsonLinesSink;
+use crate::pipeline::sinks::nats::{NatsSink, SinkStatus};
 use crate::pipeline::{Handler, HandlerConfig, Sink};
 use crate::positions::PositionStore;
 use crate::registry::Registry;
@@ -264,11 +265,22 @@ async fn run(
     if let Some(path) = loaded.jsonl_path() {
         sinks.push(Box::new(open_jsonl(&path)?));
     }
+    let registry = Arc::new(Registry::new());
+    let mut sink_status_printer = None;
+    let mut give_up_on_nats = None;
+    if let Some(nats) = &loaded.config.sinks.nats {
+        let sink = NatsSink::new(nats, registry.clone()).map_err(anyhow::Error::msg)?;
+        give_up_on_nats = Some(sink.give_up_handle());
+        sink_status_printer = Some(tokio::spawn(report_sink_status(
+            sink.subscribe_status(),
+            headless,
+        )));
+        sinks.push(Box::new(sink));
+    }
     let (handler, changes) = Handler::new(pipeline, sinks);
     let timings = handler.timings();
     let log = handler.log();
 
-    let registry = Arc::new(Registry::new());
     let status_events = registry.subscribe();
     let runtime = Arc::new(Runtime::new(
         registry.clone(),
@@ -310,6 +322,9 @@ async fn run(
     };
     // However the UI ended: stop the listeners once, then let the handler flush what it holds.
     runtime.shutdown().await;
+    if let Some(give_up) = give_up_on_nats {
+        give_up.send_replace(true);
+    }
     drop(runtime);
     drop(registry);
     let flushed = match handler_task.await {
@@ -320,6 +335,9 @@ async fn run(
         let _ = printer_done.send(());
         let _ = printer.await;
     }
+    if let Some(printer) = sink_status_printer {
+        printer.abort();
+    }
     match (ui_result, flushed) {
         (Err(ui_error), Err(flush_error)) => {
             tracing::error!("{flush_error:#}");
@@ -327,6 +345,21 @@ async fn run(
         }
         (Err(error), Ok(())) | (Ok(()), Err(error)) => Err(error),
         (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
+/// Reports the NATS sink's state as it changes: a status line in headless mode (with `sink`
+/// where a listener's has `listener`), the log in both modes.
+async fn report_sink_status(mut status: tokio::sync::watch::Receiver<SinkStatus>, headless: bool) {
+    while status.changed().await.is_ok() {
+        let current = status.borrow_and_update().clone();
+        match &current.reason {
+            Some(reason) => tracing::warn!("nats sink {}: {reason}", current.state),
+            None => tracing::info!("nats sink {}", current.state),
+        }
+        if headless {
+            headless::print_line(&crate::pipeline::sinks::nats::status_line(&current));
+        }
     }
 }
 

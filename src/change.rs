@@ -340,6 +340,9 @@ pub enum NoteKind {
         tx: Option<TxRef>,
         position: String,
     },
+    /// `{"type":"error","message":…}`: a record the source could not read (a stream message
+    /// that is no change event), shown in place; capture goes on.
+    Error { message: String },
 }
 
 impl Note {
@@ -396,6 +399,11 @@ impl Serialize for Note {
                 map.serialize_entry("transactional", transactional)?;
                 map.serialize_entry("tx", tx)?;
                 map.serialize_entry("position", position)?;
+            }
+            NoteKind::Error { message } => {
+                map.serialize_entry("type", "error")?;
+                map.serialize_entry("listener", &*self.listener)?;
+                map.serialize_entry("message", message)?;
             }
         }
         map.serialize_entry("captured_at", &Millis(&self.captured_at))?;

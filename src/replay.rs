@@ -310,7 +310,7 @@ impl Replayer {
                 if handle.state() == ListenerState::Starting {
                     handle.set_state(ListenerState::Running, None);
                 }
-                let event = crate::source::jsonl::change_event(table, fields)
+                let event = crate::source::jsonl::change_record(table, fields)
                     .map_err(|message| format!("{} line {number}: {message}", path.display()))?;
                 self.seq += 1;
                 self.batch.push(Change {

@@ -40,4 +40,5 @@ suite! {
     follow => crate::contract::jsonl_follow::Follow;
     binlog => crate::contract::mysql_binlog::Binlog;
     mysql_polling => crate::contract::mysql_polling::Polling;
+    jetstream => crate::contract::nats_jetstream::JetStream;
 }

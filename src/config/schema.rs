@@ -231,6 +231,43 @@ pub struct SinksConfig {
     /// Also append every change as a JSON line to this file (relative to the config file).
     #[serde(default)]
     pub jsonl: Option<PathBuf>,
+    /// Also publish every change to NATS JetStream (`pipeline::sinks::nats`).
+    #[serde(default)]
+    pub nats: Option<NatsSinkConfig>,
+}
+
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+pub const DEFAULT_NATS_STREAM: &str = "CDC";
+pub const DEFAULT_NATS_SUBJECT: &str = "cdc.{database}.{table}";
+
+/// `[sinks.nats]`: where and how changes are published.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSinkConfig {
+    #[serde(default = "default_nats_url")]
+    pub url: DatabaseUrl,
+    /// The stream the subjects belong to; created when absent.
+    #[serde(default = "default_nats_stream")]
+    pub stream: String,
+    /// `{database}`, `{table}`, `{op}` and `{listener}` are filled in per change.
+    #[serde(default = "default_nats_subject")]
+    pub subject: String,
+    /// Replicas of a stream this sink creates (a JetStream cluster: 3).
+    #[serde(default = "default_nats_replicas")]
+    pub replicas: usize,
+}
+
+fn default_nats_url() -> DatabaseUrl {
+    DatabaseUrl::new(DEFAULT_NATS_URL)
+}
+fn default_nats_stream() -> String {
+    DEFAULT_NATS_STREAM.to_string()
+}
+fn default_nats_subject() -> String {
+    DEFAULT_NATS_SUBJECT.to_string()
+}
+fn default_nats_replicas() -> usize {
+    1
 }
 
 fn default_chunk_size() -> usize {

@@ -36,6 +36,11 @@ pub(super) fn validate(file: ConfigFile, config_dir: &Path) -> Result<Config, Re
             "must not be empty",
         ));
     }
+    if let Some(nats) = &file.sinks.nats {
+        crate::pipeline::sinks::nats::check_config(nats).map_err(|(name, message)| {
+            Rejected::new(vec![key("sinks"), key("nats"), key(name)], message)
+        })?;
+    }
 
     let mut names = HashSet::new();
     for (index, database) in file.databases.iter().enumerate() {

@@ -1,5 +1,8 @@
 //! Sinks take each flushed batch: JSON lines on stdout (headless) and to a file (`[sinks] jsonl`).
-//! Sinks are synchronous: a batch is one buffered write, so there is nothing to await.
+//! Sinks are synchronous: a batch is one buffered write, so there is nothing to await. The
+//! NATS sink (`[sinks.nats]`, in `nats`) drives its async client from the blocking pool.
+
+pub mod nats;
 
 use std::io::{self, Write};
 

@@ -31,6 +31,7 @@ register_kinds! {
     mongo::Mongo,
     mysql::Mysql,
     jsonl::Jsonl,
+    nats::Nats,
 }
 
 /// The kind registered under `name`.

@@ -326,7 +326,9 @@ impl TxGroups {
                 }
                 true
             }
-            NoteKind::Message { tx: None, .. } | NoteKind::Schema { .. } => false,
+            NoteKind::Message { tx: None, .. }
+            | NoteKind::Schema { .. }
+            | NoteKind::Error { .. } => false,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod mongo_change_stream;
 pub mod mysql;
 pub mod mysql_binlog;
 pub mod mysql_polling;
+pub mod nats_jetstream;
 pub mod postgres;
 pub mod postgres_logical;
 pub mod postgres_polling;

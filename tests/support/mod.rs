@@ -7,6 +7,7 @@ pub mod ca;
 pub mod in_process;
 pub mod mariadb;
 pub mod mongo;
+pub mod nats;
 pub mod proxy;
 pub mod tmux;
 

@@ -293,7 +293,7 @@ fn decode(line: &[u8], filter: &TableFilter) -> Result<Option<ChangeEvent>, Stri
     if text.trim().is_empty() {
         return Ok(None);
     }
-    let Line { kind, table, mut rest } =
+    let Line { kind, table, rest } =
         serde_json::from_str(text).map_err(|error| format!("not a JSON line record ({error})"))?;
     if kind != "change" {
         return Ok(None);
@@ -302,17 +302,16 @@ fn decode(line: &[u8], filter: &TableFilter) -> Result<Option<ChangeEvent>, Stri
     if !filter.takes(&table) {
         return Ok(None);
     }
-    // Stamped again by this listener.
-    for stamped in ["listener", "captured_at"] {
-        rest.remove(stamped);
-    }
-    change_event(table, rest).map(Some)
+    change_record(table, rest).map(Some)
 }
 
-/// The change a `change` line records, from its fields besides `type` and `table` (and the
-/// stamps `listener` and `captured_at`, which the caller takes out); fields it does not know
-/// are kept as extensions, so they print again as they were written.
-pub(crate) fn change_event(table: String, mut rest: Map<String, Value>) -> Result<ChangeEvent, String> {
+/// A `change` line's fields (beyond `type` and `table`) as the change it records; fields
+/// beyond the known ones are kept as extensions. Also read by the `nats` kind, whose messages
+/// are these lines.
+pub(crate) fn change_record(
+    table: String,
+    mut rest: Map<String, Value>,
+) -> Result<ChangeEvent, String> {
     let op = match rest.remove("op") {
         Some(Value::String(op)) => Op::ALL
             .into_iter()
