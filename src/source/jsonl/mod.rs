@@ -337,6 +337,10 @@ pub(crate) fn change_record(
     let after = row(rest.remove("after"));
     let commit_time: Option<DateTime<Utc>> = time(rest.remove("commit_time"));
     let tx = rest.remove("tx").as_ref().and_then(TxRef::from_json);
+    // Stamped again by this listener.
+    for stamped in ["listener", "captured_at"] {
+        rest.remove(stamped);
+    }
     let mut event = ChangeEvent {
         table: table.into(),
         op,
