@@ -4,22 +4,24 @@
 //!
 //! # The replication client
 //!
-//! tokio-postgres does not speak the replication protocol, so the stream runs on the
-//! `pgwire-replication` crate: it does START_REPLICATION, SCRAM and TLS itself, reports an
-//! acknowledged LSN that only moves when we say so, answers the server's keepalives, and keeps
-//! sending standby status updates while its bounded event buffer is full (paused or
-//! backpressured), so the server's `wal_sender_timeout` never ends a slow stream.
+//! tokio-postgres does not speak the replication protocol, so the stream runs on a client of
+//! our own ([`wire`], on `postgres-protocol`): the same TLS as the SQL connection, SCRAM, MD5
+//! and plain passwords, simple replication commands, START_REPLICATION with the plugin options
+//! we choose, and a status task that acknowledges only the position we give it and keeps
+//! sending standby status updates while the listener is paused or backpressured, so the
+//! server's `wal_sender_timeout` never ends a slow stream. A stop ends the session as the
+//! protocol has it (CopyDone both ways, then Terminate).
 //!
 //! A temporary slot belongs to the session that created it and only that session can stream
-//! it, so it must be created on the streaming connection itself. The crate allows this: a
-//! *gated* session (`connect_gated`) authenticates and then runs commands of ours, here
-//! `CREATE_REPLICATION_SLOT … TEMPORARY LOGICAL pgoutput`, before `start` sends
-//! START_REPLICATION on the same session. That settled the choice against writing our own
-//! replication connection on `postgres-protocol`. Ordinary SQL (checks, the publication, slot
-//! lookups, the retained-WAL figure) stays on tokio-postgres.
+//! it, so it is created on the streaming connection itself: `CREATE_REPLICATION_SLOT …
+//! TEMPORARY LOGICAL pgoutput` runs on the authenticated session before START_REPLICATION.
+//! Ordinary SQL (checks, the publication, slot lookups, the retained-WAL figure) stays on
+//! tokio-postgres.
 //!
-//! The crate reports pgoutput's Begin and Commit as events of their own; every other message
-//! arrives as an XLogData payload for our decoder.
+//! Why not a crate: pgwire-replication 0.5 asks for protocol version 1 only and drops its
+//! socket after CopyDone (the server logs a lost client); pg_walstream 0.10 retries connecting
+//! on its own (our supervisor does that, showing `retrying`), runs a thread per connection,
+//! and reports errors as text without their SQLSTATE, which sorting them needs.
 //!
 //! # Slots and publications
 //!
@@ -67,6 +69,7 @@ mod filter;
 mod rows;
 mod setup;
 mod stream;
+mod wire;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -75,7 +78,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
-use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
 use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_postgres::Client;
@@ -99,6 +101,7 @@ pub use setup::{format_lsn, parse_lsn};
 use filter::RowFilter;
 use rows::{RowChange, TableRows};
 use setup::{GeneratedColumn, Server, TableInfo};
+use wire::{Connection, Event, Feedback, ReplicationStream, WireError};
 
 /// How often the slot's retained WAL is read for the detail.
 const DETAIL_REFRESH: Duration = Duration::from_secs(3);
@@ -442,9 +445,7 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
     ctx.set_in_transaction(false);
     let slot = plan.slot;
     let status_interval = stream::status_interval(plan.server.wal_sender_timeout);
-    let mut config =
-        stream::replication_config(&ctx.url, slot.name(), plan.publication, status_interval)
-            .await?;
+    let config = stream::replication_config(&ctx.url, slot.name())?;
     let existing = match slot {
         Slot::Persistent(name) => {
             setup::find_slot(plan.client, name, plan.server, &ctx.url).await?
@@ -453,21 +454,22 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
     };
     let reconnected = ctx.sent_through.is_some();
     let sent_before = ctx.sent_through.as_deref().and_then(SentThrough::parse);
+    // 0: from the slot's own position.
+    let mut start_from = 0;
     if let (Some(existing), Some(sent)) = (&existing, sent_before)
         && sent.resume_lsn > existing.confirmed_flush
     {
         // What this run sent whole is not streamed again (a reconnect after a short-lived
         // connection would otherwise replay the same unacknowledged stretch each time), yet
         // only what was flushed is acknowledged.
-        config = config
-            .with_start_lsn(Lsn::from_u64(sent.resume_lsn))
-            .with_ack_lsn(Lsn::from_u64(existing.confirmed_flush));
+        start_from = sent.resume_lsn;
     }
-    let wire_error = |error: &pgwire_replication::PgWireError, url: &DatabaseUrl| {
+    let wire_error = |error: &WireError, url: &DatabaseUrl| {
         stream::wire_error(error, slot.name(), &plan.server.user, url)
     };
-    let mut repl = ReplicationClient::connect_gated(config)
-        .await
+    let mut connection = ctx
+        .unless_stopped(Connection::connect(&config))
+        .await?
         .map_err(|error| wire_error(&error, &ctx.url))?;
     let start = match existing {
         Some(existing) => existing.confirmed_flush,
@@ -480,7 +482,7 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
             let temporary = matches!(slot, Slot::Temporary(_));
             let url = ctx.url.clone();
             ctx.unless_stopped(stream::create_slot(
-                &mut repl,
+                &mut connection,
                 slot.name(),
                 temporary,
                 &plan.server.user,
@@ -490,11 +492,14 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         }
     };
     // Until something is flushed, the slot's own position is what we acknowledge.
-    repl.update_applied_lsn(Lsn::from_u64(start));
-    repl.start()
-        .await
-        .map_err(|error| wire_error(&error, &ctx.url))?;
-    ctx.unless_stopped(repl.wait_started())
+    let feedback = Feedback {
+        applied: start,
+        ack_interval: stream::ACK_INTERVAL.min(status_interval),
+        status_interval,
+    };
+    let command = stream::start_command(slot.name(), start_from, plan.publication);
+    let repl = ctx
+        .unless_stopped(connection.start_replication(&command, feedback))
         .await?
         .map_err(|error| wire_error(&error, &ctx.url))?;
 
@@ -537,7 +542,6 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         gap: reconnected && matches!(slot, Slot::Temporary(_)),
         usage: String::new(),
         next_refresh: Instant::now(),
-        status_interval,
     };
     ctx.set_running();
     session.refresh(ctx).await?;
@@ -546,7 +550,11 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
     match streamed {
         Err(error) if error.kind == ErrorKind::Stopped => session.finish(ctx, error).await,
         Err(mut error) => {
-            session.repl.stop();
+            // Ended as the protocol has it where the connection still works.
+            let _ = session
+                .repl
+                .close(Instant::now() + Duration::from_millis(500))
+                .await;
             if error.kind == ErrorKind::Transient && matches!(slot, Slot::Temporary(_)) {
                 error.message.push_str(&format!("; {TEMPORARY_GAP}"));
             }
@@ -609,14 +617,14 @@ struct Transaction {
 }
 
 enum Next {
-    Event(Result<Option<ReplicationEvent>, pgwire_replication::PgWireError>),
+    Event(Result<Option<Event>, WireError>),
     Wake(Wake),
 }
 
 /// One streaming replication session.
 struct Session<'a> {
     client: &'a Client,
-    repl: ReplicationClient,
+    repl: ReplicationStream,
     slot: &'a Slot,
     user: String,
     /// The tables whose changes are taken, by relation OID.
@@ -644,7 +652,6 @@ struct Session<'a> {
     gap: bool,
     usage: String,
     next_refresh: Instant,
-    status_interval: Duration,
 }
 
 impl Session<'_> {
@@ -682,8 +689,8 @@ impl Session<'_> {
         }
     }
 
-    /// While paused no change is taken (the client's buffer fills and the server waits), yet
-    /// the session stays alive: the client keeps sending status updates, and flushes of
+    /// While paused no change is taken (the socket's buffers fill and the server waits), yet
+    /// the session stays alive: the status task keeps sending status updates, and flushes of
     /// changes taken before the pause are still acknowledged.
     async fn pause(&mut self, ctx: &mut SourceContext) -> Result<(), SourceError> {
         loop {
@@ -696,36 +703,14 @@ impl Session<'_> {
         }
     }
 
-    async fn event(
-        &mut self,
-        ctx: &mut SourceContext,
-        event: ReplicationEvent,
-    ) -> Result<(), SourceError> {
+    async fn event(&mut self, ctx: &mut SourceContext, event: Event) -> Result<(), SourceError> {
         match event {
-            ReplicationEvent::XLogData { data, .. } => {
+            Event::Data(data) => {
                 let message = pgoutput::decode(&data)
                     .map_err(|error| SourceError::permanent(error.to_string()))?;
                 self.message(ctx, message).await
             }
-            ReplicationEvent::Begin {
-                final_lsn,
-                xid,
-                commit_time_micros,
-            } => {
-                self.begin(ctx, final_lsn.as_u64(), xid, commit_time_micros);
-                Ok(())
-            }
-            ReplicationEvent::Commit { end_lsn, .. } => self.commit(ctx, end_lsn.as_u64()).await,
-            ReplicationEvent::Message {
-                transactional,
-                lsn,
-                prefix,
-                content,
-            } => {
-                self.annotation(ctx, transactional, lsn.as_u64(), prefix, &content)
-                    .await
-            }
-            ReplicationEvent::KeepAlive { wal_end, .. } => {
+            Event::KeepAlive { wal_end } => {
                 self.acknowledge(ctx);
                 // Nothing open and everything flushed: no change of ours lies before the
                 // server's WAL end, so the slot need not keep it.
@@ -733,11 +718,10 @@ impl Session<'_> {
                     && self.pending.is_empty()
                     && ctx.flushed_seq() >= ctx.last_sent_seq()
                 {
-                    self.ack(ctx, wal_end.as_u64());
+                    self.ack(ctx, wal_end);
                 }
                 Ok(())
             }
-            ReplicationEvent::StoppedAt { .. } => Ok(()),
         }
     }
 
@@ -770,14 +754,24 @@ impl Session<'_> {
                 }
                 return Ok(());
             }
-            // The client reports these as events; handled here too should it ever pass them on.
             PgOutputMessage::Begin(begin) => {
                 self.begin(ctx, begin.final_lsn, begin.xid, begin.commit_time);
                 return Ok(());
             }
             PgOutputMessage::Commit(commit) => return self.commit(ctx, commit.end_lsn).await,
-            // Types, origins, logical messages.
-            _ => return Ok(()),
+            PgOutputMessage::Message(message) => {
+                return self
+                    .annotation(
+                        ctx,
+                        message.transactional,
+                        message.lsn,
+                        message.prefix,
+                        &message.content,
+                    )
+                    .await;
+            }
+            // Types, origins.
+            PgOutputMessage::Type(_) | PgOutputMessage::Origin(_) => return Ok(()),
         };
         let change = change.map_err(|error| {
             SourceError::permanent(format!("pgoutput: a change of {label} does not fit: {error}"))
@@ -1038,7 +1032,7 @@ impl Session<'_> {
     fn ack(&mut self, ctx: &SourceContext, lsn: u64) {
         if lsn > self.acked {
             self.acked = lsn;
-            self.repl.update_applied_lsn(Lsn::from_u64(lsn));
+            self.repl.acknowledge(lsn);
             ctx.set_position(format_lsn(lsn));
         }
     }
@@ -1123,8 +1117,9 @@ impl Session<'_> {
         ctx.set_detail(Some(parts.join("; ")));
     }
 
-    /// On a stop: waits (bounded) for the changes sent to be flushed, acknowledges them, lets
-    /// that acknowledgement reach the server, and ends the stream with CopyDone.
+    /// On a stop: waits (bounded) for the changes sent to be flushed, acknowledges them, and
+    /// ends the session (a last status update with that position, CopyDone both ways, then
+    /// Terminate; a temporary slot goes with the session).
     async fn finish(
         mut self,
         ctx: &mut SourceContext,
@@ -1132,7 +1127,6 @@ impl Session<'_> {
     ) -> Result<(), SourceError> {
         // Everything here fits in about a second more than the drain, well inside the time a
         // stopping source is given.
-        let drained_by = Instant::now() + DRAIN_TIMEOUT;
         if !ctx.drain(DRAIN_TIMEOUT).await {
             tracing::warn!(
                 listener = ctx.identity(),
@@ -1141,23 +1135,11 @@ impl Session<'_> {
             );
         }
         self.acknowledge(ctx);
-        // The client sends a raised position within one status interval: wait for it, so the
-        // server has it before the stream ends.
-        let metrics = self.repl.metrics();
-        let sent_by = (Instant::now() + self.status_interval * 2 + Duration::from_millis(250))
-            .min(drained_by + Duration::from_millis(500));
-        while metrics.last_applied_lsn().as_u64() < self.acked && Instant::now() < sent_by {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        // CopyDone, then the connection closes (and a temporary slot with it).
-        self.repl.stop();
-        if tokio::time::timeout(Duration::from_millis(500), self.repl.shutdown())
-            .await
-            .is_err()
-        {
+        if let Err(why) = self.repl.close(Instant::now() + Duration::from_secs(1)).await {
             tracing::warn!(
                 listener = ctx.identity(),
-                "the replication stream did not close in time"
+                "the replication session did not end cleanly: {}",
+                ctx.url.redact(&why.to_string())
             );
         }
         Err(error)
