@@ -1,6 +1,6 @@
 //! PostgreSQL logical replication listener: a replication slot, a publication for the watched
-//! table, and the `pgoutput` stream (protocol version 1) decoded by our own decoder
-//! ([`super::pgoutput`]).
+//! table, and the `pgoutput` stream (protocol version 2 with streaming on PostgreSQL 14+,
+//! version 1 before) decoded by our own decoder ([`super::pgoutput`]).
 //!
 //! # The replication client
 //!
@@ -54,12 +54,19 @@
 //!
 //! # Exactness
 //!
-//! pgoutput v1 sends only committed transactions, whole and in commit order. Each change is
+//! Transactions reach the handler only once committed, whole and in commit order. Most come
+//! so from the server (at their commit); on PostgreSQL 14+ (protocol version 2, `streaming`)
+//! one larger than the server's `logical_decoding_work_mem` is sent while it runs, in blocks
+//! between Stream Start and Stream Stop: its messages wait on disk ([`spool`]) until its Stream
+//! Commit, then go through the same path as any transaction's, without those of rolled-back
+//! subtransactions; a Stream Abort drops the file. The detail shows each such transaction
+//! while it runs (`tx 901 · running · 180,000 changes so far · public.events`). Each change is
 //! sent to the handler as it is decoded (never a whole transaction in memory), with the commit
 //! LSN as its `position`. At each commit the commit's end LSN is remembered with the sequence
 //! number of the transaction's last change; once the handler has flushed up to that number,
 //! that LSN is acknowledged to the server (the flush position of the status updates), and not
-//! before. While nothing is pending, the WAL end of the server's keepalives is acknowledged,
+//! before. While nothing is pending and no streamed transaction is open, the WAL end of the
+//! server's keepalives is acknowledged,
 //! so a slot on an idle table does not hold back WAL written for other tables. After a
 //! reconnect within one run, the stream starts after the last transaction sent whole (the
 //! acknowledged position stays what was flushed), and a transaction the server sends again is
@@ -68,10 +75,12 @@
 mod filter;
 mod rows;
 mod setup;
+mod spool;
 mod stream;
 mod wire;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -101,6 +110,7 @@ pub use setup::{format_lsn, parse_lsn};
 use filter::RowFilter;
 use rows::{RowChange, TableRows};
 use setup::{GeneratedColumn, Server, TableInfo};
+use spool::Spool;
 use wire::{Connection, Event, Feedback, ReplicationStream, WireError};
 
 /// How often the slot's retained WAL is read for the detail.
@@ -497,7 +507,12 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         ack_interval: stream::ACK_INTERVAL.min(status_interval),
         status_interval,
     };
-    let command = stream::start_command(slot.name(), start_from, plan.publication);
+    let command = stream::start_command(
+        slot.name(),
+        start_from,
+        plan.publication,
+        plan.server.version_num,
+    );
     let repl = ctx
         .unless_stopped(connection.start_replication(&command, feedback))
         .await?
@@ -522,6 +537,14 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         }
         Target::Scope(scope) => Some(scope.clone()),
     };
+    // Spools a crashed run left: the server sends those transactions again.
+    let spool_dir = spool_dir(ctx);
+    spool::clear(&spool_dir).map_err(|error| {
+        SourceError::permanent(format!(
+            "cannot clear {} (streamed transactions wait there): {error}",
+            spool_dir.display()
+        ))
+    })?;
     let mut session = Session {
         client: plan.client,
         repl,
@@ -542,6 +565,9 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         gap: reconnected && matches!(slot, Slot::Temporary(_)),
         usage: String::new(),
         next_refresh: Instant::now(),
+        stream_open: None,
+        streamed: BTreeMap::new(),
+        spool_dir,
     };
     ctx.set_running();
     session.refresh(ctx).await?;
@@ -562,6 +588,27 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         }
         Ok(()) => session.finish(ctx, SourceError::stopped()).await,
     }
+}
+
+/// `180000` → `180,000`.
+fn grouped(number: u64) -> String {
+    let digits = number.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (at, digit) in digits.chars().enumerate() {
+        if at > 0 && (digits.len() - at).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// Where a listener's streamed transactions wait: `streaming/<identity>` in the state dir.
+fn spool_dir(ctx: &SourceContext) -> PathBuf {
+    let name: String = (ctx.identity().chars())
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .collect();
+    ctx.positions.dir().join("streaming").join(name)
 }
 
 /// How far this run's changes were sent: the commit LSN of the last transaction with a
@@ -652,6 +699,11 @@ struct Session<'a> {
     gap: bool,
     usage: String,
     next_refresh: Instant,
+    /// The transaction whose streamed block is being received (between Stream Start and Stop).
+    stream_open: Option<u32>,
+    /// Streamed transactions not ended yet, by xid, their changes on disk.
+    streamed: BTreeMap<u32, Spool>,
+    spool_dir: PathBuf,
 }
 
 impl Session<'_> {
@@ -706,15 +758,46 @@ impl Session<'_> {
     async fn event(&mut self, ctx: &mut SourceContext, event: Event) -> Result<(), SourceError> {
         match event {
             Event::Data(data) => {
-                let message = pgoutput::decode(&data)
+                let (xid, message) = pgoutput::decode_in(&data, self.stream_open.is_some())
                     .map_err(|error| SourceError::permanent(error.to_string()))?;
-                self.message(ctx, message).await
+                match (self.stream_open, xid, message) {
+                    (Some(top), Some(xid), message) => self.spool(top, xid, &data, &message),
+                    (_, _, PgOutputMessage::StreamStart { xid, .. }) => {
+                        self.stream_open = Some(xid);
+                        if !self.streamed.contains_key(&xid) {
+                            let spool = Spool::create(&self.spool_dir, xid)
+                                .map_err(|error| self.spool_error(xid, &error))?;
+                            self.streamed.insert(xid, spool);
+                        }
+                        Ok(())
+                    }
+                    (_, _, PgOutputMessage::StreamStop) => {
+                        self.stream_open = None;
+                        self.publish_detail(ctx);
+                        Ok(())
+                    }
+                    (_, _, PgOutputMessage::StreamCommit(commit)) => {
+                        self.stream_commit(ctx, commit).await
+                    }
+                    (_, _, PgOutputMessage::StreamAbort { xid, subxid }) => {
+                        if xid == subxid {
+                            // The file goes with it.
+                            self.streamed.remove(&xid);
+                            self.publish_detail(ctx);
+                        } else if let Some(spool) = self.streamed.get_mut(&xid) {
+                            spool.abort_subtransaction(subxid);
+                        }
+                        Ok(())
+                    }
+                    (_, _, message) => self.message(ctx, message).await,
+                }
             }
             Event::KeepAlive { wal_end } => {
                 self.acknowledge(ctx);
                 // Nothing open and everything flushed: no change of ours lies before the
                 // server's WAL end, so the slot need not keep it.
                 if self.tx.is_none()
+                    && self.streamed.is_empty()
                     && self.pending.is_empty()
                     && ctx.flushed_seq() >= ctx.last_sent_seq()
                 {
@@ -772,6 +855,15 @@ impl Session<'_> {
             }
             // Types, origins.
             PgOutputMessage::Type(_) | PgOutputMessage::Origin(_) => return Ok(()),
+            // Taken by `event`; a spool holds none.
+            PgOutputMessage::StreamStart { .. }
+            | PgOutputMessage::StreamStop
+            | PgOutputMessage::StreamCommit(_)
+            | PgOutputMessage::StreamAbort { .. } => {
+                return Err(SourceError::permanent(
+                    "pgoutput: a stream message inside a streamed transaction",
+                ));
+            }
         };
         let change = change.map_err(|error| {
             SourceError::permanent(format!("pgoutput: a change of {label} does not fit: {error}"))
@@ -896,6 +988,91 @@ impl Session<'_> {
         Ok(())
     }
 
+
+    /// Keeps one message of the streamed transaction `top` (from its subtransaction `xid`) on
+    /// disk until the transaction ends, counting its changes for the detail.
+    fn spool(
+        &mut self,
+        top: u32,
+        xid: u32,
+        payload: &[u8],
+        message: &PgOutputMessage,
+    ) -> Result<(), SourceError> {
+        let oids: &[u32] = match message {
+            PgOutputMessage::Insert(insert) => &[insert.relation_oid],
+            PgOutputMessage::Update(update) => &[update.relation_oid],
+            PgOutputMessage::Delete(delete) => &[delete.relation_oid],
+            PgOutputMessage::Truncate(truncate) => &truncate.relation_oids,
+            _ => &[],
+        };
+        let labels: Vec<Arc<str>> = (oids.iter())
+            .filter_map(|oid| self.watched.get(oid))
+            .map(|table| table.label.clone())
+            .collect();
+        let Some(spool) = self.streamed.get_mut(&top) else {
+            return Err(SourceError::permanent(format!(
+                "pgoutput: a change of streamed transaction {top} outside its stream"
+            )));
+        };
+        if let Err(error) = spool.push(xid, payload) {
+            return Err(self.spool_error(top, &error));
+        }
+        spool.changes += oids.len() as u64;
+        for label in labels {
+            if !spool.tables.contains(&label) {
+                spool.tables.push(label);
+            }
+        }
+        if spool.bytes > spool::SPOOL_LIMIT {
+            return Err(SourceError::permanent(format!(
+                "transaction {top} streamed more than {} of changes while it runs; they wait in \
+                 {} until it commits, and cdc-tui stops here rather than fill the disk",
+                setup::human_bytes(spool::SPOOL_LIMIT as i64),
+                self.spool_dir.display()
+            )));
+        }
+        Ok(())
+    }
+
+    fn spool_error(&self, xid: u32, error: &std::io::Error) -> SourceError {
+        SourceError::permanent(format!(
+            "cannot keep streamed transaction {xid} in {}: {error}",
+            self.spool_dir.display()
+        ))
+    }
+
+    /// A streamed transaction committed: its changes, read back from disk in order (those of
+    /// rolled-back subtransactions left out), go to the handler as any transaction's.
+    async fn stream_commit(
+        &mut self,
+        ctx: &mut SourceContext,
+        commit: pgoutput::StreamCommit,
+    ) -> Result<(), SourceError> {
+        let Some(spool) = self.streamed.remove(&commit.xid) else {
+            return Err(SourceError::transient(format!(
+                "pgoutput: streamed transaction {} committed without its changes; starting \
+                 again",
+                commit.xid
+            )));
+        };
+        self.publish_detail(ctx);
+        let mut replay = spool
+            .replay()
+            .map_err(|error| self.spool_error(commit.xid, &error))?;
+        self.begin(ctx, commit.commit_lsn, commit.xid, commit.commit_time);
+        loop {
+            let payload = match replay.next_message() {
+                Ok(Some(payload)) => payload,
+                Ok(None) => break,
+                Err(error) => return Err(self.spool_error(commit.xid, &error)),
+            };
+            let (_, message) = pgoutput::decode_in(&payload, true)
+                .map_err(|error| SourceError::permanent(error.to_string()))?;
+            self.message(ctx, message).await?;
+        }
+        drop(replay);
+        self.commit(ctx, commit.end_lsn).await
+    }
 
     fn begin(&mut self, ctx: &SourceContext, commit_lsn: u64, xid: u32, commit_time: i64) {
         ctx.set_in_transaction(true);
@@ -1110,6 +1287,16 @@ impl Session<'_> {
             }
         }
 
+        for (xid, spool) in &self.streamed {
+            let mut running = format!(
+                "tx {xid} · running · {} changes so far",
+                grouped(spool.changes)
+            );
+            if !spool.tables.is_empty() {
+                running.push_str(&format!(" · {}", spool.tables.join(", ")));
+            }
+            parts.push(running);
+        }
         if self.gap {
             parts.push(TEMPORARY_GAP.to_string());
         }
@@ -1162,6 +1349,15 @@ mod tests {
         assert_eq!(SentThrough::parse("0/16B3748#12"), None);
         assert_eq!(SentThrough::parse("0/16B3748#12#0/1#3"), None);
         assert_eq!(SentThrough::parse("junk"), None);
+    }
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(grouped(180_000), "180,000");
+        assert_eq!(grouped(1_000_000), "1,000,000");
     }
 
     #[test]

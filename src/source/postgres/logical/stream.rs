@@ -81,11 +81,17 @@ pub fn replication_config(url: &DatabaseUrl, slot: &str) -> Result<wire::Config,
 }
 
 /// START_REPLICATION of `slot` from `start` (0: the slot's own position) for pgoutput with
-/// protocol version 1 and logical decoding messages.
-pub fn start_command(slot: &str, start: u64, publication: &str) -> String {
+/// logical decoding messages; on PostgreSQL 14+ (`version_num` 140000) protocol version 2 with
+/// `streaming`, so a large transaction arrives while it runs, else version 1.
+pub fn start_command(slot: &str, start: u64, publication: &str, version_num: i32) -> String {
+    let protocol = if version_num >= 140_000 {
+        "proto_version '2', streaming 'on'"
+    } else {
+        "proto_version '1'"
+    };
     format!(
-        "START_REPLICATION SLOT {slot} LOGICAL {} (proto_version '1', publication_names {}, \
-         messages 'true')",
+        "START_REPLICATION SLOT {slot} LOGICAL {} ({protocol}, publication_names {}, messages \
+         'true')",
         format_lsn(start),
         option_literal(&crate::source::postgres::quote_ident(publication)),
     )
@@ -275,11 +281,16 @@ mod tests {
     }
 
     #[test]
-    fn the_start_command_quotes_the_publication() {
+    fn the_start_command_quotes_the_publication_and_streams_from_14() {
         assert_eq!(
-            start_command("slot_a", 0x16_B374_D848, "pub_a"),
-            "START_REPLICATION SLOT slot_a LOGICAL 16/B374D848 (proto_version '1', \
-             publication_names '\"pub_a\"', messages 'true')"
+            start_command("slot_a", 0x16_B374_D848, "pub_a", 150_004),
+            "START_REPLICATION SLOT slot_a LOGICAL 16/B374D848 (proto_version '2', streaming \
+             'on', publication_names '\"pub_a\"', messages 'true')"
+        );
+        assert_eq!(
+            start_command("slot_a", 0, "pub_a", 130_010),
+            "START_REPLICATION SLOT slot_a LOGICAL 0/0 (proto_version '1', publication_names \
+             '\"pub_a\"', messages 'true')"
         );
     }
 
