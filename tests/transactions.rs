@@ -318,3 +318,66 @@ async fn kill_9_while_a_streamed_transaction_is_open_loses_nothing() {
     assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
     support::drop_slot(&client, "streamed_k").await;
 }
+
+/// While a streamed transaction runs, the registry's snapshot (what the TUI draws) counts it,
+/// and no change of it is flushed; at its commit it leaves the snapshot and its changes come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_transaction_shows_in_the_snapshot_and_nothing_of_it_is_flushed() {
+    let db = TestDb::new("streamed_running").await;
+    let client = db.client().await;
+    client
+        .batch_execute("CREATE TABLE events (id int PRIMARY KEY, pad text)")
+        .await
+        .unwrap();
+    let mut run = support::in_process::InProcess::new();
+    let handle = run.start(
+        cdc_tui::config::ListenerConfig::new("running", "db", "public.events", "logical"),
+        "postgres",
+        &format!("{}?options=-c%20logical_decoding_work_mem%3D64kB", db.url),
+    );
+    support::wait_until("running", || {
+        handle.state() == cdc_tui::registry::ListenerState::Running
+    })
+    .await;
+    let writer = db.client().await;
+    writer.batch_execute("BEGIN").await.unwrap();
+    let xid: String = writer
+        .query_one("SELECT pg_current_xact_id()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    writer
+        .batch_execute(
+            "INSERT INTO events SELECT i, repeat('x', 100) FROM generate_series(1, 5000) i",
+        )
+        .await
+        .unwrap();
+    let running =
+        support::eventually(
+            "the running transaction in the snapshot",
+            async || match handle.snapshot().running.first() {
+                Some(running) if running.changes >= 1000 => Ok(running.clone()),
+                other => Err(format!("{other:?}")),
+            },
+        )
+        .await;
+    assert_eq!(running.id.as_ref(), xid);
+    assert_eq!(
+        running.tables,
+        [std::sync::Arc::<str>::from("public.events")]
+    );
+    let detail = handle.snapshot().detail.unwrap_or_default();
+    assert!(
+        detail.contains(&format!("tx {xid} · running · ")) && detail.contains("changes so far"),
+        "{detail}"
+    );
+    assert!(run.lines().is_empty(), "nothing of it before its commit");
+    writer.batch_execute("COMMIT").await.unwrap();
+    support::eventually("its 5,000 changes", async || match run.lines().len() {
+        5000 => Ok(()),
+        other => Err(other),
+    })
+    .await;
+    assert!(handle.snapshot().running.is_empty());
+    run.finish().await;
+}

@@ -92,7 +92,7 @@ use tokio::time::Instant;
 use tokio_postgres::Client;
 
 use crate::change::{ChangeEvent, NoteKind, TxRef};
-use crate::registry::Control;
+use crate::registry::{Control, RunningTransaction};
 use crate::secret::DatabaseUrl;
 use crate::source::kind::parse_options;
 use crate::source::postgres::pgoutput::{
@@ -1287,16 +1287,23 @@ impl Session<'_> {
             }
         }
 
+        let mut running = Vec::new();
         for (xid, spool) in &self.streamed {
-            let mut running = format!(
+            let mut line = format!(
                 "tx {xid} · running · {} changes so far",
                 grouped(spool.changes)
             );
             if !spool.tables.is_empty() {
-                running.push_str(&format!(" · {}", spool.tables.join(", ")));
+                line.push_str(&format!(" · {}", spool.tables.join(", ")));
             }
-            parts.push(running);
+            parts.push(line);
+            running.push(RunningTransaction {
+                id: xid.to_string().into(),
+                changes: spool.changes,
+                tables: spool.tables.clone(),
+            });
         }
+        ctx.set_running_transactions(running);
         if self.gap {
             parts.push(TEMPORARY_GAP.to_string());
         }
