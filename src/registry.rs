@@ -114,6 +114,19 @@ struct Status {
     /// Where the settings come from (the config file); `None` when added while running.
     config_source: Option<Arc<str>>,
     server_lag: ServerLag,
+    running: Arc<[RunningTransaction]>,
+}
+
+/// A transaction the server sends while it runs (PostgreSQL's streaming of large
+/// transactions): nothing of it is delivered before its commit; these are its counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningTransaction {
+    /// The transaction's id (PostgreSQL: its xid).
+    pub id: Arc<str>,
+    /// Its changes received so far.
+    pub changes: u64,
+    /// The tables they are of, in order of first change.
+    pub tables: Vec<Arc<str>>,
 }
 
 impl Status {
@@ -302,6 +315,10 @@ impl ListenerHandle {
         self.in_transaction.store(open, Ordering::Relaxed);
     }
 
+    pub fn set_running_transactions(&self, running: Vec<RunningTransaction>) {
+        self.lock_status().running = running.into();
+    }
+
     pub fn snapshot(&self) -> ListenerSnapshot {
         let status = self.lock_status().clone();
         ListenerSnapshot {
@@ -322,6 +339,7 @@ impl ListenerHandle {
                 server: status.server_lag,
             },
             in_transaction: self.in_transaction.load(Ordering::Relaxed),
+            running: status.running,
             config: self.config.clone(),
             counts: OpCounts(self.counters.each_ref().map(|c| c.load(Ordering::Relaxed))),
             tables: self
@@ -385,6 +403,8 @@ pub struct ListenerSnapshot {
     pub config_source: Option<Arc<str>>,
     pub lag: Lag,
     pub in_transaction: bool,
+    /// Transactions received while they run, not committed yet (oldest first).
+    pub running: Arc<[RunningTransaction]>,
     /// The listener's settings (its strategy's options: slot, publication, cursor column…).
     pub config: Arc<ListenerConfig>,
 }
@@ -465,6 +485,7 @@ impl Registry {
             history: Arc::default(),
             config_source: None,
             server_lag: ServerLag::default(),
+            running: Arc::new([]),
         };
         let handle = {
             let mut listeners = self.write();

@@ -485,6 +485,79 @@ async fn a_temporary_slot_reports_its_gap_and_a_clean_exit_leaves_nothing_behind
     assert_eq!(states.last().map(String::as_str), Some("stopped"));
 }
 
+/// What the server logs when a client goes away without ending its session: a socket closed
+/// under a walsender that was still sending, or closed without Terminate.
+const LOST_CLIENT: [&str; 4] = [
+    "could not send data to client",
+    "connection to client lost",
+    "unexpected EOF",
+    "could not receive data from client",
+];
+
+/// SIGTERM ends the replication session as the protocol has it (CopyDone both ways, then
+/// Terminate), even while the server is sending a large transaction: the server's log has no
+/// line about a lost client for any session of the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_the_replication_session_cleanly() {
+    let db = TestDb::new("logical_clean_end").await;
+    let client = db.client().await;
+    client
+        .batch_execute("CREATE TABLE clean_t (id int PRIMARY KEY, pad text)")
+        .await
+        .expect("create table");
+    let identity = "clean/public.clean_t";
+    let mut headless =
+        Headless::start(&config(&db.url, &listener("clean", "public.clean_t", ""))).await;
+    headless.wait_for_state(identity, "running").await;
+    walsender_pid(&client).await;
+    // Every session of the run: the SQL connection and the walsender.
+    let sessions: Vec<i32> = client
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_activity")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(sessions.len() >= 2, "{sessions:?}");
+    client
+        .batch_execute(
+            "INSERT INTO clean_t SELECT i, repeat('x', 200) FROM generate_series(1, 50000) i",
+        )
+        .await
+        .expect("insert");
+    // Stopped while the server is still sending the transaction.
+    headless.wait_for_changes(identity, 1).await;
+    assert_eq!(headless.signal_and_wait("TERM").await, Some(0));
+    eventually("the run's sessions ended", async || {
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)",
+                &[&sessions],
+            )
+            .await
+            .expect("pg_stat_activity");
+        match row.get::<_, i64>(0) {
+            0 => Ok(()),
+            left => Err(format!("{left} still there")),
+        }
+    })
+    .await;
+    let log = std::fs::read_to_string(support::cluster().await.log_path()).expect("server log");
+    let of_the_run: Vec<&str> = (log.lines())
+        .filter(|line| {
+            (sessions.iter()).any(|pid| line.contains(&format!("[{pid}]")))
+                && LOST_CLIENT.iter().any(|said| line.contains(said))
+        })
+        .collect();
+    assert!(of_the_run.is_empty(), "{of_the_run:#?}");
+    let states = states_of(&headless.seen, identity);
+    assert_eq!(states.last().map(String::as_str), Some("stopped"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_in_use_is_retried_until_it_is_released() {
     let db = TestDb::new("logical_busy").await;

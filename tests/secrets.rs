@@ -245,7 +245,7 @@ async fn no_password_on_the_tui_screen_or_in_its_log_file() {
         .await;
     }
     // The state line of each listener (the selected one's, on the table's bottom border,
-    // thick while the table has the focus).
+    // thick while the table has the focus, or wrapped inside the table when too long).
     let listeners = [
         "logical/s_t",
         "polling/s_t",
@@ -262,9 +262,11 @@ async fn no_password_on_the_tui_screen_or_in_its_log_file() {
         screens.push(
             tmux.wait_for(&format!("{listener} selected"), |screen| {
                 screen.contains(&selected)
-                    && screen
-                        .lines()
-                        .any(|line| line.starts_with(['╰', '┗']) && line.contains(&state_line))
+                    && screen.lines().any(|line| {
+                        (line.starts_with(['╰', '┗']) && line.contains(&state_line))
+                            || line.starts_with(&format!("┃{state_line}"))
+                            || line.starts_with(&format!("│{state_line}"))
+                    })
             })
             .await,
         );

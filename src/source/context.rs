@@ -136,6 +136,11 @@ impl SourceContext {
         self.handle.set_in_transaction(open);
     }
 
+    /// The transactions received while they run and not ended yet, for the UI.
+    pub fn set_running_transactions(&self, running: Vec<crate::registry::RunningTransaction>) {
+        self.handle.set_running_transactions(running);
+    }
+
     /// The position the listener last acknowledged, for the UI.
     pub fn set_position(&self, position: String) {
         self.handle.set_position(position);

@@ -8,16 +8,19 @@ use cdc_tui::config;
 use cdc_tui::source::postgres::pgoutput;
 use mongo_test_server::wire;
 
-/// The pgoutput decoder: no panic, and an error points inside the payload.
+/// The pgoutput decoder, outside and inside a stream: no panic, and an error points inside
+/// the payload.
 pub fn pgoutput_decode(data: &[u8]) {
-    if let Err(error) = pgoutput::decode(data) {
-        assert!(
-            error.offset <= data.len(),
-            "offset {} past the end of a {}-byte payload: {error}",
-            error.offset,
-            data.len()
-        );
-        assert!(!error.to_string().is_empty());
+    for in_stream in [false, true] {
+        if let Err(error) = pgoutput::decode_in(data, in_stream) {
+            assert!(
+                error.offset <= data.len(),
+                "offset {} past the end of a {}-byte payload: {error}",
+                error.offset,
+                data.len()
+            );
+            assert!(!error.to_string().is_empty());
+        }
     }
 }
 

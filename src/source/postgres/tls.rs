@@ -14,8 +14,8 @@
 //!
 //! One parsed [`Target`] serves both connections a listener opens: the SQL one
 //! (tokio-postgres, through the rustls connector of this module) and the replication one
-//! (pgwire-replication's own rustls, given the same mode and CA file). Both use the `ring`
-//! crypto provider, named explicitly, so no process-wide default is needed.
+//! (ours, `logical/wire.rs`), with the same rustls config ([`Target::client_config`]). It uses
+//! the `ring` crypto provider, named explicitly, so no process-wide default is needed.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -169,8 +169,8 @@ impl Target {
         format!("{host}:{port}")
     }
 
-    /// The connector for the SQL connection.
-    pub fn connector(&self) -> Result<MakeRustlsConnect, String> {
+    /// The rustls config of the mode: the certificate checks it asks for, or none.
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -192,96 +192,18 @@ impl Target {
                 .map_err(|error| format!("TLS: {error}"))?;
                 builder
                     .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(AnyName::new(inner)))
+                    .with_custom_certificate_verifier(Arc::new(AnyName(inner)))
                     .with_no_client_auth()
             }
         };
+        Ok(Arc::new(config))
+    }
+
+    /// The connector for the SQL connection.
+    pub fn connector(&self) -> Result<MakeRustlsConnect, String> {
         Ok(MakeRustlsConnect {
-            config: Arc::new(config),
+            config: self.client_config()?,
         })
-    }
-
-    /// The same TLS for the replication connection to `host`; `certificate_name` is what
-    /// [`Target::certificate_name`] found (for `verify-ca`).
-    pub fn replication_tls(
-        &self,
-        host: &str,
-        certificate_name: Option<&str>,
-    ) -> pgwire_replication::TlsConfig {
-        use pgwire_replication::{SslMode as Mode, TlsConfig};
-        let ca = match &self.roots {
-            RootCerts::File(path) => Some(path.clone()),
-            RootCerts::System | RootCerts::Unchecked => None,
-        };
-        match self.mode {
-            SslMode::Disable => TlsConfig::disabled(),
-            SslMode::Prefer => TlsConfig {
-                mode: Mode::Prefer,
-                ..TlsConfig::default()
-            },
-            SslMode::Require => TlsConfig::require(),
-            SslMode::VerifyCa => match certificate_name {
-                Some(name) => TlsConfig::verify_full(ca).with_sni_hostname(name),
-                None => TlsConfig::verify_ca(ca),
-            },
-            SslMode::VerifyFull => {
-                let tls = TlsConfig::verify_full(ca);
-                // The crate refuses verify-full for an IP address unless it is told the name
-                // to check; an IP address as that name is checked against the certificate's
-                // IP addresses, as libpq does.
-                if host.parse::<std::net::IpAddr>().is_ok() {
-                    tls.with_sni_hostname(host)
-                } else {
-                    tls
-                }
-            }
-        }
-    }
-
-    /// For `verify-ca` on the replication connection: the name the server's certificate is
-    /// issued for, read in a handshake whose chain is checked against the trusted CAs (and
-    /// whose name is not compared). pgwire-replication's own `verify-ca` rejects a name that
-    /// does not match (it expects rustls's older error), so the replication connection is made
-    /// with `verify-full` for that name instead: the same check, the chain to a trusted CA.
-    /// `None` when the server cannot be asked (the real connection then says why).
-    pub async fn certificate_name(&self, host: &str, port: u16) -> Option<String> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
-        if self.mode != SslMode::VerifyCa {
-            return None;
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(self.root_store().ok()?),
-            provider.clone(),
-        )
-        .build()
-        .ok()?;
-        let verifier = Arc::new(AnyName::new(inner));
-        let config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .ok()?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier.clone())
-            .with_no_client_auth();
-        let name = ServerName::try_from(host.to_string()).ok()?;
-        let probe = async {
-            let mut tcp = tokio::net::TcpStream::connect((host, port)).await.ok()?;
-            tcp.write_all(&SSL_REQUEST).await.ok()?;
-            if tcp.read_u8().await.ok()? != b'S' {
-                return None;
-            }
-            let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-                .connect(name, tcp)
-                .await
-                .ok()?;
-            let _ = tls.shutdown().await;
-            Some(())
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(10), probe)
-            .await
-            .ok()??;
-        verifier.accepted_name()
     }
 
     fn root_store(&self) -> Result<RootCertStore, String> {
@@ -392,7 +314,8 @@ pub fn describe_handshake_error(error: &tokio_postgres::Error) -> Option<String>
     None
 }
 
-fn describe_rustls_error(error: &rustls::Error) -> String {
+/// What a rejected handshake means, and what to do.
+pub fn describe_rustls_error(error: &rustls::Error) -> String {
     match error {
         rustls::Error::InvalidCertificate(
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
@@ -556,29 +479,9 @@ impl ServerCertVerifier for Unchecked {
 }
 
 /// `verify-ca`: the chain must lead to a trusted CA; the name in the certificate is not
-/// compared with the host. It remembers the first DNS name of the last certificate it accepted
-/// (for [`Target::certificate_name`]).
+/// compared with the host.
 #[derive(Debug)]
-struct AnyName {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
-    accepted_name: std::sync::Mutex<Option<String>>,
-}
-
-impl AnyName {
-    fn new(inner: Arc<rustls::client::WebPkiServerVerifier>) -> AnyName {
-        AnyName {
-            inner,
-            accepted_name: std::sync::Mutex::new(None),
-        }
-    }
-
-    fn accepted_name(&self) -> Option<String> {
-        self.accepted_name
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
-    }
-}
+struct AnyName(Arc<rustls::client::WebPkiServerVerifier>);
 
 impl ServerCertVerifier for AnyName {
     fn verify_server_cert(
@@ -589,25 +492,15 @@ impl ServerCertVerifier for AnyName {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let verified =
-            match self
-                .inner
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-            {
-                Err(rustls::Error::InvalidCertificate(
-                    CertificateError::NotValidForName
-                    | CertificateError::NotValidForNameContext { .. },
-                )) => ServerCertVerified::assertion(),
-                verified => verified?,
-            };
-        if let Ok(certificate) = webpki::EndEntityCert::try_from(end_entity) {
-            *self
-                .accepted_name
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) =
-                certificate.valid_dns_names().next().map(str::to_string);
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            verified => verified,
         }
-        Ok(verified)
     }
 
     fn verify_tls12_signature(
@@ -616,7 +509,7 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.0.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -625,11 +518,11 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.0.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.0.supported_verify_schemes()
     }
 }
 
@@ -696,33 +589,6 @@ mod tests {
         };
         let error = target.connector().err().expect("an empty CA file");
         assert!(error.contains("no usable certificate"), "{error}");
-    }
-
-    #[test]
-    fn the_replication_connection_gets_the_same_tls() {
-        use pgwire_replication::SslMode as Mode;
-        let target =
-            parse("postgres://app@127.0.0.1/shop?sslmode=verify-full&sslrootcert=/ca.pem").unwrap();
-        let tls = target.replication_tls("127.0.0.1", None);
-        assert_eq!(tls.mode, Mode::VerifyFull);
-        assert_eq!(tls.ca_pem_path, Some(PathBuf::from("/ca.pem")));
-        assert_eq!(tls.sni_hostname.as_deref(), Some("127.0.0.1"));
-        let tls = parse("postgres://app@db/shop")
-            .unwrap()
-            .replication_tls("db", None);
-        assert_eq!(tls.mode, Mode::Prefer);
-        let tls = parse("postgres://app@db/shop?sslmode=disable")
-            .unwrap()
-            .replication_tls("db", None);
-        assert_eq!(tls.mode, Mode::Disable);
-        let tls = parse("postgres://app@db/shop?sslmode=verify-ca&sslrootcert=/ca.pem")
-            .unwrap()
-            .replication_tls("db", Some("db.internal"));
-        assert_eq!(
-            (tls.mode, tls.sni_hostname.as_deref()),
-            (Mode::VerifyFull, Some("db.internal")),
-            "verify-ca: the chain, for the name the certificate has"
-        );
     }
 
     #[test]

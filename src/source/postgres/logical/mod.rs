@@ -1,25 +1,27 @@
 //! PostgreSQL logical replication listener: a replication slot, a publication for the watched
-//! table, and the `pgoutput` stream (protocol version 1) decoded by our own decoder
-//! ([`super::pgoutput`]).
+//! table, and the `pgoutput` stream (protocol version 2 with streaming on PostgreSQL 14+,
+//! version 1 before) decoded by our own decoder ([`super::pgoutput`]).
 //!
 //! # The replication client
 //!
-//! tokio-postgres does not speak the replication protocol, so the stream runs on the
-//! `pgwire-replication` crate: it does START_REPLICATION, SCRAM and TLS itself, reports an
-//! acknowledged LSN that only moves when we say so, answers the server's keepalives, and keeps
-//! sending standby status updates while its bounded event buffer is full (paused or
-//! backpressured), so the server's `wal_sender_timeout` never ends a slow stream.
+//! tokio-postgres does not speak the replication protocol, so the stream runs on a client of
+//! our own ([`wire`], on `postgres-protocol`): the same TLS as the SQL connection, SCRAM, MD5
+//! and plain passwords, simple replication commands, START_REPLICATION with the plugin options
+//! we choose, and a status task that acknowledges only the position we give it and keeps
+//! sending standby status updates while the listener is paused or backpressured, so the
+//! server's `wal_sender_timeout` never ends a slow stream. A stop ends the session as the
+//! protocol has it (CopyDone both ways, then Terminate).
 //!
 //! A temporary slot belongs to the session that created it and only that session can stream
-//! it, so it must be created on the streaming connection itself. The crate allows this: a
-//! *gated* session (`connect_gated`) authenticates and then runs commands of ours, here
-//! `CREATE_REPLICATION_SLOT … TEMPORARY LOGICAL pgoutput`, before `start` sends
-//! START_REPLICATION on the same session. That settled the choice against writing our own
-//! replication connection on `postgres-protocol`. Ordinary SQL (checks, the publication, slot
-//! lookups, the retained-WAL figure) stays on tokio-postgres.
+//! it, so it is created on the streaming connection itself: `CREATE_REPLICATION_SLOT …
+//! TEMPORARY LOGICAL pgoutput` runs on the authenticated session before START_REPLICATION.
+//! Ordinary SQL (checks, the publication, slot lookups, the retained-WAL figure) stays on
+//! tokio-postgres.
 //!
-//! The crate reports pgoutput's Begin and Commit as events of their own; every other message
-//! arrives as an XLogData payload for our decoder.
+//! Why not a crate: pgwire-replication 0.5 asks for protocol version 1 only and drops its
+//! socket after CopyDone (the server logs a lost client); pg_walstream 0.10 retries connecting
+//! on its own (our supervisor does that, showing `retrying`), runs a thread per connection,
+//! and reports errors as text without their SQLSTATE, which sorting them needs.
 //!
 //! # Slots and publications
 //!
@@ -52,12 +54,19 @@
 //!
 //! # Exactness
 //!
-//! pgoutput v1 sends only committed transactions, whole and in commit order. Each change is
+//! Transactions reach the handler only once committed, whole and in commit order. Most come
+//! so from the server (at their commit); on PostgreSQL 14+ (protocol version 2, `streaming`)
+//! one larger than the server's `logical_decoding_work_mem` is sent while it runs, in blocks
+//! between Stream Start and Stream Stop: its messages wait on disk ([`spool`]) until its Stream
+//! Commit, then go through the same path as any transaction's, without those of rolled-back
+//! subtransactions; a Stream Abort drops the file. The detail shows each such transaction
+//! while it runs (`tx 901 · running · 180,000 changes so far · public.events`). Each change is
 //! sent to the handler as it is decoded (never a whole transaction in memory), with the commit
 //! LSN as its `position`. At each commit the commit's end LSN is remembered with the sequence
 //! number of the transaction's last change; once the handler has flushed up to that number,
 //! that LSN is acknowledged to the server (the flush position of the status updates), and not
-//! before. While nothing is pending, the WAL end of the server's keepalives is acknowledged,
+//! before. While nothing is pending and no streamed transaction is open, the WAL end of the
+//! server's keepalives is acknowledged,
 //! so a slot on an idle table does not hold back WAL written for other tables. After a
 //! reconnect within one run, the stream starts after the last transaction sent whole (the
 //! acknowledged position stays what was flushed), and a transaction the server sends again is
@@ -66,22 +75,24 @@
 mod filter;
 mod rows;
 mod setup;
+mod spool;
 mod stream;
+mod wire;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
-use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
 use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_postgres::Client;
 
 use crate::change::{ChangeEvent, NoteKind, TxRef};
-use crate::registry::Control;
+use crate::registry::{Control, RunningTransaction};
 use crate::secret::DatabaseUrl;
 use crate::source::kind::parse_options;
 use crate::source::postgres::pgoutput::{
@@ -99,6 +110,8 @@ pub use setup::{format_lsn, parse_lsn};
 use filter::RowFilter;
 use rows::{RowChange, TableRows};
 use setup::{GeneratedColumn, Server, TableInfo};
+use spool::Spool;
+use wire::{Connection, Event, Feedback, ReplicationStream, WireError};
 
 /// How often the slot's retained WAL is read for the detail.
 const DETAIL_REFRESH: Duration = Duration::from_secs(3);
@@ -442,9 +455,7 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
     ctx.set_in_transaction(false);
     let slot = plan.slot;
     let status_interval = stream::status_interval(plan.server.wal_sender_timeout);
-    let mut config =
-        stream::replication_config(&ctx.url, slot.name(), plan.publication, status_interval)
-            .await?;
+    let config = stream::replication_config(&ctx.url, slot.name())?;
     let existing = match slot {
         Slot::Persistent(name) => {
             setup::find_slot(plan.client, name, plan.server, &ctx.url).await?
@@ -453,21 +464,22 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
     };
     let reconnected = ctx.sent_through.is_some();
     let sent_before = ctx.sent_through.as_deref().and_then(SentThrough::parse);
+    // 0: from the slot's own position.
+    let mut start_from = 0;
     if let (Some(existing), Some(sent)) = (&existing, sent_before)
         && sent.resume_lsn > existing.confirmed_flush
     {
         // What this run sent whole is not streamed again (a reconnect after a short-lived
         // connection would otherwise replay the same unacknowledged stretch each time), yet
         // only what was flushed is acknowledged.
-        config = config
-            .with_start_lsn(Lsn::from_u64(sent.resume_lsn))
-            .with_ack_lsn(Lsn::from_u64(existing.confirmed_flush));
+        start_from = sent.resume_lsn;
     }
-    let wire_error = |error: &pgwire_replication::PgWireError, url: &DatabaseUrl| {
+    let wire_error = |error: &WireError, url: &DatabaseUrl| {
         stream::wire_error(error, slot.name(), &plan.server.user, url)
     };
-    let mut repl = ReplicationClient::connect_gated(config)
-        .await
+    let mut connection = ctx
+        .unless_stopped(Connection::connect(&config))
+        .await?
         .map_err(|error| wire_error(&error, &ctx.url))?;
     let start = match existing {
         Some(existing) => existing.confirmed_flush,
@@ -480,7 +492,7 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
             let temporary = matches!(slot, Slot::Temporary(_));
             let url = ctx.url.clone();
             ctx.unless_stopped(stream::create_slot(
-                &mut repl,
+                &mut connection,
                 slot.name(),
                 temporary,
                 &plan.server.user,
@@ -490,11 +502,19 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         }
     };
     // Until something is flushed, the slot's own position is what we acknowledge.
-    repl.update_applied_lsn(Lsn::from_u64(start));
-    repl.start()
-        .await
-        .map_err(|error| wire_error(&error, &ctx.url))?;
-    ctx.unless_stopped(repl.wait_started())
+    let feedback = Feedback {
+        applied: start,
+        ack_interval: stream::ACK_INTERVAL.min(status_interval),
+        status_interval,
+    };
+    let command = stream::start_command(
+        slot.name(),
+        start_from,
+        plan.publication,
+        plan.server.version_num,
+    );
+    let repl = ctx
+        .unless_stopped(connection.start_replication(&command, feedback))
         .await?
         .map_err(|error| wire_error(&error, &ctx.url))?;
 
@@ -517,6 +537,14 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         }
         Target::Scope(scope) => Some(scope.clone()),
     };
+    // Spools a crashed run left: the server sends those transactions again.
+    let spool_dir = spool_dir(ctx);
+    spool::clear(&spool_dir).map_err(|error| {
+        SourceError::permanent(format!(
+            "cannot clear {} (streamed transactions wait there): {error}",
+            spool_dir.display()
+        ))
+    })?;
     let mut session = Session {
         client: plan.client,
         repl,
@@ -537,7 +565,9 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         gap: reconnected && matches!(slot, Slot::Temporary(_)),
         usage: String::new(),
         next_refresh: Instant::now(),
-        status_interval,
+        stream_open: None,
+        streamed: BTreeMap::new(),
+        spool_dir,
     };
     ctx.set_running();
     session.refresh(ctx).await?;
@@ -546,7 +576,11 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
     match streamed {
         Err(error) if error.kind == ErrorKind::Stopped => session.finish(ctx, error).await,
         Err(mut error) => {
-            session.repl.stop();
+            // Ended as the protocol has it where the connection still works.
+            let _ = session
+                .repl
+                .close(Instant::now() + Duration::from_millis(500))
+                .await;
             if error.kind == ErrorKind::Transient && matches!(slot, Slot::Temporary(_)) {
                 error.message.push_str(&format!("; {TEMPORARY_GAP}"));
             }
@@ -554,6 +588,27 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         }
         Ok(()) => session.finish(ctx, SourceError::stopped()).await,
     }
+}
+
+/// `180000` → `180,000`.
+fn grouped(number: u64) -> String {
+    let digits = number.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (at, digit) in digits.chars().enumerate() {
+        if at > 0 && (digits.len() - at).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// Where a listener's streamed transactions wait: `streaming/<identity>` in the state dir.
+fn spool_dir(ctx: &SourceContext) -> PathBuf {
+    let name: String = (ctx.identity().chars())
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .collect();
+    ctx.positions.dir().join("streaming").join(name)
 }
 
 /// How far this run's changes were sent: the commit LSN of the last transaction with a
@@ -609,14 +664,14 @@ struct Transaction {
 }
 
 enum Next {
-    Event(Result<Option<ReplicationEvent>, pgwire_replication::PgWireError>),
+    Event(Result<Option<Event>, WireError>),
     Wake(Wake),
 }
 
 /// One streaming replication session.
 struct Session<'a> {
     client: &'a Client,
-    repl: ReplicationClient,
+    repl: ReplicationStream,
     slot: &'a Slot,
     user: String,
     /// The tables whose changes are taken, by relation OID.
@@ -644,7 +699,11 @@ struct Session<'a> {
     gap: bool,
     usage: String,
     next_refresh: Instant,
-    status_interval: Duration,
+    /// The transaction whose streamed block is being received (between Stream Start and Stop).
+    stream_open: Option<u32>,
+    /// Streamed transactions not ended yet, by xid, their changes on disk.
+    streamed: BTreeMap<u32, Spool>,
+    spool_dir: PathBuf,
 }
 
 impl Session<'_> {
@@ -682,8 +741,8 @@ impl Session<'_> {
         }
     }
 
-    /// While paused no change is taken (the client's buffer fills and the server waits), yet
-    /// the session stays alive: the client keeps sending status updates, and flushes of
+    /// While paused no change is taken (the socket's buffers fill and the server waits), yet
+    /// the session stays alive: the status task keeps sending status updates, and flushes of
     /// changes taken before the pause are still acknowledged.
     async fn pause(&mut self, ctx: &mut SourceContext) -> Result<(), SourceError> {
         loop {
@@ -696,48 +755,56 @@ impl Session<'_> {
         }
     }
 
-    async fn event(
-        &mut self,
-        ctx: &mut SourceContext,
-        event: ReplicationEvent,
-    ) -> Result<(), SourceError> {
+    async fn event(&mut self, ctx: &mut SourceContext, event: Event) -> Result<(), SourceError> {
         match event {
-            ReplicationEvent::XLogData { data, .. } => {
-                let message = pgoutput::decode(&data)
+            Event::Data(data) => {
+                let (xid, message) = pgoutput::decode_in(&data, self.stream_open.is_some())
                     .map_err(|error| SourceError::permanent(error.to_string()))?;
-                self.message(ctx, message).await
+                match (self.stream_open, xid, message) {
+                    (Some(top), Some(xid), message) => self.spool(top, xid, &data, &message),
+                    (_, _, PgOutputMessage::StreamStart { xid, .. }) => {
+                        self.stream_open = Some(xid);
+                        if !self.streamed.contains_key(&xid) {
+                            let spool = Spool::create(&self.spool_dir, xid)
+                                .map_err(|error| self.spool_error(xid, &error))?;
+                            self.streamed.insert(xid, spool);
+                        }
+                        Ok(())
+                    }
+                    (_, _, PgOutputMessage::StreamStop) => {
+                        self.stream_open = None;
+                        self.publish_detail(ctx);
+                        Ok(())
+                    }
+                    (_, _, PgOutputMessage::StreamCommit(commit)) => {
+                        self.stream_commit(ctx, commit).await
+                    }
+                    (_, _, PgOutputMessage::StreamAbort { xid, subxid }) => {
+                        if xid == subxid {
+                            // The file goes with it.
+                            self.streamed.remove(&xid);
+                            self.publish_detail(ctx);
+                        } else if let Some(spool) = self.streamed.get_mut(&xid) {
+                            spool.abort_subtransaction(subxid);
+                        }
+                        Ok(())
+                    }
+                    (_, _, message) => self.message(ctx, message).await,
+                }
             }
-            ReplicationEvent::Begin {
-                final_lsn,
-                xid,
-                commit_time_micros,
-            } => {
-                self.begin(ctx, final_lsn.as_u64(), xid, commit_time_micros);
-                Ok(())
-            }
-            ReplicationEvent::Commit { end_lsn, .. } => self.commit(ctx, end_lsn.as_u64()).await,
-            ReplicationEvent::Message {
-                transactional,
-                lsn,
-                prefix,
-                content,
-            } => {
-                self.annotation(ctx, transactional, lsn.as_u64(), prefix, &content)
-                    .await
-            }
-            ReplicationEvent::KeepAlive { wal_end, .. } => {
+            Event::KeepAlive { wal_end } => {
                 self.acknowledge(ctx);
                 // Nothing open and everything flushed: no change of ours lies before the
                 // server's WAL end, so the slot need not keep it.
                 if self.tx.is_none()
+                    && self.streamed.is_empty()
                     && self.pending.is_empty()
                     && ctx.flushed_seq() >= ctx.last_sent_seq()
                 {
-                    self.ack(ctx, wal_end.as_u64());
+                    self.ack(ctx, wal_end);
                 }
                 Ok(())
             }
-            ReplicationEvent::StoppedAt { .. } => Ok(()),
         }
     }
 
@@ -770,14 +837,33 @@ impl Session<'_> {
                 }
                 return Ok(());
             }
-            // The client reports these as events; handled here too should it ever pass them on.
             PgOutputMessage::Begin(begin) => {
                 self.begin(ctx, begin.final_lsn, begin.xid, begin.commit_time);
                 return Ok(());
             }
             PgOutputMessage::Commit(commit) => return self.commit(ctx, commit.end_lsn).await,
-            // Types, origins, logical messages.
-            _ => return Ok(()),
+            PgOutputMessage::Message(message) => {
+                return self
+                    .annotation(
+                        ctx,
+                        message.transactional,
+                        message.lsn,
+                        message.prefix,
+                        &message.content,
+                    )
+                    .await;
+            }
+            // Types, origins.
+            PgOutputMessage::Type(_) | PgOutputMessage::Origin(_) => return Ok(()),
+            // Taken by `event`; a spool holds none.
+            PgOutputMessage::StreamStart { .. }
+            | PgOutputMessage::StreamStop
+            | PgOutputMessage::StreamCommit(_)
+            | PgOutputMessage::StreamAbort { .. } => {
+                return Err(SourceError::permanent(
+                    "pgoutput: a stream message inside a streamed transaction",
+                ));
+            }
         };
         let change = change.map_err(|error| {
             SourceError::permanent(format!("pgoutput: a change of {label} does not fit: {error}"))
@@ -902,6 +988,91 @@ impl Session<'_> {
         Ok(())
     }
 
+
+    /// Keeps one message of the streamed transaction `top` (from its subtransaction `xid`) on
+    /// disk until the transaction ends, counting its changes for the detail.
+    fn spool(
+        &mut self,
+        top: u32,
+        xid: u32,
+        payload: &[u8],
+        message: &PgOutputMessage,
+    ) -> Result<(), SourceError> {
+        let oids: &[u32] = match message {
+            PgOutputMessage::Insert(insert) => &[insert.relation_oid],
+            PgOutputMessage::Update(update) => &[update.relation_oid],
+            PgOutputMessage::Delete(delete) => &[delete.relation_oid],
+            PgOutputMessage::Truncate(truncate) => &truncate.relation_oids,
+            _ => &[],
+        };
+        let labels: Vec<Arc<str>> = (oids.iter())
+            .filter_map(|oid| self.watched.get(oid))
+            .map(|table| table.label.clone())
+            .collect();
+        let Some(spool) = self.streamed.get_mut(&top) else {
+            return Err(SourceError::permanent(format!(
+                "pgoutput: a change of streamed transaction {top} outside its stream"
+            )));
+        };
+        if let Err(error) = spool.push(xid, payload) {
+            return Err(self.spool_error(top, &error));
+        }
+        spool.changes += oids.len() as u64;
+        for label in labels {
+            if !spool.tables.contains(&label) {
+                spool.tables.push(label);
+            }
+        }
+        if spool.bytes > spool::SPOOL_LIMIT {
+            return Err(SourceError::permanent(format!(
+                "transaction {top} streamed more than {} of changes while it runs; they wait in \
+                 {} until it commits, and cdc-tui stops here rather than fill the disk",
+                setup::human_bytes(spool::SPOOL_LIMIT as i64),
+                self.spool_dir.display()
+            )));
+        }
+        Ok(())
+    }
+
+    fn spool_error(&self, xid: u32, error: &std::io::Error) -> SourceError {
+        SourceError::permanent(format!(
+            "cannot keep streamed transaction {xid} in {}: {error}",
+            self.spool_dir.display()
+        ))
+    }
+
+    /// A streamed transaction committed: its changes, read back from disk in order (those of
+    /// rolled-back subtransactions left out), go to the handler as any transaction's.
+    async fn stream_commit(
+        &mut self,
+        ctx: &mut SourceContext,
+        commit: pgoutput::StreamCommit,
+    ) -> Result<(), SourceError> {
+        let Some(spool) = self.streamed.remove(&commit.xid) else {
+            return Err(SourceError::transient(format!(
+                "pgoutput: streamed transaction {} committed without its changes; starting \
+                 again",
+                commit.xid
+            )));
+        };
+        self.publish_detail(ctx);
+        let mut replay = spool
+            .replay()
+            .map_err(|error| self.spool_error(commit.xid, &error))?;
+        self.begin(ctx, commit.commit_lsn, commit.xid, commit.commit_time);
+        loop {
+            let payload = match replay.next_message() {
+                Ok(Some(payload)) => payload,
+                Ok(None) => break,
+                Err(error) => return Err(self.spool_error(commit.xid, &error)),
+            };
+            let (_, message) = pgoutput::decode_in(&payload, true)
+                .map_err(|error| SourceError::permanent(error.to_string()))?;
+            self.message(ctx, message).await?;
+        }
+        drop(replay);
+        self.commit(ctx, commit.end_lsn).await
+    }
 
     fn begin(&mut self, ctx: &SourceContext, commit_lsn: u64, xid: u32, commit_time: i64) {
         ctx.set_in_transaction(true);
@@ -1038,7 +1209,7 @@ impl Session<'_> {
     fn ack(&mut self, ctx: &SourceContext, lsn: u64) {
         if lsn > self.acked {
             self.acked = lsn;
-            self.repl.update_applied_lsn(Lsn::from_u64(lsn));
+            self.repl.acknowledge(lsn);
             ctx.set_position(format_lsn(lsn));
         }
     }
@@ -1116,6 +1287,23 @@ impl Session<'_> {
             }
         }
 
+        let mut running = Vec::new();
+        for (xid, spool) in &self.streamed {
+            let mut line = format!(
+                "tx {xid} · running · {} changes so far",
+                grouped(spool.changes)
+            );
+            if !spool.tables.is_empty() {
+                line.push_str(&format!(" · {}", spool.tables.join(", ")));
+            }
+            parts.push(line);
+            running.push(RunningTransaction {
+                id: xid.to_string().into(),
+                changes: spool.changes,
+                tables: spool.tables.clone(),
+            });
+        }
+        ctx.set_running_transactions(running);
         if self.gap {
             parts.push(TEMPORARY_GAP.to_string());
         }
@@ -1123,8 +1311,9 @@ impl Session<'_> {
         ctx.set_detail(Some(parts.join("; ")));
     }
 
-    /// On a stop: waits (bounded) for the changes sent to be flushed, acknowledges them, lets
-    /// that acknowledgement reach the server, and ends the stream with CopyDone.
+    /// On a stop: waits (bounded) for the changes sent to be flushed, acknowledges them, and
+    /// ends the session (a last status update with that position, CopyDone both ways, then
+    /// Terminate; a temporary slot goes with the session).
     async fn finish(
         mut self,
         ctx: &mut SourceContext,
@@ -1132,7 +1321,6 @@ impl Session<'_> {
     ) -> Result<(), SourceError> {
         // Everything here fits in about a second more than the drain, well inside the time a
         // stopping source is given.
-        let drained_by = Instant::now() + DRAIN_TIMEOUT;
         if !ctx.drain(DRAIN_TIMEOUT).await {
             tracing::warn!(
                 listener = ctx.identity(),
@@ -1141,23 +1329,11 @@ impl Session<'_> {
             );
         }
         self.acknowledge(ctx);
-        // The client sends a raised position within one status interval: wait for it, so the
-        // server has it before the stream ends.
-        let metrics = self.repl.metrics();
-        let sent_by = (Instant::now() + self.status_interval * 2 + Duration::from_millis(250))
-            .min(drained_by + Duration::from_millis(500));
-        while metrics.last_applied_lsn().as_u64() < self.acked && Instant::now() < sent_by {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        // CopyDone, then the connection closes (and a temporary slot with it).
-        self.repl.stop();
-        if tokio::time::timeout(Duration::from_millis(500), self.repl.shutdown())
-            .await
-            .is_err()
-        {
+        if let Err(why) = self.repl.close(Instant::now() + Duration::from_secs(1)).await {
             tracing::warn!(
                 listener = ctx.identity(),
-                "the replication stream did not close in time"
+                "the replication session did not end cleanly: {}",
+                ctx.url.redact(&why.to_string())
             );
         }
         Err(error)
@@ -1180,6 +1356,15 @@ mod tests {
         assert_eq!(SentThrough::parse("0/16B3748#12"), None);
         assert_eq!(SentThrough::parse("0/16B3748#12#0/1#3"), None);
         assert_eq!(SentThrough::parse("junk"), None);
+    }
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(grouped(180_000), "180,000");
+        assert_eq!(grouped(1_000_000), "1,000,000");
     }
 
     #[test]

@@ -2,29 +2,28 @@
 //! session that streams it, starting `pgoutput`, and sorting the connection's errors into
 //! waiting-may-help or not, each with what to do.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use pgwire_replication::{Lsn, PgWireError, ReplicationClient, ReplicationConfig};
 use tokio_postgres::config::Host;
 
 use crate::secret::DatabaseUrl;
 use crate::source::SourceError;
-use crate::source::postgres::logical::setup::{parse_lsn, slot_in_use};
-use crate::source::postgres::tls::Target;
-
-/// Replication events buffered between the connection's worker and the listener. Small: the
-/// handler's queue is the real buffer, and a full buffer here is what slows the server down
-/// (while the worker keeps sending status updates).
-const EVENT_BUFFER: usize = 256;
+use crate::source::postgres::logical::setup::{format_lsn, parse_lsn, slot_in_use};
+use crate::source::postgres::logical::wire::{self, Address, Connection, Tls, WireError};
+use crate::source::postgres::tls::{SslMode, Target};
 
 /// A flushed position is acknowledged at most this long after the last status update, so a
 /// slot's `confirmed_flush_lsn` follows the flushes closely; also the pace of status updates
 /// while changes stream in (a small message each, cheap for the server).
-const ACK_INTERVAL: Duration = Duration::from_millis(20);
+pub const ACK_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Status updates go out at least this often, and at most this seldom.
 const STATUS_MIN: Duration = Duration::from_millis(100);
 const STATUS_MAX: Duration = Duration::from_secs(5);
+
+/// How long connecting may take when the URL gives no `connect_timeout`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often to send standby status updates: a quarter of the server's `wal_sender_timeout`,
 /// so a paused or backpressured stream is never timed out.
@@ -34,19 +33,25 @@ pub fn status_interval(wal_sender_timeout: Option<Duration>) -> Duration {
     })
 }
 
-/// The replication connection's settings, from the same URL the SQL connection uses.
-pub async fn replication_config(
-    url: &DatabaseUrl,
-    slot: &str,
-    publication: &str,
-    status_interval: Duration,
-) -> Result<ReplicationConfig, SourceError> {
+/// The replication connection's settings, from the same URL the SQL connection uses (the
+/// same host, user, password, database, `options`, and TLS).
+pub fn replication_config(url: &DatabaseUrl, slot: &str) -> Result<wire::Config, SourceError> {
     let target = Target::parse(url).map_err(SourceError::permanent)?;
     let parsed = &target.config;
-    let host = match (parsed.get_hosts().first(), parsed.get_hostaddrs().first()) {
-        (_, Some(address)) => address.to_string(),
-        (Some(Host::Tcp(host)), None) => host.clone(),
-        (Some(Host::Unix(path)), None) => path.to_string_lossy().into_owned(),
+    let port = parsed.get_ports().first().copied().unwrap_or(5432);
+    let address = match (parsed.get_hostaddrs().first(), parsed.get_hosts().first()) {
+        (Some(address), _) => Address::Tcp {
+            host: address.to_string(),
+            port,
+        },
+        (None, Some(Host::Tcp(host))) => Address::Tcp {
+            host: host.clone(),
+            port,
+        },
+        (None, Some(Host::Unix(dir))) => Address::Unix {
+            dir: PathBuf::from(dir),
+            port,
+        },
         (None, None) => {
             return Err(SourceError::permanent(
                 "the database url names no host".to_string(),
@@ -56,34 +61,53 @@ pub async fn replication_config(
     let user = parsed
         .get_user()
         .ok_or_else(|| SourceError::permanent("the database url names no user".to_string()))?;
-    let password = parsed
-        .get_password()
-        .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
-        .unwrap_or_default();
-    let database = parsed.get_dbname().unwrap_or(user);
-    // The same sslmode and CA file as the SQL connection.
-    let port = parsed.get_ports().first().copied().unwrap_or(5432);
-    let certificate_name = target.certificate_name(&host, port).await;
-    let tls = target.replication_tls(&host, certificate_name.as_deref());
-    let mut config = ReplicationConfig::new(host, user, password, database, slot, publication)
-        .with_port(port)
-        .with_tls(tls)
-        .with_start_lsn(Lsn::ZERO)
-        .with_status_interval(ACK_INTERVAL.min(status_interval))
-        .with_wakeup_interval(status_interval)
-        .with_buffer_size(EVENT_BUFFER)
-        .with_application_name(format!("cdc-tui {slot}"));
-    if let Some(options) = parsed.get_options() {
-        config = config.with_options(options);
-    }
-    Ok(config)
+    let tls = match target.mode {
+        SslMode::Disable => Tls::Disable,
+        mode => Tls::Use {
+            config: target.client_config().map_err(SourceError::permanent)?,
+            required: mode != SslMode::Prefer,
+        },
+    };
+    Ok(wire::Config {
+        address,
+        user: user.to_string(),
+        password: parsed.get_password().map(<[u8]>::to_vec),
+        database: parsed.get_dbname().unwrap_or(user).to_string(),
+        application_name: format!("cdc-tui {slot}"),
+        options: parsed.get_options().map(str::to_string),
+        tls,
+        connect_timeout: parsed.get_connect_timeout().copied().unwrap_or(CONNECT_TIMEOUT),
+    })
+}
+
+/// START_REPLICATION of `slot` from `start` (0: the slot's own position) for pgoutput with
+/// logical decoding messages; on PostgreSQL 14+ (`version_num` 140000) protocol version 2 with
+/// `streaming`, so a large transaction arrives while it runs, else version 1.
+pub fn start_command(slot: &str, start: u64, publication: &str, version_num: i32) -> String {
+    let protocol = if version_num >= 140_000 {
+        "proto_version '2', streaming 'on'"
+    } else {
+        "proto_version '1'"
+    };
+    format!(
+        "START_REPLICATION SLOT {slot} LOGICAL {} ({protocol}, publication_names {}, messages \
+         'true')",
+        format_lsn(start),
+        option_literal(&crate::source::postgres::quote_ident(publication)),
+    )
+}
+
+/// A replication command's option value: the walsender's grammar takes only `'…'` with
+/// quotes doubled.
+fn option_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// Creates a logical slot for `pgoutput` on this (gated, not yet streaming) session and
 /// returns its consistent point. A temporary slot belongs to this session: it is dropped when
 /// the session ends, however it ends.
 pub async fn create_slot(
-    client: &mut ReplicationClient,
+    connection: &mut Connection,
     slot: &str,
     temporary: bool,
     user: &str,
@@ -93,14 +117,13 @@ pub async fn create_slot(
         "CREATE_REPLICATION_SLOT {slot}{} LOGICAL pgoutput NOEXPORT_SNAPSHOT",
         if temporary { " TEMPORARY" } else { "" }
     );
-    let rows = client
+    let rows = connection
         .simple_query(&command)
         .await
         .map_err(|error| wire_error(&error, slot, user, url))?;
     rows.first()
         .and_then(|row| row.get(1))
-        .and_then(Option::as_ref)
-        .and_then(|bytes| std::str::from_utf8(bytes).ok())
+        .and_then(Option::as_deref)
         .and_then(parse_lsn)
         .ok_or_else(|| {
             SourceError::transient(format!(
@@ -117,15 +140,10 @@ fn sqlstate(text: &str) -> Option<&str> {
 
 /// A replication connection error as a listener error: what happened, in the server's words,
 /// and what to do.
-pub fn wire_error(error: &PgWireError, slot: &str, user: &str, url: &DatabaseUrl) -> SourceError {
-    let text = url.redact(&error.to_string());
-    let message = match error {
-        PgWireError::Server(server) => server.as_str(),
-        _ => text.as_str(),
-    };
-    let message = url.redact(message);
+pub fn wire_error(error: &WireError, slot: &str, user: &str, url: &DatabaseUrl) -> SourceError {
+    let message = url.redact(&error.to_string());
     match error {
-        PgWireError::Server(server) => match sqlstate(server) {
+        WireError::Server(server) => match sqlstate(server) {
             // The slot is held by another session.
             Some("55006") => {
                 let pid = server
@@ -195,9 +213,12 @@ pub fn wire_error(error: &PgWireError, slot: &str, user: &str, url: &DatabaseUrl
             }
             _ => SourceError::transient(message),
         },
-        PgWireError::Tls(_) => SourceError::permanent(format!("replication connection: {text}")),
-        PgWireError::Auth(_) | PgWireError::MessageTooLarge { .. } => SourceError::permanent(text),
-        _ => SourceError::transient(format!("replication connection: {text}")),
+        WireError::Tls { permanent: true, .. } | WireError::Auth(_) => {
+            SourceError::permanent(format!("replication connection: {message}"))
+        }
+        WireError::Tls { .. } | WireError::Io(_) | WireError::Protocol(_) => {
+            SourceError::transient(format!("replication connection: {message}"))
+        }
     }
 }
 
@@ -219,28 +240,65 @@ mod tests {
         assert_eq!(status_interval(None), Duration::from_secs(5));
     }
 
-    #[tokio::test]
-    async fn config_comes_from_the_url() {
+    #[test]
+    fn config_comes_from_the_url() {
         let url = DatabaseUrl::new("postgres://app:s3cret@db.example:6543/shop?sslmode=disable");
-        let config = replication_config(&url, "s", "p", Duration::from_secs(1))
-            .await
-            .unwrap();
+        let config = replication_config(&url, "s").unwrap();
         assert_eq!(
-            (config.host.as_str(), config.port, config.user.as_str()),
-            ("db.example", 6543, "app")
+            config.address,
+            Address::Tcp {
+                host: "db.example".into(),
+                port: 6543
+            }
+        );
+        assert_eq!((config.user.as_str(), config.database.as_str()), ("app", "shop"));
+        assert_eq!(config.password.as_deref(), Some(&b"s3cret"[..]));
+        assert_eq!(config.application_name, "cdc-tui s");
+        assert!(matches!(config.tls, Tls::Disable));
+        let config =
+            replication_config(&DatabaseUrl::new("postgres://app@db/shop"), "s").unwrap();
+        assert!(
+            matches!(config.tls, Tls::Use { required: false, .. }),
+            "prefer: TLS when the server has it"
+        );
+        assert_eq!(config.password, None);
+        let config = replication_config(
+            &DatabaseUrl::new("postgres://app@db/shop?sslmode=verify-full&sslrootcert=system"),
+            "s",
+        )
+        .unwrap();
+        assert!(matches!(config.tls, Tls::Use { required: true, .. }));
+        let config =
+            replication_config(&DatabaseUrl::new("postgres://app@%2Ftmp%2Fpg:5433/shop"), "s")
+                .unwrap();
+        assert_eq!(
+            config.address,
+            Address::Unix {
+                dir: "/tmp/pg".into(),
+                port: 5433
+            }
+        );
+    }
+
+    #[test]
+    fn the_start_command_quotes_the_publication_and_streams_from_14() {
+        assert_eq!(
+            start_command("slot_a", 0x16_B374_D848, "pub_a", 150_004),
+            "START_REPLICATION SLOT slot_a LOGICAL 16/B374D848 (proto_version '2', streaming \
+             'on', publication_names '\"pub_a\"', messages 'true')"
         );
         assert_eq!(
-            (config.password.as_str(), config.database.as_str()),
-            ("s3cret", "shop")
+            start_command("slot_a", 0, "pub_a", 130_010),
+            "START_REPLICATION SLOT slot_a LOGICAL 0/0 (proto_version '1', publication_names \
+             '\"pub_a\"', messages 'true')"
         );
-        assert_eq!(config.slot, "s");
     }
 
     #[test]
     fn server_errors_are_sorted_and_say_what_to_do() {
         let url = DatabaseUrl::new("postgres://app:s3cret@db/shop");
         let error =
-            |text: &str| wire_error(&PgWireError::Server(text.into()), "slot_a", "app", &url);
+            |text: &str| wire_error(&WireError::Server(text.into()), "slot_a", "app", &url);
         let busy = error("replication slot \"slot_a\" is active for PID 4242 (SQLSTATE 55006)");
         assert_eq!(busy.kind, ErrorKind::Transient);
         assert!(busy.message.contains("PID 4242"), "{}", busy.message);
@@ -280,9 +338,9 @@ mod tests {
             ErrorKind::Transient
         );
         let io = wire_error(
-            &PgWireError::Io(std::sync::Arc::new(std::io::Error::other(
+            &WireError::Io(std::io::Error::other(
                 "reset talking to postgres://app:s3cret@db/shop",
-            ))),
+            )),
             "slot_a",
             "app",
             &url,
