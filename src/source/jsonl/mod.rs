@@ -30,7 +30,7 @@ use crate::registry::Control;
 use crate::secret::DatabaseUrl;
 use crate::source::kind::{check_scheme, parse_options};
 use crate::source::{
-    OptionError, PendingPositions, SourceContext, SourceError, SourceKind, Strategy, Wake,
+    DRAIN_TIMEOUT, OptionError, PendingPositions, SourceContext, SourceError, SourceKind, Strategy, Wake,
 };
 
 const DEFAULT_INTERVAL_MS: u64 = 200;
@@ -242,7 +242,9 @@ async fn follow(ctx: &mut SourceContext) -> Result<(), SourceError> {
     loop {
         if ctx.control() == Control::Pause {
             while ctx.control() == Control::Pause {
-                ctx.idle_until(Instant::now()).await?;
+                if let Err(error) = ctx.idle_until(Instant::now()).await {
+                    return finish(ctx, &mut pending, error).await;
+                }
                 save_flushed(ctx, &mut pending)?;
             }
             ctx.set_running();
@@ -261,8 +263,12 @@ async fn follow(ctx: &mut SourceContext) -> Result<(), SourceError> {
                     .map_err(|error| cannot_open(&path, &error))?;
             }
             let next = Instant::now() + interval;
-            while ctx.idle_until(next).await? == Wake::Flushed {
-                save_flushed(ctx, &mut pending)?;
+            loop {
+                match ctx.idle_until(next).await {
+                    Ok(Wake::Flushed) => save_flushed(ctx, &mut pending)?,
+                    Ok(_) => break,
+                    Err(error) => return finish(ctx, &mut pending, error).await,
+                }
             }
             continue;
         }
@@ -274,10 +280,24 @@ async fn follow(ctx: &mut SourceContext) -> Result<(), SourceError> {
         else {
             continue;
         };
-        ctx.emit(event).await?;
+        if let Err(error) = ctx.emit(event).await {
+            return finish(ctx, &mut pending, error).await;
+        }
         pending.push(ctx.last_sent_seq(), offset);
         save_flushed(ctx, &mut pending)?;
     }
+}
+
+/// On a stop the lines sent are given a moment to be flushed, and what was is saved: a stop
+/// must not leave the offset of a flush the listener had not yet been told of unsaved.
+async fn finish(
+    ctx: &mut SourceContext,
+    pending: &mut PendingPositions<u64>,
+    error: SourceError,
+) -> Result<(), SourceError> {
+    ctx.drain(DRAIN_TIMEOUT).await;
+    save_flushed(ctx, pending)?;
+    Err(error)
 }
 
 fn save_flushed(ctx: &SourceContext, pending: &mut PendingPositions<u64>) -> Result<(), SourceError> {
