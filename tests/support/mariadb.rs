@@ -64,10 +64,13 @@ impl MariaDb {
             .prefix("cdc-tui-mariadb-")
             .tempdir()
             .expect("a temp dir");
+        // A temp dir of its own: servers bootstrapping at once in the shared /tmp were seen
+        // to lose each other's temporary tables.
+        std::fs::create_dir(dir.path().join("tmp")).expect("the server's tmpdir");
         let as_root = is_root();
         if as_root {
             let status = Command::new("chown")
-                .args(["mysql:mysql"])
+                .args(["-R", "mysql:mysql"])
                 .arg(dir.path())
                 .status()
                 .expect("chown");
@@ -80,6 +83,7 @@ impl MariaDb {
         install
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.path().join("data").display()))
+            .arg(format!("--tmpdir={}", dir.path().join("tmp").display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -191,6 +195,10 @@ impl MariaDb {
                 self.dir.path().join("data").display()
             ))
             .arg(format!("--socket={}", self.socket().display()))
+            .arg(format!(
+                "--tmpdir={}",
+                self.dir.path().join("tmp").display()
+            ))
             .arg(format!("--pid-file={}", self.pid_file().display()))
             .arg(format!("--log-error={}", self.log_path().display()))
             .arg(format!(

@@ -569,8 +569,9 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
         streamed: BTreeMap::new(),
         spool_dir,
     };
-    ctx.set_running();
+    // The detail first, so that a listener shown running has its current detail.
     session.refresh(ctx).await?;
+    ctx.set_running();
     let streamed = session.stream(ctx).await;
     ctx.sent_through = Some(session.sent.to_string());
     match streamed {
