@@ -326,19 +326,24 @@ impl Drop for MariaDb {
 
 /// SIGTERM, then SIGKILL if the server is still there after a while.
 fn terminate(mut child: Child) {
-    let _ = Command::new("kill")
-        .arg(child.id().to_string())
-        .stderr(Stdio::null())
-        .status();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::time::Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let pid = child.id().to_string();
+    let signal = |name: &str| {
+        let _ = Command::new("kill")
+            .args([name, &pid])
+            .stderr(Stdio::null())
+            .status();
+    };
+    signal("-TERM");
+    // The exit itself is the signal: a thread waits for it, this one waits on the thread.
+    let (exited, exit) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = child.wait();
+        let _ = exited.send(());
+    });
+    if exit.recv_timeout(Duration::from_secs(20)).is_err() {
+        signal("-KILL");
+        let _ = exit.recv_timeout(Duration::from_secs(5));
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn is_root() -> bool {

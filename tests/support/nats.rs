@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 /// How long a server has to accept connections after it was started.
 const START_DEADLINE: Duration = Duration::from_secs(20);
 
@@ -26,6 +24,8 @@ pub struct NatsServer {
     /// `-cluster` and `-routes` for a member of a cluster.
     cluster: Option<ClusterMember>,
     child: Option<Child>,
+    /// Fires when the running server logs that it is ready.
+    ready: Option<tokio::sync::oneshot::Receiver<()>>,
     /// Holds the storage and the log; removed after the server.
     _dir: Option<tempfile::TempDir>,
 }
@@ -46,6 +46,7 @@ impl NatsServer {
             storage: dir.path().join("jetstream"),
             cluster: None,
             child: None,
+            ready: None,
             _dir: Some(dir),
         };
         server.restart().await;
@@ -61,6 +62,7 @@ impl NatsServer {
             storage: dir.path().join("jetstream"),
             cluster: None,
             child: None,
+            ready: None,
             _dir: Some(dir),
         }
     }
@@ -85,13 +87,14 @@ impl NatsServer {
                         .collect(),
                 }),
                 child: None,
+                ready: None,
                 _dir: Some(dir),
             });
         }
         for server in &mut servers {
             server.spawn();
         }
-        for server in &servers {
+        for server in &mut servers {
             server.wait_until_accepting().await;
         }
         servers
@@ -158,36 +161,44 @@ impl NatsServer {
                 &routes.join(","),
             ]);
         }
-        let child = command
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(Stdio::piped())
             .spawn()
             .expect("nats-server (the Debian package nats-server) runs");
-        self.child = Some(child);
-    }
-
-    /// Waits until the server answers a connection with its INFO line.
-    async fn wait_until_accepting(&self) {
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
-            if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await {
-                use tokio::io::AsyncReadExt;
-                let mut start = [0u8; 4];
-                let read =
-                    tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut start))
-                        .await;
-                if matches!(read, Ok(Ok(_))) && &start == b"INFO" {
-                    return;
+        // The server's log goes to the file, and its "Server is ready" line is the signal
+        // that it accepts connections.
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (ready, ready_rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            use std::io::{BufRead, Write};
+            let mut log = log;
+            let mut ready = Some(ready);
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(log, "{line}");
+                if line.contains("Server is ready")
+                    && let Some(ready) = ready.take()
+                {
+                    let _ = ready.send(());
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server on port {} did not accept connections within {START_DEADLINE:?}",
-                self.port
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        });
+        self.child = Some(child);
+        self.ready = Some(ready_rx);
+    }
+
+    /// Waits until the server says it is ready (it then accepts connections).
+    async fn wait_until_accepting(&mut self) {
+        let ready = self.ready.take().expect("a server started");
+        let said = tokio::time::timeout(START_DEADLINE, ready).await;
+        assert!(
+            matches!(said, Ok(Ok(()))),
+            "nats-server on port {} was not ready within {START_DEADLINE:?} (see its log beside \
+             its storage)",
+            self.port
+        );
     }
 }
 
