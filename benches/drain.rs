@@ -19,11 +19,17 @@
 //!   default pipeline settings and with `timeout_ms = 0`.
 //! * **memory**: peak RSS (`VmHWM`) of cdc-tui headless and TUI while draining 1,000,000
 //!   changes with `log_capacity = 10000`, read at 250k, 500k and 1M changes.
+//! * **streamed**: one transaction of 1,000,000 inserts with `logical_decoding_work_mem =
+//!   64kB`, so the server streams it while it runs: cdc-tui headless's in-progress counter
+//!   (the `running` of its `status` answers, asked every 100 ms) before the COMMIT, the time
+//!   from the COMMIT returning to the last change on stdout, and peak RSS (`VmHWM`).
 //!
 //! Run: `cargo bench --bench drain`; options after `--`:
-//! `--only drain,latency,memory`, `--rounds N` (3), `--latency-seconds N` (20),
-//! `--memory-changes N` (1,000,000). `CDC_BENCH_WRAP` runs the headless contenders under a
-//! profiler. BENCHMARKS.md has the figures and how to read them.
+//! `--only drain,scopes,latency,memory,streamed`, `--rounds N` (3), `--latency-seconds N` (20),
+//! `--memory-changes N` (1,000,000), `--streamed-rows N` (1,000,000). `CDC_BENCH_WRAP` runs the headless contenders under a
+//! profiler. `CDC_BENCH_BASELINE=<path of another cdc-tui binary>` adds that binary as one
+//! more headless contender of the drain, for a before/after comparison within one run.
+//! BENCHMARKS.md has the figures and how to read them.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -72,9 +78,11 @@ struct Options {
     scopes: bool,
     latency: bool,
     memory: bool,
+    streamed: bool,
     rounds: usize,
     latency_seconds: u64,
     memory_changes: u64,
+    streamed_rows: u64,
 }
 
 impl Options {
@@ -84,9 +92,11 @@ impl Options {
             scopes: true,
             latency: true,
             memory: true,
+            streamed: true,
             rounds: 3,
             latency_seconds: 20,
             memory_changes: 1_000_000,
+            streamed_rows: 1_000_000,
         };
         while let Some(arg) = args.next() {
             let mut value =
@@ -100,14 +110,19 @@ impl Options {
                     options.scopes = false;
                     options.latency = false;
                     options.memory = false;
+                    options.streamed = false;
                     for part in parts.split(',') {
                         match part.trim() {
                             "drain" => options.drain = true,
                             "scopes" => options.scopes = true,
                             "latency" => options.latency = true,
                             "memory" => options.memory = true,
+                            "streamed" => options.streamed = true,
                             other => {
-                                bail!("--only takes drain, scopes, latency, memory; not {other:?}")
+                                bail!(
+                                    "--only takes drain, scopes, latency, memory, streamed; not \
+                                     {other:?}"
+                                )
                             }
                         }
                     }
@@ -116,12 +131,14 @@ impl Options {
                 "--latency-seconds" => {
                     options.latency_seconds = value("--latency-seconds")?.parse()?
                 }
+                "--streamed-rows" => options.streamed_rows = value("--streamed-rows")?.parse()?,
                 "--memory-changes" => {
                     options.memory_changes = value("--memory-changes")?.parse()?
                 }
                 other => bail!(
-                    "unknown argument {other:?} (options: --only drain,scopes,latency,memory, --rounds N, \
-                     --latency-seconds N, --memory-changes N)"
+                    "unknown argument {other:?} (options: --only \
+                     drain,scopes,latency,memory,streamed, --rounds N, --latency-seconds N, \
+                     --memory-changes N, --streamed-rows N)"
                 ),
             }
         }
@@ -144,6 +161,9 @@ async fn run(options: Options) -> anyhow::Result<()> {
     }
     if options.memory {
         bench.memory(options.memory_changes).await?;
+    }
+    if options.streamed {
+        bench.streamed(options.streamed_rows).await?;
     }
     bench.cluster.stop().await?;
     Ok(())
@@ -413,6 +433,7 @@ impl Bench {
     /// A cdc.toml for one logical listener `identifier` on `table` through `slot`.
     fn config(
         &self,
+        url: &str,
         dir: &Path,
         identifier: &str,
         table: &Table,
@@ -426,7 +447,6 @@ impl Bench {
              [[database]]\nname = \"bench\"\nkind = \"postgres\"\nurl = \"{url}\"\n\n\
              [[listener]]\nidentifier = \"{identifier}\"\ndatabase = \"bench\"\n\
              table = \"public.{table}\"\nstrategy = \"logical\"\n{slot}publication = \"{publication}\"\n",
-            url = self.url(),
             table = table.name,
             publication = table.publication,
         );
@@ -493,15 +513,21 @@ impl Bench {
                 ])
             }
             Contender::RecvWal2json => recvlogical(&["-P", "wal2json"]),
-            Contender::Headless | Contender::HeadlessCounted => {
+            Contender::Headless | Contender::HeadlessCounted | Contender::HeadlessBaseline => {
                 let dir = self.work.path().join(slot);
-                let config = self.config(&dir, slot, table, Some(slot), pipeline)?;
-                let stdout = if contender == Contender::Headless {
-                    Stdio::from(std::fs::File::create("/dev/null")?)
-                } else {
+                let config = self.config(&self.url(), &dir, slot, table, Some(slot), pipeline)?;
+                let stdout = if contender == Contender::HeadlessCounted {
                     Stdio::piped()
+                } else {
+                    Stdio::from(std::fs::File::create("/dev/null")?)
                 };
-                let child = wrapped(CDC_TUI)
+                let program = match contender {
+                    Contender::HeadlessBaseline => {
+                        baseline_binary().context("CDC_BENCH_BASELINE")?
+                    }
+                    _ => CDC_TUI.to_string(),
+                };
+                let child = wrapped(&program)
                     .arg("--headless")
                     .arg("--config")
                     .arg(&config)
@@ -518,7 +544,7 @@ impl Bench {
             }
             Contender::Tui => {
                 let dir = self.work.path().join(slot);
-                let config = self.config(&dir, slot, table, Some(slot), pipeline)?;
+                let config = self.config(&self.url(), &dir, slot, table, Some(slot), pipeline)?;
                 let tmux = Tmux::start(&dir, &config, slot)?;
                 Ok(Running::Tui { tmux, dir })
             }
@@ -755,7 +781,11 @@ impl Bench {
         if wal2json {
             contenders.push(Contender::RecvWal2json);
         }
-        contenders.extend([Contender::Headless, Contender::Tui]);
+        contenders.push(Contender::Headless);
+        if baseline_binary().is_some() {
+            contenders.push(Contender::HeadlessBaseline);
+        }
+        contenders.push(Contender::Tui);
         let slot_name =
             |round: usize, contender: Contender| format!("r{round}_{}", contender.slug());
         // Every slot exists before the workload, so each holds all of it.
@@ -934,7 +964,7 @@ impl Bench {
             "latency_zero"
         };
         let dir = self.work.path().join(tag);
-        let config = self.config(&dir, tag, table, None, pipeline)?;
+        let config = self.config(&self.url(), &dir, tag, table, None, pipeline)?;
         let (_, stderr) = self.stderr_file(tag)?;
         let mut child = ChildGuard(
             Command::new(CDC_TUI)
@@ -1057,6 +1087,151 @@ impl Bench {
         }
         Ok(())
     }
+
+    /// One transaction of `rows` inserts that the server streams while it runs
+    /// (`logical_decoding_work_mem = 64kB` on the replication session): cdc-tui headless's
+    /// in-progress counter (`status` answers' `running`) before the commit, the time from the
+    /// COMMIT returning to its last change on stdout, and peak RSS.
+    async fn streamed(&self, rows: u64) -> anyhow::Result<()> {
+        let table = Table::new("streamed");
+        self.create_table(&table).await?;
+        // Outside the publication: written after the rows, it takes the server's memory for
+        // the transaction past the limit once more, so the rows it still held go out too.
+        self.client
+            .batch_execute("CREATE TABLE streamed_padding (note text NOT NULL)")
+            .await?;
+        let slot = "streamed_headless";
+        self.create_slot(slot, "pgoutput").await?;
+        let url = format!(
+            "{}?options=-c%20logical_decoding_work_mem%3D64kB",
+            self.url()
+        );
+        let dir = self.work.path().join(slot);
+        let config = self.config(&url, &dir, slot, &table, Some(slot), "")?;
+        let (_, stderr) = self.stderr_file(slot)?;
+        let mut child = ChildGuard(
+            wrapped(CDC_TUI)
+                .arg("--headless")
+                .arg("--config")
+                .arg(&config)
+                .current_dir(&dir)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(stderr)
+                .spawn()
+                .context("starting cdc-tui --headless")?,
+        );
+        let pid = child.0.id();
+        let stdout = child.0.stdout.take().context("stdout")?;
+        let mut stdin = child.0.stdin.take().context("stdin")?;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Streamed::default()));
+        let reader = {
+            let seen = seen.clone();
+            std::thread::spawn(move || read_streamed(stdout, &seen))
+        };
+        wait_seen(&seen, "the listener's running status", |seen| {
+            seen.running.then_some(())
+        })
+        .await?;
+
+        // Asks for the listener's status every 100 ms while the transaction runs.
+        let asking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let asker = {
+            let asking = asking.clone();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                while asking.load(std::sync::atomic::Ordering::Relaxed) {
+                    if stdin
+                        .write_all(format!("status {slot}\n").as_bytes())
+                        .is_err()
+                    {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                stdin
+            })
+        };
+        let started = Instant::now();
+        self.client
+            .batch_execute(&format!(
+                "BEGIN; INSERT INTO {name} SELECT g, 0, 'streamed row ' || g FROM \
+                 generate_series(1, {rows}) g; INSERT INTO streamed_padding SELECT repeat('p', \
+                 1000) FROM generate_series(1, 200)",
+                name = table.name
+            ))
+            .await?;
+        let written = started.elapsed();
+        let counted_all = wait_seen(&seen, "the running counter at every row", |seen| {
+            seen.running_max_at.filter(|_| seen.running_max >= rows)
+        })
+        .await?;
+        let (counter_before_commit, printed_before_commit, peak_running_kb) = {
+            let seen = seen.lock().expect("not poisoned");
+            (
+                seen.running_max,
+                seen.changes,
+                read_status_kb(pid, "VmHWM:"),
+            )
+        };
+        self.client.batch_execute("COMMIT").await?;
+        let committed = Instant::now();
+        asking.store(false, std::sync::atomic::Ordering::Relaxed);
+        let stdin = asker
+            .join()
+            .map_err(|_| anyhow!("the status asker panicked"))?;
+        let last_change = wait_seen(&seen, "the transaction's last change", |seen| {
+            seen.last_change_at.filter(|_| seen.changes >= rows)
+        })
+        .await?;
+        let peak_kb = read_status_kb(pid, "VmHWM:").unwrap_or(0);
+        drop(stdin);
+        terminate(&child.0)?;
+        let _ = child.0.wait();
+        reader
+            .join()
+            .map_err(|_| anyhow!("the stdout reader panicked"))??;
+        self.drop_slot(slot).await;
+        let seen = seen.lock().expect("not poisoned");
+        anyhow::ensure!(
+            seen.changes == rows && seen.transactions == 1 && printed_before_commit == 0,
+            "printed {} change lines ({printed_before_commit} before the commit) and {} \
+             transaction lines for {rows} rows",
+            seen.changes,
+            seen.transactions
+        );
+        let mb = |kb: Option<u64>| kb.unwrap_or(0) as f64 / 1024.0;
+        println!(
+            "\n== streamed: one transaction of {} inserts (logical_decoding_work_mem = 64kB), \
+             written in {:.1} s",
+            thousands(rows),
+            written.as_secs_f64()
+        );
+        println!(
+            "   running counter: {} before the COMMIT, {} reached {:.2} s after the transaction \
+             began ({:.2} s after its inserts returned); no change printed before the commit",
+            thousands(counter_before_commit),
+            thousands(rows),
+            counted_all.duration_since(started).as_secs_f64(),
+            counted_all
+                .saturating_duration_since(started + written)
+                .as_secs_f64(),
+        );
+        println!(
+            "   COMMIT returned -> last change on stdout: {:.2} s ({} change lines, one \
+             transaction line)",
+            last_change
+                .saturating_duration_since(committed)
+                .as_secs_f64(),
+            thousands(seen.changes)
+        );
+        println!(
+            "   peak RSS (VmHWM): {:.1} MB while it ran, {:.1} MB in all",
+            mb(peak_running_kb),
+            peak_kb as f64 / 1024.0
+        );
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1066,6 +1241,8 @@ enum Contender {
     Headless,
     /// Headless with its stdout read by the benchmark, to count what it printed.
     HeadlessCounted,
+    /// Headless, the binary named by `CDC_BENCH_BASELINE`.
+    HeadlessBaseline,
     Tui,
 }
 
@@ -1075,6 +1252,7 @@ impl Contender {
             Contender::RecvPgoutput => "pg_recvlogical -P pgoutput",
             Contender::RecvWal2json => "pg_recvlogical -P wal2json",
             Contender::Headless => "cdc-tui --headless > /dev/null",
+            Contender::HeadlessBaseline => "baseline --headless > /dev/null",
             Contender::HeadlessCounted => "cdc-tui --headless | counted",
             Contender::Tui => "cdc-tui TUI, 200x50 tmux pane",
         }
@@ -1083,6 +1261,7 @@ impl Contender {
     fn label_short(self) -> &'static str {
         match self {
             Contender::Headless | Contender::HeadlessCounted => "cdc-tui headless",
+            Contender::HeadlessBaseline => "baseline headless",
             Contender::Tui => "cdc-tui TUI (200x50)",
             other => other.label(),
         }
@@ -1093,6 +1272,7 @@ impl Contender {
             Contender::RecvPgoutput => "recv_pgoutput",
             Contender::RecvWal2json => "recv_wal2json",
             Contender::Headless => "headless",
+            Contender::HeadlessBaseline => "baseline",
             Contender::HeadlessCounted => "headless_counted",
             Contender::Tui => "tui",
         }
@@ -1397,6 +1577,84 @@ fn wrapped(program: &str) -> Command {
         }
         None => Command::new(program),
     }
+}
+
+/// What cdc-tui headless printed in the streamed benchmark.
+#[derive(Default)]
+struct Streamed {
+    running: bool,
+    /// The largest in-progress count a `status` answer showed, and when it was read.
+    running_max: u64,
+    running_max_at: Option<Instant>,
+    changes: u64,
+    last_change_at: Option<Instant>,
+    transactions: u64,
+}
+
+/// Waits until `found` finds something in what was seen.
+async fn wait_seen<T>(
+    seen: &std::sync::Mutex<Streamed>,
+    what: &str,
+    found: impl Fn(&Streamed) -> Option<T>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + DRAIN_LIMIT;
+    loop {
+        {
+            let seen = seen.lock().expect("not poisoned");
+            if let Some(found) = found(&seen) {
+                return Ok(found);
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{what}: not seen in {DRAIN_LIMIT:?} (running counter {}, {} changes printed)",
+                seen.running_max,
+                seen.changes
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Reads headless stdout for the streamed benchmark until it ends.
+fn read_streamed(
+    stdout: std::process::ChildStdout,
+    seen: &std::sync::Mutex<Streamed>,
+) -> anyhow::Result<()> {
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        let now = Instant::now();
+        // Change lines are counted by their start, not parsed: a million of them.
+        if line.starts_with(r#"{"type":"change""#) {
+            let mut seen = seen.lock().expect("not poisoned");
+            seen.changes += 1;
+            seen.last_change_at = Some(now);
+        } else if line.starts_with(r#"{"type":"transaction""#) {
+            seen.lock().expect("not poisoned").transactions += 1;
+        } else if line.starts_with(r#"{"type":"status""#) {
+            let status: serde_json::Value = serde_json::from_str(&line)?;
+            let mut seen = seen.lock().expect("not poisoned");
+            seen.running |= status["state"] == "running";
+            let counted = status["running"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|tx| tx["changes"].as_u64())
+                .max()
+                .unwrap_or(0);
+            if counted > seen.running_max {
+                seen.running_max = counted;
+                seen.running_max_at = Some(now);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The cdc-tui binary to compare with, from `CDC_BENCH_BASELINE`.
+fn baseline_binary() -> Option<String> {
+    std::env::var("CDC_BENCH_BASELINE")
+        .ok()
+        .filter(|path| !path.is_empty())
 }
 
 /// Kills the child on drop.

@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::change::format_time;
-use crate::registry::{Control, ListenerHandle, ListenerState, StatusEvent};
+use crate::registry::{Control, ListenerHandle, ListenerState, RunningTransaction, StatusEvent};
 use crate::runtime::{Command, Runtime};
 
 /// Writes one JSON line to stdout. A closed stdout is ignored here: the handler's sink sees
@@ -47,6 +47,28 @@ fn event_line(event: &StatusEvent) -> serde_json::Value {
         event.reason.as_deref(),
         &event.at,
     )
+}
+
+/// A command's answer: the status line, and the listener's transactions that are still
+/// running (streamed by the server while they run), when there are any.
+fn answer_line(
+    identity: &str,
+    state: ListenerState,
+    reason: Option<&str>,
+    running: &[RunningTransaction],
+    at: &DateTime<Utc>,
+) -> serde_json::Value {
+    let mut line = status_line(identity, state, reason, at);
+    if !running.is_empty() {
+        line["running"] = running
+            .iter()
+            .map(|tx| {
+                let tables: Vec<&str> = tx.tables.iter().map(|table| &**table).collect();
+                json!({"id": &*tx.id, "changes": tx.changes, "tables": tables})
+            })
+            .collect();
+    }
+    line
 }
 
 fn error_line(message: &str) -> serde_json::Value {
@@ -162,10 +184,11 @@ fn answer(runtime: &Runtime, line: &str) {
     match outcome {
         Ok(handle) => {
             let snapshot = handle.snapshot();
-            print_line(&status_line(
+            print_line(&answer_line(
                 &snapshot.identity,
                 snapshot.state,
                 snapshot.reason.as_deref(),
+                &snapshot.running,
                 &Utc::now(),
             ));
         }
@@ -269,5 +292,26 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(keys(&line), ["type", "listener", "state", "reason", "at"]);
+
+        let at = Utc::now();
+        let idle = answer_line("o/public.t", ListenerState::Running, None, &[], &at);
+        assert_eq!(
+            idle,
+            status_line("o/public.t", ListenerState::Running, None, &at)
+        );
+        let running = [RunningTransaction {
+            id: "901".into(),
+            changes: 180_000,
+            tables: vec!["public.events".into()],
+        }];
+        let busy = answer_line("o/public.t", ListenerState::Running, None, &running, &at);
+        assert_eq!(
+            busy["running"],
+            json!([{"id": "901", "changes": 180_000, "tables": ["public.events"]}])
+        );
+        assert_eq!(
+            keys(&busy),
+            ["type", "listener", "state", "reason", "at", "running"]
+        );
     }
 }

@@ -77,6 +77,8 @@ impl From<RegistryError> for RuntimeError {
 /// A control command, as typed on headless stdin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// Only answers with the listener's status (headless: with its running transactions).
+    Status(String),
     Pause(String),
     Resume(String),
     Stop(String),
@@ -91,11 +93,13 @@ pub enum Command {
 }
 
 impl Command {
-    /// `pause <identity>`, `resume <identity>`, `stop <identity>`, `restart <identity>`,
+    /// `status <identity>`, `pause <identity>`, `resume <identity>`, `stop <identity>`,
+    /// `restart <identity>`,
     /// `add <database> <table> <strategy> [option…]`.
     pub fn parse(line: &str) -> Result<Command, String> {
         let words = split_words(line);
         match words.as_slice() {
+            ["status", identity] => Ok(Command::Status(identity.to_string())),
             ["pause", identity] => Ok(Command::Pause(identity.to_string())),
             ["resume", identity] => Ok(Command::Resume(identity.to_string())),
             ["stop", identity] => Ok(Command::Stop(identity.to_string())),
@@ -115,9 +119,10 @@ impl Command {
                     options: options.iter().map(|option| option.to_string()).collect(),
                 })
             }
-            [verb @ ("pause" | "resume" | "stop" | "restart"), ..] => {
-                Err(format!("usage: {verb} <identity>"))
-            }
+            [
+                verb @ ("status" | "pause" | "resume" | "stop" | "restart"),
+                ..,
+            ] => Err(format!("usage: {verb} <identity>")),
             ["add", ..] => Err(format!(
                 "usage: add <database> <table> <strategy>{}",
                 prompt_usage()
@@ -350,6 +355,7 @@ impl Runtime {
     /// Carries out a control command; the answer is the listener it concerns.
     pub fn execute(&self, command: Command) -> Result<Arc<ListenerHandle>, RuntimeError> {
         match command {
+            Command::Status(identity) => Ok(self.registry.get(&identity)?),
             Command::Pause(identity) => self.pause(&identity),
             Command::Resume(identity) => self.resume(&identity),
             Command::Stop(identity) => self.stop(&identity),
@@ -406,6 +412,10 @@ mod tests {
             Ok(Command::Resume("a/b".into()))
         );
         assert_eq!(Command::parse("stop a/b"), Ok(Command::Stop("a/b".into())));
+        assert_eq!(
+            Command::parse("status a/b"),
+            Ok(Command::Status("a/b".into()))
+        );
         assert_eq!(
             Command::parse("restart a/b"),
             Ok(Command::Restart("a/b".into()))
