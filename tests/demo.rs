@@ -57,3 +57,85 @@ fn postgres_running_in(data_dir: &std::path::Path) -> bool {
         .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
         .any(|cmdline| String::from_utf8_lossy(&cmdline).contains(&needle))
 }
+
+/// The demo's batch job is one long transaction the server streams while it runs: a `status`
+/// answer shows it running (with its changes so far), and then its changes arrive once, whole,
+/// with one transaction id, its tag in place and one transaction line.
+#[tokio::test]
+async fn the_demos_batch_job_shows_running_then_arrives_as_one_transaction() {
+    const LISTENER: &str = "shop/public.*";
+    let mut cdc = Headless::start_with_args(&["--demo", "--headless"]).await;
+    cdc.wait_for_state(LISTENER, "running").await;
+    let statuses = |seen: &[serde_json::Value]| {
+        seen.iter()
+            .filter(|line| line["type"] == "status" && line["listener"] == LISTENER)
+            .count()
+    };
+    // The running transactions are state with no signal of their own: ask every 50 ms.
+    let deadline = tokio::time::Instant::now() + support::DEADLINE;
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(50));
+    let running = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no status answer showed a running transaction"
+        );
+        every.tick().await;
+        let answered = statuses(&cdc.seen) + 1;
+        cdc.send_command(&format!("status {LISTENER}")).await;
+        cdc.wait_for("the status answer", |seen| statuses(seen) >= answered)
+            .await;
+        let last = cdc
+            .seen
+            .iter()
+            .rev()
+            .find(|line| line["type"] == "status" && line["listener"] == LISTENER)
+            .expect("answered");
+        if let Some(tx) = last["running"]
+            .as_array()
+            .and_then(|running| running.first())
+        {
+            break tx.clone();
+        }
+    };
+    let id = running["id"].as_str().expect("an id").to_string();
+    assert!(running["changes"].as_u64().unwrap() > 0, "{running}");
+    assert!(
+        !cdc.seen.iter().any(|line| line["tx"]["id"] == id.as_str()),
+        "nothing of it is printed while it runs"
+    );
+
+    cdc.wait_for("the batch job's transaction line", |seen| {
+        seen.iter()
+            .any(|line| line["type"] == "transaction" && line["id"] == id.as_str())
+    })
+    .await;
+    let of_it: Vec<&serde_json::Value> = (cdc.seen.iter())
+        .filter(|line| line["tx"]["id"] == id.as_str())
+        .collect();
+    assert_eq!(of_it[0]["type"], "message");
+    let tag = of_it[0]["content"].as_str().unwrap();
+    assert!(tag.starts_with("batch job "), "{tag}");
+    let changes: Vec<&&serde_json::Value> = of_it
+        .iter()
+        .filter(|line| line["type"] == "change")
+        .collect();
+    assert_eq!(changes.len(), 3001, "a bulk order and its 3,000 items");
+    let indexes: Vec<u64> = of_it
+        .iter()
+        .map(|line| line["tx"]["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        indexes,
+        (1..=3002).collect::<Vec<_>>(),
+        "in order, once each"
+    );
+    let transaction = (cdc.seen.iter())
+        .find(|line| line["type"] == "transaction" && line["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(transaction["changes"], 3001);
+    assert_eq!(
+        transaction["tables"],
+        serde_json::json!(["public.orders", "public.order_items"])
+    );
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+}

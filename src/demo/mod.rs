@@ -1,6 +1,8 @@
 //! The embedded demo: a throwaway PostgreSQL cluster with a small shop schema
 //! (`assets/demo_schema.sql`) and a workload of inserts, updates and deletes at `[demo] rate`
-//! changes per second, so a newcomer sees live changes with nothing to set up.
+//! changes per second, so a newcomer sees live changes with nothing to set up. The cluster
+//! streams transactions over 64kB (`logical_decoding_work_mem`), so the workload's batch
+//! job shows in progress while it runs.
 
 mod workload;
 
@@ -33,21 +35,33 @@ pub enum DemoError {
 pub struct Demo {
     cluster: PgCluster,
     workload: JoinHandle<()>,
+    batch_jobs: JoinHandle<()>,
 }
 
 impl Demo {
     /// Starts the cluster, creates the schema, and starts the workload at `rate` changes/s.
     pub async fn start(rate: u32) -> Result<Demo, DemoError> {
         pgcluster::find_server_bindir().map_err(DemoError::NoServer)?;
-        let cluster = PgCluster::start(ClusterOptions::default()).await?;
+        let cluster = PgCluster::start(
+            ClusterOptions::default().setting("logical_decoding_work_mem", "64kB"),
+        )
+        .await?;
         cluster.create_database(DEMO_DATABASE).await?;
         let client = cluster.connect(DEMO_DATABASE).await?;
         client
             .batch_execute(SCHEMA)
             .await
             .map_err(DemoError::Schema)?;
+        // A connection of its own: the batch job's transaction stays open for seconds while
+        // the shop goes on.
+        let batch_client = cluster.connect(DEMO_DATABASE).await?;
         let workload = tokio::spawn(workload::run(client, rate));
-        Ok(Demo { cluster, workload })
+        let batch_jobs = tokio::spawn(workload::batch_jobs(batch_client, rate));
+        Ok(Demo {
+            cluster,
+            workload,
+            batch_jobs,
+        })
     }
 
     /// The `demo` database for listeners; positions are kept inside the throwaway cluster's
@@ -71,8 +85,10 @@ impl Demo {
 
     /// Stops the workload and the cluster, removing its directory.
     pub async fn stop(self) -> Result<(), ClusterError> {
-        self.workload.abort();
-        let _ = self.workload.await;
+        for task in [self.workload, self.batch_jobs] {
+            task.abort();
+            let _ = task.await;
+        }
         self.cluster.stop().await
     }
 }

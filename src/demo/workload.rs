@@ -1,7 +1,10 @@
 //! The demo's workload: about `rate` row changes per second, mixing inserts, updates and
 //! deletes; checkouts are multi-table transactions tagged with a logical decoding message
-//! (`POST /checkout order 57`); a 1,000-row transaction every 30 s and a truncate of `scratch`
-//! every 20 s, so every panel of the UI has something to show.
+//! (`POST /checkout order 57`); a truncate of `scratch` every 20 s; and, on a connection of its
+//! own, a batch job every 45 s (the first 3 s after the start): one transaction that writes
+//! 3,000 order items in chunks over about 4 s, tagged `batch job N`, which the server streams
+//! while it runs (the demo cluster's `logical_decoding_work_mem` is 64kB), so the grouped view
+//! shows it in progress; every panel of the UI has something to show.
 
 use std::time::Duration;
 
@@ -10,9 +13,14 @@ use rand::{Rng, SeedableRng};
 use tokio_postgres::Client;
 
 const TICK: Duration = Duration::from_millis(100);
-const BURST_EVERY: Duration = Duration::from_secs(30);
 const TRUNCATE_EVERY: Duration = Duration::from_secs(20);
-const BURST_ROWS: i32 = 1000;
+/// The first batch job starts this soon, so the first screen shows it running.
+const FIRST_BATCH_AFTER: Duration = Duration::from_secs(3);
+const BATCH_EVERY: Duration = Duration::from_secs(45);
+/// A batch job writes this many chunks of rows, pausing after each inside its transaction.
+const BATCH_CHUNKS: u32 = 6;
+const BATCH_CHUNK_ROWS: u32 = 500;
+const BATCH_PAUSE: Duration = Duration::from_millis(700);
 const STATUSES: [&str; 4] = ["paid", "packed", "shipped", "delivered"];
 
 pub async fn run(client: Client, rate: u32) {
@@ -22,8 +30,7 @@ pub async fn run(client: Client, rate: u32) {
     let mut rng = SmallRng::from_os_rng();
     let mut ticks = tokio::time::interval(TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let started = tokio::time::Instant::now();
-    let (mut last_burst, mut last_truncate) = (started, started);
+    let mut last_truncate = tokio::time::Instant::now();
     // Row changes owed: `rate` per second, spent a tick at a time.
     let mut budget = 0.0f64;
     loop {
@@ -39,12 +46,6 @@ pub async fn run(client: Client, rate: u32) {
             }
         }
         let now = tokio::time::Instant::now();
-        if now.duration_since(last_burst) >= BURST_EVERY {
-            last_burst = now;
-            if let Err(error) = burst(&client, &mut rng).await {
-                tracing::warn!("demo burst: {error}");
-            }
-        }
         if now.duration_since(last_truncate) >= TRUNCATE_EVERY {
             last_truncate = now;
             let truncate = "INSERT INTO scratch (payload) SELECT 'row ' || n FROM generate_series(1, 5) n; \
@@ -154,17 +155,45 @@ async fn new_order(client: &Client, rng: &mut SmallRng) -> Result<u64, tokio_pos
     Ok(2 + items)
 }
 
-/// A 1,000-row transaction: one order with a thousand items.
-async fn burst(client: &Client, rng: &mut SmallRng) -> Result<(), tokio_postgres::Error> {
-    let sku = rng.random_range(100..999);
+/// Runs a batch job [`FIRST_BATCH_AFTER`] the start and then every [`BATCH_EVERY`] (none at
+/// rate 0, which keeps the demo database still).
+pub async fn batch_jobs(client: Client, rate: u32) {
+    if rate == 0 {
+        return;
+    }
+    let mut due = tokio::time::Instant::now() + FIRST_BATCH_AFTER;
+    for number in 1.. {
+        tokio::time::sleep_until(due).await;
+        if let Err(error) = batch_job(&client, number).await {
+            tracing::warn!("demo batch job {number}: {error}");
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+        due += BATCH_EVERY;
+    }
+}
+
+/// One long transaction: a bulk order, tagged `batch job N`, whose items are written a chunk
+/// at a time with a pause after each, so it runs for seconds.
+async fn batch_job(client: &Client, number: u64) -> Result<(), tokio_postgres::Error> {
     client
         .batch_execute(&format!(
             "BEGIN; \
-             WITH o AS (INSERT INTO orders (customer_id, status, total, notes) \
-                        SELECT id, 'bulk', 0, 'bulk order' FROM customers LIMIT 1 RETURNING id) \
-             INSERT INTO order_items (order_id, line, sku, qty, price) \
-             SELECT o.id, n, 'BULK-{sku}', 1, 1.00 FROM o, generate_series(1, {BURST_ROWS}) n; \
-             COMMIT;"
+             SELECT pg_logical_emit_message(true, 'cdc-tui', 'batch job {number}'); \
+             INSERT INTO orders (customer_id, status, total, notes) \
+             SELECT id, 'bulk', 0, 'batch job {number}' FROM customers ORDER BY id LIMIT 1;"
         ))
-        .await
+        .await?;
+    for chunk in 0..BATCH_CHUNKS {
+        let first = chunk * BATCH_CHUNK_ROWS + 1;
+        client
+            .batch_execute(&format!(
+                "INSERT INTO order_items (order_id, line, sku, qty, price) \
+                 SELECT currval('orders_id_seq'), n, 'BULK-' || (100 + n % 900), 1, 1.00 \
+                 FROM generate_series({first}, {last}) n",
+                last = first + BATCH_CHUNK_ROWS - 1
+            ))
+            .await?;
+        tokio::time::sleep(BATCH_PAUSE).await;
+    }
+    client.batch_execute("COMMIT").await
 }
