@@ -1138,13 +1138,11 @@ impl Bench {
         let asking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let asker = {
             let asking = asking.clone();
+            let command = format!("status {slot}/public.{}\n", table.name);
             std::thread::spawn(move || {
                 use std::io::Write;
                 while asking.load(std::sync::atomic::Ordering::Relaxed) {
-                    if stdin
-                        .write_all(format!("status {slot}\n").as_bytes())
-                        .is_err()
-                    {
+                    if stdin.write_all(command.as_bytes()).is_err() {
                         break;
                     }
                     std::thread::sleep(Duration::from_millis(100));
@@ -1589,6 +1587,8 @@ struct Streamed {
     changes: u64,
     last_change_at: Option<Instant>,
     transactions: u64,
+    /// An `error` line: a command was refused.
+    error: Option<String>,
 }
 
 /// Waits until `found` finds something in what was seen.
@@ -1603,6 +1603,9 @@ async fn wait_seen<T>(
             let seen = seen.lock().expect("not poisoned");
             if let Some(found) = found(&seen) {
                 return Ok(found);
+            }
+            if let Some(error) = &seen.error {
+                bail!("{what}: cdc-tui answered {error}");
             }
             anyhow::ensure!(
                 Instant::now() < deadline,
@@ -1628,6 +1631,8 @@ fn read_streamed(
             let mut seen = seen.lock().expect("not poisoned");
             seen.changes += 1;
             seen.last_change_at = Some(now);
+        } else if line.starts_with(r#"{"type":"error""#) {
+            seen.lock().expect("not poisoned").error = Some(line);
         } else if line.starts_with(r#"{"type":"transaction""#) {
             seen.lock().expect("not poisoned").transactions += 1;
         } else if line.starts_with(r#"{"type":"status""#) {
