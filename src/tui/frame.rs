@@ -10,13 +10,13 @@ use std::time::Instant;
 
 use chrono::{DateTime, FixedOffset, Utc};
 
-use crate::change::Change;
+use crate::change::{Change, Note};
 use crate::pipeline::{FlushTimings, LogRing, TimingsSnapshot};
 use crate::registry::ListenerSnapshot;
 use crate::replay::ReplayProgress;
 use crate::runtime::Runtime;
 use crate::tui::add_dialog::DatabaseChoice;
-use crate::tui::log_index::{AllEntries, LogFilter, LogIndex, SCAN_BUDGET};
+use crate::tui::log_index::{AllEntries, LogIndex, PlainIndex, SCAN_BUDGET, note_of_row};
 use crate::tui::rates::RateTracker;
 use crate::tui::state::{LogWindow, UiState};
 use crate::tui::theme::Theme;
@@ -55,7 +55,7 @@ pub struct FrameData<'a> {
 #[derive(Default)]
 pub struct LogRows {
     /// The rows in view, oldest first, with their numbers.
-    pub rows: Vec<(u64, Change)>,
+    pub rows: Vec<(u64, LogEntry)>,
     /// The selected entry's number.
     pub selected: Option<u64>,
     /// Where the rows are among the entries one can scroll through.
@@ -69,6 +69,21 @@ pub struct LogRows {
     pub scanning: bool,
     /// Grouped by transaction (`t`): the rows in view, in place of `rows`.
     pub grouped: Option<Vec<GroupedLine>>,
+}
+
+/// A row of the plain log: a change, or a note in place among them.
+pub enum LogEntry {
+    Change(Box<Change>),
+    Note(Note),
+}
+
+impl LogEntry {
+    pub fn change(&self) -> Option<&Change> {
+        match self {
+            LogEntry::Change(change) => Some(change),
+            LogEntry::Note(_) => None,
+        }
+    }
 }
 
 /// A row of the log grouped by transaction.
@@ -111,8 +126,7 @@ pub struct Feed {
     pub rates: RateTracker,
     /// Taken again only after a batch was flushed: percentiles cost a walk of the histograms.
     timings_snapshot: TimingsSnapshot,
-    filter: LogFilter,
-    ring: AllEntries,
+    plain: PlainIndex,
     groups: TxGroups,
     grouping: Grouping,
     /// The wall clock as of the last refresh.
@@ -128,8 +142,7 @@ impl Feed {
             listeners: Vec::new(),
             rates: RateTracker::default(),
             timings_snapshot: TimingsSnapshot::default(),
-            filter: LogFilter::default(),
-            ring: AllEntries::default(),
+            plain: PlainIndex::default(),
             groups: TxGroups::default(),
             grouping: Grouping::default(),
             now: Utc::now(),
@@ -162,11 +175,12 @@ impl Feed {
         self.listeners = listeners;
         news |= self.rates.sample(now, &self.listeners);
 
-        let refilter = self.filter.set_text(filter_text);
-        let filter = &mut self.filter;
+        let refilter = self.plain.filter.set_text(filter_text);
+        let plain = &mut self.plain;
         let groups = &mut self.groups;
         let view = self.log.view_with_notes(|first, entries, notes| {
-            let matches_changed = filter.scan(first, entries, SCAN_BUDGET);
+            let matches_changed = plain.filter.scan(first, entries, SCAN_BUDGET)
+                | plain.take_notes(first, &notes, refilter);
             let groups_changed = groups.update(first, entries, notes);
             (first, matches_changed, groups_changed)
         });
@@ -174,18 +188,20 @@ impl Feed {
         let regroup =
             regroup || ((groups_changed || matches_changed || refilter) && self.grouping.on);
         if regroup {
-            self.grouping.index = self.groups.index(&self.grouping.expanded, &self.filter);
+            self.grouping.index = self
+                .groups
+                .index(&self.grouping.expanded, &self.plain.filter);
         }
         let ring = AllEntries {
             first,
             len: view.len,
         };
-        if ring != self.ring {
+        if ring != self.plain.ring {
             // The handler records a batch's timings before it adds the batch to the ring.
             self.timings_snapshot = self.timings.snapshot();
             news = true;
         }
-        self.ring = ring;
+        self.plain.ring = ring;
         news | refilter | matches_changed | regroup
     }
 
@@ -194,16 +210,7 @@ impl Feed {
         if self.grouping.on {
             &self.grouping.index
         } else {
-            self.change_index()
-        }
-    }
-
-    /// The changes one scrolls through when not grouped: all in the ring, or the matches.
-    fn change_index(&self) -> &dyn LogIndex {
-        if self.filter.is_active() {
-            &self.filter
-        } else {
-            &self.ring
+            &self.plain
         }
     }
 
@@ -216,12 +223,18 @@ impl Feed {
         let numbers: Vec<u64> = (window.top..window.top + window.rows)
             .map(|at| index.number_at(at))
             .collect();
-        let copied = self.log.view_numbered(|first, entries| {
+        let copied = self.log.view_with_notes(|first, entries, notes| {
             numbers
                 .iter()
                 .filter_map(|&number| {
-                    let at = usize::try_from(number.checked_sub(first)?).ok()?;
-                    Some((number, entries.get(at)?.clone()))
+                    let entry = match note_of_row(number) {
+                        Some(note) => LogEntry::Note(notes.get(note)?.clone()),
+                        None => {
+                            let at = usize::try_from(number.checked_sub(first)?).ok()?;
+                            LogEntry::Change(Box::new(entries.get(at)?.clone()))
+                        }
+                    };
+                    Some((number, entry))
                 })
                 .collect()
         });
@@ -232,7 +245,7 @@ impl Feed {
             in_view: index.len(),
             held: copied.len,
             evicted: copied.pushed - copied.len as u64,
-            scanning: self.filter.is_active() && !self.filter.is_complete(self.ring.first),
+            scanning: self.scanning(),
             grouped: None,
         }
     }
@@ -272,7 +285,7 @@ impl Feed {
             in_view: index.len(),
             held: copied.len,
             evicted: copied.pushed - copied.len as u64,
-            scanning: self.filter.is_active() && !self.filter.is_complete(self.ring.first),
+            scanning: self.scanning(),
             grouped: Some(copied.value),
         }
     }
@@ -309,7 +322,7 @@ impl Feed {
     /// headless mode prints; and how many.
     pub fn json_lines(&self) -> (Vec<u8>, usize) {
         // Grouped or not, the changes the filter shows.
-        let index = self.change_index();
+        let index = self.plain.changes();
         let numbers: Vec<u64> = (0..index.len()).map(|at| index.number_at(at)).collect();
         self.log
             .view_numbered(|first, entries| {
@@ -329,8 +342,21 @@ impl Feed {
             .value
     }
 
+    /// The filter is still checking older entries.
+    fn scanning(&self) -> bool {
+        let filter = &self.plain.filter;
+        filter.is_active() && !filter.is_complete(self.plain.ring.first)
+    }
+
+    /// One note, for its detail; `None` once it has left the ring.
+    pub fn note(&self, number: u64) -> Option<Note> {
+        self.log
+            .view_with_notes(|_, _, notes| notes.get(number).cloned())
+            .value
+    }
+
     pub fn filter_error(&self) -> Option<&str> {
-        self.filter.error()
+        self.plain.filter.error()
     }
 
     pub fn timings(&self) -> &TimingsSnapshot {

@@ -367,6 +367,74 @@ impl Shop {
             .extend(std::iter::once(plain).chain(running).collect());
     }
 
+    /// Notes among changes of the orders listener, as a scope and a stream give them: two
+    /// inserts, `public.orders` gaining a column, an update, a message outside any
+    /// transaction, a stream message that is no change event, and a delete.
+    pub fn push_notes(&self) {
+        let orders = &self.handles[0];
+        let order = |op, id: i64, after: Value, millis| {
+            let before = if op == Op::Insert {
+                Value::Null
+            } else {
+                json!({"id": id, "status": "new"})
+            };
+            let after = if op == Op::Delete { Value::Null } else { after };
+            change_of(
+                orders,
+                op,
+                "public.orders",
+                json!({"id": id}),
+                before,
+                after,
+                millis,
+            )
+        };
+        let note = |kind, millis| Note {
+            listener: orders.identity_arc(),
+            captured_at: at(millis),
+            kind,
+        };
+        let changes = vec![
+            order(Op::Insert, 1, json!({"id": 1, "status": "new"}), 100),
+            order(Op::Insert, 2, json!({"id": 2, "status": "new"}), 200),
+            order(
+                Op::Update,
+                1,
+                json!({"id": 1, "status": "paid", "coupon": "XMAS"}),
+                400,
+            ),
+            order(Op::Delete, 2, Value::Null, 700),
+        ];
+        let schema = note(
+            NoteKind::Schema {
+                table: "public.orders".into(),
+                change: "columns",
+                detail: "added coupon (text)".into(),
+            },
+            300,
+        );
+        let message = note(
+            NoteKind::Message {
+                prefix: "deploy".into(),
+                content: "release 2026.11.25 rolled out".into(),
+                transactional: false,
+                tx: None,
+                position: "0/16B0500".into(),
+            },
+            500,
+        );
+        let error = note(
+            NoteKind::Error {
+                message: "cdc.shop.orders #41: neither a cdc-tui change nor a Debezium event: \
+                          expected value at line 1 column 1"
+                    .into(),
+            },
+            600,
+        );
+        self.log
+            .extend_with_notes(changes, vec![(2, schema), (3, message), (3, error)]);
+    }
+
     /// Draws the screen, `width` x `height`, as the UI would with this state.
     pub fn draw(&mut self, state: &mut UiState, width: u16, height: u16) -> Terminal<TestBackend> {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();

@@ -406,7 +406,8 @@ impl LogIndex for GroupedIndex {
 /// The whole transaction, as its popup shows it: facts, then every change with what it did
 /// (an insert's row, a delete's old row, an update's fields before → after). Laid out once.
 pub struct TxView {
-    /// The number of its first change, as `Effect::CopyTransaction` takes it.
+    /// The number of its first change, as `Effect::CopyTransaction` takes it (a note's row,
+    /// as `Effect::Copy` takes it, for a note).
     pub anchor: u64,
     pub title: String,
     pub facts: Vec<(&'static str, String)>,
@@ -486,12 +487,98 @@ impl TxView {
         }
         TxView {
             anchor,
-            title: format!("tx {}", summary.id),
+            title: format!("Transaction tx {}", summary.id),
             facts,
             lines,
             scroll: 0,
         }
     }
+}
+
+impl TxView {
+    /// A note of the plain log (a schema change, an error, a message) laid out as a
+    /// transaction is: facts, then its text a line at a time. `row` is its row in the log.
+    pub fn of_note(row: u64, note: &Note, zone: FixedOffset) -> TxView {
+        let captured = format!(
+            "{} ({})",
+            format::clock(&note.captured_at, zone),
+            crate::change::format_time(&note.captured_at)
+        );
+        let mut facts = vec![
+            ("listener", note.listener.to_string()),
+            ("captured", captured),
+        ];
+        let (title, text) = match &note.kind {
+            NoteKind::Schema {
+                table,
+                change,
+                detail,
+            } => {
+                facts.push(("table", table.to_string()));
+                facts.push(("change", change.to_string()));
+                (format!("Schema change {table}"), detail.as_str())
+            }
+            NoteKind::Error { message } => ("Error".to_string(), message.as_str()),
+            NoteKind::Message {
+                prefix,
+                content,
+                transactional,
+                tx,
+                position,
+            } => {
+                facts.push(("prefix", prefix.clone()));
+                let tx = tx.as_ref().map_or_else(
+                    || "none: not transactional".to_string(),
+                    |tx| format!("{} (#{})", tx.id, tx.index),
+                );
+                facts.push(("tx", tx));
+                facts.push(("position", position.clone()));
+                let title = if *transactional {
+                    "Message"
+                } else {
+                    "Message (not transactional)"
+                };
+                (title.to_string(), content.as_str())
+            }
+            NoteKind::Transaction { id, position, .. } => {
+                facts.push(("position", position.to_string()));
+                (format!("Transaction tx {id}"), "")
+            }
+        };
+        let lines = text
+            .lines()
+            .flat_map(|line| wrap(line, NOTE_TEXT_WIDTH))
+            .map(|text| TxLine::Field { sign: ' ', text })
+            .collect();
+        TxView {
+            anchor: row,
+            title,
+            facts,
+            lines,
+            scroll: 0,
+        }
+    }
+}
+
+/// A note's text is wrapped to fit an 80-column popup, so all of it shows.
+const NOTE_TEXT_WIDTH: usize = 70;
+
+/// `line` cut at spaces into lines of at most `width` characters (a longer word alone).
+fn wrap(line: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in line.split(' ') {
+        let current = lines.last_mut().expect("never empty");
+        let length = current.chars().count();
+        if length > 0 && length + 1 + word.chars().count() > width {
+            lines.push(word.to_string());
+        } else {
+            if length > 0 {
+                current.push(' ');
+            }
+            current.push_str(word);
+        }
+    }
+    lines
 }
 
 /// What one change did to its row, a line per field.
@@ -652,6 +739,13 @@ mod tests {
             ]
         );
         assert!(!update(&mut groups, &ring), "nothing new");
+    }
+
+    #[test]
+    fn a_note_text_wraps_at_spaces() {
+        assert_eq!(wrap("ab cd ef", 5), ["ab cd", "ef"]);
+        assert_eq!(wrap("abcdefgh ij", 5), ["abcdefgh", "ij"]);
+        assert_eq!(wrap("", 5), [""]);
     }
 
     #[test]

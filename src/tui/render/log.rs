@@ -11,11 +11,11 @@ use ratatui::widgets::{Cell, HighlightSpacing, Paragraph, Row, Table, TableState
 use serde_json::Value;
 use unicode_width::UnicodeWidthStr;
 
-use crate::change::{Change, Op};
+use crate::change::{Change, Note, NoteKind, Op};
 use crate::tui::detail::changed_fields;
 use crate::tui::format;
-use crate::tui::frame::FrameData;
-use crate::tui::log_index::highlights;
+use crate::tui::frame::{FrameData, LogEntry};
+use crate::tui::log_index::{NoteParts, highlights};
 use crate::tui::render::{SELECTED_MARK, panel, scrollbar, tx_log};
 use crate::tui::state::{Focus, UiState};
 
@@ -94,22 +94,38 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
         return;
     }
 
-    let keys: Vec<String> = log
+    // A change's table and key, a note's subject and what happened, in the same columns.
+    let columns: Vec<(String, String)> = log
         .rows
         .iter()
-        .map(|(_, change)| match (&change.old_key, &change.key) {
-            (Some(old), Some(new)) => format::key_change(old, new, KEY_WIDTH.1 as usize),
-            _ => format::fields(change.key.as_ref(), None, KEY_WIDTH.1 as usize),
+        .map(|(_, entry)| match entry {
+            LogEntry::Change(change) => (
+                change.table.to_string(),
+                match (&change.old_key, &change.key) {
+                    (Some(old), Some(new)) => format::key_change(old, new, KEY_WIDTH.1 as usize),
+                    _ => format::fields(change.key.as_ref(), None, KEY_WIDTH.1 as usize),
+                },
+            ),
+            LogEntry::Note(note) => {
+                let parts = NoteParts::of(note);
+                (parts.subject, parts.what)
+            }
         })
         .collect();
     let widest = |widths: &mut dyn Iterator<Item = usize>| widths.max().unwrap_or(0) as u16;
-    let table_width = widest(&mut log.rows.iter().map(|(_, c)| c.table.width()))
+    let table_width = widest(&mut columns.iter().map(|(table, _)| table.width()))
         .clamp(TABLE_WIDTH.0, TABLE_WIDTH.1);
-    let key_width = widest(&mut keys.iter().map(|k| k.width())).clamp(KEY_WIDTH.0, KEY_WIDTH.1);
+    let key_width =
+        widest(&mut columns.iter().map(|(_, key)| key.width())).clamp(KEY_WIDTH.0, KEY_WIDTH.1);
     // Two listeners on one table: say which one each row is from.
     let listener_width = ambiguous(data).then(|| {
-        widest(&mut log.rows.iter().map(|(_, c)| identifier(c).width()))
-            .clamp(LISTENER_WIDTH.0, LISTENER_WIDTH.1)
+        widest(
+            &mut log
+                .rows
+                .iter()
+                .map(|(_, entry)| entry_identifier(entry).width()),
+        )
+        .clamp(LISTENER_WIDTH.0, LISTENER_WIDTH.1)
     });
     let used = SELECTED_MARK.width() as u16
         + TIME_WIDTH
@@ -122,33 +138,43 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
 
     let marks = highlights(&state.filter);
     let mark = |text: String, base: Style| highlighted(text, &marks, base, theme.changed());
-    let rows = log.rows.iter().zip(&keys).map(|((_, change), key)| {
-        let listener = listener_width.map(|width| {
-            Cell::from(Span::styled(
-                format::ellipsize(identifier(change), width as usize).into_owned(),
-                theme.label(),
-            ))
+    let rows = log
+        .rows
+        .iter()
+        .zip(&columns)
+        .map(|((_, entry), (table, key))| {
+            let listener = listener_width.map(|width| {
+                Cell::from(Span::styled(
+                    format::ellipsize(entry_identifier(entry), width as usize).into_owned(),
+                    theme.label(),
+                ))
+            });
+            let change = match entry {
+                LogEntry::Change(change) => change,
+                LogEntry::Note(note) => {
+                    return note_row(note, listener, (table, key), preview_width, data);
+                }
+            };
+            Row::new(listener.into_iter().chain([
+                Cell::from(Span::styled(
+                    format::clock(&change.captured_at, data.info.zone),
+                    theme.dim(),
+                )),
+                Cell::from(Span::styled(change.op.as_str(), theme.op(change.op))),
+                Cell::from(mark(
+                    format::ellipsize(table, table_width as usize).into_owned(),
+                    Style::new(),
+                )),
+                Cell::from(mark(
+                    format::ellipsize(key, key_width as usize).into_owned(),
+                    theme.key(),
+                )),
+                Cell::from(mark(
+                    format::ellipsize(&preview(change, preview_width), preview_width).into_owned(),
+                    Style::new(),
+                )),
+            ]))
         });
-        Row::new(listener.into_iter().chain([
-            Cell::from(Span::styled(
-                format::clock(&change.captured_at, data.info.zone),
-                theme.dim(),
-            )),
-            Cell::from(Span::styled(change.op.as_str(), theme.op(change.op))),
-            Cell::from(mark(
-                format::ellipsize(&change.table, table_width as usize).into_owned(),
-                Style::new(),
-            )),
-            Cell::from(mark(
-                format::ellipsize(key, key_width as usize).into_owned(),
-                theme.key(),
-            )),
-            Cell::from(mark(
-                format::ellipsize(&preview(change, preview_width), preview_width).into_owned(),
-                Style::new(),
-            )),
-        ]))
-    });
     let widths = listener_width.map(Constraint::Length).into_iter().chain([
         Constraint::Length(TIME_WIDTH),
         Constraint::Length(OP_WIDTH),
@@ -207,10 +233,46 @@ fn highlighted(text: String, marks: &[String], base: Style, mark: Style) -> Line
     Line::from(spans)
 }
 
+/// A note's row, in the change columns: when, its kind where a change has its op (styled
+/// apart: an error as one), subject and what happened, then its text.
+fn note_row<'a>(
+    note: &Note,
+    listener: Option<Cell<'a>>,
+    (subject, what): (&str, &str),
+    text_width: usize,
+    data: &FrameData,
+) -> Row<'a> {
+    let theme = data.info.theme;
+    let parts = NoteParts::of(note);
+    let style = match note.kind {
+        NoteKind::Error { .. } => theme.error(),
+        _ => theme.notice(),
+    };
+    Row::new(listener.into_iter().chain([
+        Cell::from(Span::styled(
+            format::clock(&note.captured_at, data.info.zone),
+            theme.dim(),
+        )),
+        Cell::from(Span::styled(parts.kind, style)),
+        Cell::from(Span::styled(subject.to_string(), style)),
+        Cell::from(Span::styled(what.to_string(), style)),
+        Cell::from(Span::styled(
+            format::ellipsize(&parts.text, text_width).into_owned(),
+            style,
+        )),
+    ]))
+}
+
 /// The listener's identifier: its identity up to the `/` (`orders` of `orders/public.orders`).
-fn identifier(change: &Change) -> &str {
-    let identity = change.identity();
+fn identifier(identity: &str) -> &str {
     identity.split_once('/').map_or(identity, |(name, _)| name)
+}
+
+fn entry_identifier(entry: &LogEntry) -> &str {
+    match entry {
+        LogEntry::Change(change) => identifier(change.identity()),
+        LogEntry::Note(note) => identifier(&note.listener),
+    }
 }
 
 /// Whether a table in view has changes from more than one listener, going by the rows in
@@ -225,7 +287,8 @@ fn ambiguous(data: &FrameData) -> bool {
         .log
         .rows
         .iter()
-        .map(|(_, change)| (&*change.table, change.identity()));
+        .filter_map(|(_, entry)| entry.change())
+        .map(|change| (&*change.table, change.identity()));
     let mut shared: Vec<&str> = Vec::new();
     for (table, identity) in from_listeners.chain(from_rows) {
         let first = *first_listener.entry(table).or_insert(identity);
@@ -236,7 +299,8 @@ fn ambiguous(data: &FrameData) -> bool {
     data.log
         .rows
         .iter()
-        .any(|(_, change)| shared.contains(&&*change.table))
+        .filter_map(|(_, entry)| entry.change())
+        .any(|change| shared.contains(&&*change.table))
 }
 
 /// What a change did, in about `width` columns: the fields an update changed (old → new), an
