@@ -3,12 +3,12 @@
 //! view. The log ring's lock is held while copying and while the filter checks the entries new
 //! since the last tick (each entry once), never while drawing or across an `.await`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
 
 use crate::change::{Change, Note};
 use crate::pipeline::{FlushTimings, LogRing, TimingsSnapshot};
@@ -49,6 +49,8 @@ pub struct FrameData<'a> {
     pub now: DateTime<Utc>,
     /// Why the filter text is not understood, if it is not.
     pub filter_error: Option<&'a str>,
+    /// Streamed transactions pinned under the log (running, committing, rolled back).
+    pub pinned: &'a [TxSummary],
 }
 
 /// The log as one frame shows it.
@@ -129,9 +131,19 @@ pub struct Feed {
     plain: PlainIndex,
     groups: TxGroups,
     grouping: Grouping,
+    /// Streamed transactions seen running (by listener and id), and when last seen so.
+    streamed: HashMap<(Arc<str>, Arc<str>), (TxSummary, Instant)>,
+    /// Streamed transactions pinned under the log: see `pin_streamed`.
+    pub pinned: Vec<TxSummary>,
     /// The wall clock as of the last refresh.
     pub now: DateTime<Utc>,
 }
+
+/// A streamed transaction that committed stays pinned until its changes reach the log (a big
+/// one takes a while to replay and flush), at most this long.
+const COMMIT_SHOWN: Duration = Duration::from_secs(30);
+/// How long a rolled-back streamed transaction stays pinned.
+const ROLLBACK_SHOWN: TimeDelta = TimeDelta::seconds(10);
 
 impl Feed {
     pub fn new(runtime: Arc<Runtime>, timings: Arc<FlushTimings>, log: Arc<LogRing>) -> Self {
@@ -145,6 +157,8 @@ impl Feed {
             plain: PlainIndex::default(),
             groups: TxGroups::default(),
             grouping: Grouping::default(),
+            streamed: HashMap::new(),
+            pinned: Vec::new(),
             now: Utc::now(),
         }
     }
@@ -165,11 +179,11 @@ impl Feed {
     /// entries (checked against the filter), the rates once a second. True when the screen
     /// shows something new.
     pub fn refresh(&mut self, now: Instant, filter_text: &str) -> bool {
-        self.now = Utc::now();
         self.refresh_with(now, filter_text, false)
     }
 
     fn refresh_with(&mut self, now: Instant, filter_text: &str, regroup: bool) -> bool {
+        self.now = Utc::now();
         let listeners = self.runtime.registry().snapshot();
         let mut news = listeners != self.listeners;
         self.listeners = listeners;
@@ -192,6 +206,7 @@ impl Feed {
                 .groups
                 .index(&self.grouping.expanded, &self.plain.filter);
         }
+        news |= self.pin_streamed(now);
         let ring = AllEntries {
             first,
             len: view.len,
@@ -203,6 +218,60 @@ impl Feed {
         }
         self.plain.ring = ring;
         news | refilter | matches_changed | regroup
+    }
+
+    /// The transactions the server streams while they run (PostgreSQL's streaming of large
+    /// transactions), which have no change in the log before their commit: those running,
+    /// those committed whose changes have not reached the log yet (they then show as the
+    /// log's own transaction), and those rolled back in the last seconds. True when they
+    /// changed.
+    fn pin_streamed(&mut self, now: Instant) -> bool {
+        let mut pinned = Vec::new();
+        for listener in &self.listeners {
+            for transaction in listener.running.iter() {
+                let key = (listener.identity.clone(), transaction.id.clone());
+                let since = self
+                    .streamed
+                    .get(&key)
+                    .map_or(self.now, |(s, _)| s.first_captured);
+                let summary = TxSummary::streamed(&listener.identity, transaction, since, false);
+                pinned.push(summary.clone());
+                self.streamed.insert(key, (summary, now));
+            }
+        }
+        let running = pinned.len();
+        let listeners = &self.listeners;
+        let groups = &self.groups;
+        self.streamed.retain(|(identity, id), (summary, seen)| {
+            if pinned[..running]
+                .iter()
+                .any(|p| p.listener == *identity && p.id == *id)
+            {
+                return true;
+            }
+            let listener = listeners.iter().find(|l| l.identity == *identity);
+            let rolled_back = listener.is_none_or(|listener| {
+                (listener.rolled_back.iter()).any(|ended| ended.transaction.id == *id)
+            });
+            let delivered = summary.changes == 0 || groups.holds(identity, id);
+            if rolled_back || delivered || now.duration_since(*seen) > COMMIT_SHOWN {
+                return false;
+            }
+            pinned.push(summary.clone());
+            true
+        });
+        for listener in &self.listeners {
+            for ended in listener.rolled_back.iter() {
+                if self.now - ended.at < ROLLBACK_SHOWN {
+                    let summary =
+                        TxSummary::streamed(&listener.identity, &ended.transaction, ended.at, true);
+                    pinned.push(summary);
+                }
+            }
+        }
+        let changed = pinned != self.pinned;
+        self.pinned = pinned;
+        changed
     }
 
     /// The entries one scrolls through.

@@ -176,7 +176,11 @@ pub(crate) fn draw_frame(
         status,
     );
     state.place_listeners(feed.listeners.len(), areas.listener_rows());
-    let window = state.log.place(feed.index(), areas.log_rows());
+    // Streamed transactions pinned under the log take rows of its own.
+    let log_rows = areas
+        .log_rows()
+        .saturating_sub(render::log::pinned_rows(&feed.pinned, areas.log_rows()));
+    let window = state.log.place(feed.index(), log_rows);
     let log = feed.rows(window);
     let data = FrameData {
         info,
@@ -186,6 +190,7 @@ pub(crate) fn draw_frame(
         log: &log,
         now: feed.now,
         filter_error: feed.filter_error(),
+        pinned: &feed.pinned,
     };
     let mut popup_rows = 0;
     if let Some((content, visible)) = render::popup_scroll(frame.area(), state, &data) {
@@ -194,7 +199,7 @@ pub(crate) fn draw_frame(
     }
     render::draw(frame, state, &data);
     Drawn {
-        log_rows: areas.log_rows(),
+        log_rows,
         popup_rows,
         areas,
         log_top: window.top,

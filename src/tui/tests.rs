@@ -826,3 +826,76 @@ fn a_filter_keeps_the_notes_it_is_about() {
     let other = shown(&mut shop, "table:items");
     assert!(other.contains("no event matches the filter"), "{other}");
 }
+
+#[test]
+fn a_streamed_transaction_running_and_one_rolled_back_are_pinned_under_the_log() {
+    use crate::registry::RunningTransaction;
+    let mut shop = Shop::new(100);
+    shop.push_transactions();
+    let orders = shop.handle(0).clone();
+    orders.set_running_transactions(vec![RunningTransaction {
+        id: "901".into(),
+        changes: 180_000,
+        tables: vec!["public.events".into()],
+    }]);
+    orders.note_rolled_back(RunningTransaction {
+        id: "902".into(),
+        changes: 1_200,
+        tables: vec!["public.events".into(), "public.audit".into()],
+    });
+    let mut state = UiState::default();
+    press(&shop, &mut state, &[Action::ToggleGrouping]);
+    let grouped = screen(&mut shop, &mut state, 120, 30);
+    let running = "⏵ tx 901 · running · 180,000 changes so far · public.events";
+    let rolled_back =
+        "⏵ tx 902 · rolled back · 1,200 changes discarded · public.events, public.audit";
+    assert!(grouped.contains(running), "{grouped}");
+    assert!(grouped.contains(rolled_back), "{grouped}");
+    // Under the newest row, which still shows: the window has room for the pinned rows.
+    let lines: Vec<&str> = grouped.lines().collect();
+    let newest = lines.iter().position(|l| l.contains("tx 813")).unwrap();
+    let pinned = lines.iter().position(|l| l.contains(running)).unwrap();
+    assert!(newest < pinned, "{grouped}");
+    insta::assert_snapshot!(grouped);
+
+    // The plain view pins them too.
+    press(&shop, &mut state, &[Action::ToggleGrouping]);
+    let plain = screen(&mut shop, &mut state, 120, 30);
+    assert!(plain.contains(running), "{plain}");
+
+    // It grows; once it is gone from the listener's counters (committed), it stays pinned
+    // until its changes reach the log.
+    orders.set_running_transactions(vec![RunningTransaction {
+        id: "901".into(),
+        changes: 250_000,
+        tables: vec!["public.events".into()],
+    }]);
+    let plain = screen(&mut shop, &mut state, 120, 30);
+    assert!(
+        plain.contains("tx 901 · running · 250,000 changes so far"),
+        "{plain}"
+    );
+    orders.set_running_transactions(Vec::new());
+    let plain = screen(&mut shop, &mut state, 120, 30);
+    assert!(
+        plain.contains("tx 901 · running · 250,000 changes so far"),
+        "{plain}"
+    );
+    let mut change = change_of(
+        &orders,
+        Op::Insert,
+        "public.events",
+        json!({"id": 1}),
+        serde_json::Value::Null,
+        json!({"id": 1}),
+        3000,
+    );
+    change.tx = Some(crate::change::TxRef {
+        id: "901".into(),
+        position: "0/1A2C000".into(),
+        index: 1,
+    });
+    shop.log.extend(vec![change]);
+    let plain = screen(&mut shop, &mut state, 120, 30);
+    assert!(!plain.contains("⏵ tx 901"), "{plain}");
+}

@@ -18,6 +18,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 
 use crate::change::{Change, Note, NoteKind, Op};
 use crate::pipeline::log_ring::NotesView;
+use crate::registry::RunningTransaction;
 use crate::tui::format;
 use crate::tui::log_index::{LogFilter, LogIndex};
 
@@ -75,6 +76,8 @@ pub struct TxSummary {
     pub first_captured: DateTime<Utc>,
     /// Set by its `transaction` note: the transaction is complete.
     pub committed: Option<Committed>,
+    /// A streamed transaction that rolled back: its changes were dropped, none delivered.
+    pub rolled_back: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,11 +88,16 @@ pub struct Committed {
 
 impl TxSummary {
     /// `tx 812 · 12:00:01.123 · 5 changes · orders +1, order_items +3, customers ~1`, or
-    /// `tx 901 · running · 180,000 changes so far · events +180,000` while in progress.
+    /// `tx 901 · running · 180,000 changes so far · events +180,000` while in progress, or
+    /// `tx 901 · rolled back · 180,000 changes discarded · public.events`.
     pub fn describe(&self, zone: FixedOffset) -> String {
         let changes = format::count(self.changes);
         let plural = if self.changes == 1 { "" } else { "s" };
         let head = match &self.committed {
+            _ if self.rolled_back => format!(
+                "tx {} · rolled back · {changes} change{plural} discarded",
+                self.id
+            ),
             Some(committed) => {
                 let time = committed.commit_time.unwrap_or(self.first_captured);
                 format!(
@@ -105,9 +113,41 @@ impl TxSummary {
     }
 }
 
+impl TxSummary {
+    /// A transaction the server streams while it runs, from the listener's counters: its
+    /// changes are not in the log before its commit, only how many and of which tables.
+    pub fn streamed(
+        listener: &Arc<str>,
+        transaction: &RunningTransaction,
+        since: DateTime<Utc>,
+        rolled_back: bool,
+    ) -> TxSummary {
+        TxSummary {
+            listener: listener.clone(),
+            id: transaction.id.clone(),
+            changes: transaction.changes,
+            tables: (transaction.tables.iter())
+                .map(|table| TableTally {
+                    table: table.clone(),
+                    counts: [0; 4],
+                })
+                .collect(),
+            labels: Vec::new(),
+            first_captured: since,
+            committed: None,
+            rolled_back,
+        }
+    }
+}
+
 impl TableTally {
-    /// `order_items +3 ~1`: the table without its schema, then each op's count.
+    /// `order_items +3 ~1`: the table without its schema, then each op's count; without
+    /// counts (a streamed transaction's tables, whose ops are not counted before the commit)
+    /// the table's whole name.
     fn describe(&self) -> String {
+        if self.counts == [0; 4] {
+            return self.table.to_string();
+        }
         let name = self.table.rsplit_once('.').map_or(&*self.table, |(_, t)| t);
         let mut text = name.to_string();
         for op in Op::ALL {
@@ -252,6 +292,7 @@ impl TxGroups {
                         labels,
                         first_captured: change.captured_at,
                         committed: None,
+                        rolled_back: false,
                     },
                 })));
                 match self.items.back_mut() {
@@ -330,6 +371,15 @@ impl TxGroups {
             | NoteKind::Schema { .. }
             | NoteKind::Error { .. } => false,
         }
+    }
+
+    /// Whether changes of transaction `id` of `listener` are in the log.
+    pub fn holds(&self, listener: &str, id: &str) -> bool {
+        let is = |summary: &TxSummary| &*summary.listener == listener && &*summary.id == id;
+        self.items.iter().rev().any(|item| match item {
+            Item::Tx(tx) => is(&tx.summary),
+            Item::Plain(_) => false,
+        })
     }
 
     /// The transaction anchored at `anchor`, with its changes still in the log.

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 
 use ratatui::Frame;
-use ratatui::layout::{Alignment, Constraint, Rect};
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, HighlightSpacing, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Borders, Cell, HighlightSpacing, Paragraph, Row, Table, TableState};
 use serde_json::Value;
 use unicode_width::UnicodeWidthStr;
 
@@ -18,6 +18,7 @@ use crate::tui::frame::{FrameData, LogEntry};
 use crate::tui::log_index::{NoteParts, highlights};
 use crate::tui::render::{SELECTED_MARK, panel, scrollbar, tx_log};
 use crate::tui::state::{Focus, UiState};
+use crate::tui::transactions::TxSummary;
 
 /// "10:00:01.004"
 pub(super) const TIME_WIDTH: u16 = 12;
@@ -67,10 +68,25 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
     } else {
         Span::styled(" not following: End follows ", theme.key())
     };
-    let block = panel(theme, focused)
-        .title(Line::from(title))
-        .title_bottom(Line::styled(" times: captured ", theme.dim()))
-        .title_bottom(Line::from(follow).right_aligned());
+    let times = Line::styled(" times: captured ", theme.dim());
+    let follow = Line::from(follow).right_aligned();
+    let block = panel(theme, focused).title(Line::from(title));
+    let pinned = pinned_rows(data.pinned, area.height.saturating_sub(2) as usize);
+    let (area, block) = if pinned == 0 {
+        (area, block.title_bottom(times).title_bottom(follow))
+    } else {
+        // The pinned rows close the panel, under the scrolling rows.
+        let [rows, below] =
+            Layout::vertical([Constraint::Fill(1), Constraint::Length(pinned as u16 + 1)])
+                .areas(area);
+        let closing = panel(theme, focused)
+            .borders(Borders::LEFT | Borders::RIGHT | Borders::BOTTOM)
+            .title_bottom(times)
+            .title_bottom(follow);
+        render_pinned(frame, below, closing, &data.pinned[..pinned], data);
+        let open = block.borders(Borders::LEFT | Borders::RIGHT | Borders::TOP);
+        (rows, open)
+    };
 
     if let Some(grouped) = &log.grouped {
         tx_log::render(frame, area, block, state, data, grouped);
@@ -201,6 +217,49 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
         theme,
         (log.in_view, log.window.rows, log.window.top),
     );
+}
+
+/// Pinned rows at most: the newest streamed transactions beyond are left out.
+const PINNED_MAX: usize = 3;
+
+/// Rows the pinned streamed transactions take out of `log_rows`: one each, never more than
+/// half of them.
+pub fn pinned_rows(pinned: &[TxSummary], log_rows: usize) -> usize {
+    pinned.len().min(PINNED_MAX).min(log_rows / 2)
+}
+
+/// Streamed transactions under the log's rows, in the grouped view's shape: `⏵ tx 901 ·
+/// running · 180,000 changes so far · public.events`, a rolled-back one in the warning style.
+fn render_pinned(
+    frame: &mut Frame,
+    area: Rect,
+    block: ratatui::widgets::Block,
+    pinned: &[TxSummary],
+    data: &FrameData,
+) {
+    let theme = data.info.theme;
+    let width = block.inner(area).width as usize;
+    let lines: Vec<Line> = pinned
+        .iter()
+        .map(|summary| {
+            let style = if summary.rolled_back {
+                theme.warning()
+            } else {
+                theme.notice()
+            };
+            let mut text = summary.describe(data.info.zone);
+            if data.listeners.len() > 1 {
+                text.push_str(&format!(" · {}", summary.listener));
+            }
+            let room = width.saturating_sub(SELECTED_MARK.width() + 2);
+            Line::from(vec![
+                Span::raw(" ".repeat(SELECTED_MARK.width())),
+                Span::styled("⏵ ", theme.dim()),
+                Span::styled(format::ellipsize(&text, room).into_owned(), style),
+            ])
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
 /// `text` in `base` style, the parts equal (ignoring ASCII case) to one of `marks` in `mark`.

@@ -8,7 +8,7 @@ mod header;
 mod help;
 mod listener_detail;
 pub(crate) mod listeners;
-mod log;
+pub(crate) mod log;
 mod prompt;
 mod timings;
 mod tx_detail;
