@@ -12,9 +12,11 @@ use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
 
 use crate::change::{Change, Note};
 use crate::pipeline::{FlushTimings, LogRing, TimingsSnapshot};
-use crate::registry::ListenerSnapshot;
+use crate::registry::{ListenerSnapshot, ListenerState};
 use crate::replay::ReplayProgress;
 use crate::runtime::Runtime;
+use crate::secret::mask_passwords;
+use crate::tui::SinkWatch;
 use crate::tui::add_dialog::DatabaseChoice;
 use crate::tui::log_index::{AllEntries, LogIndex, PlainIndex, SCAN_BUDGET, note_of_row};
 use crate::tui::rates::RateTracker;
@@ -51,6 +53,17 @@ pub struct FrameData<'a> {
     pub filter_error: Option<&'a str>,
     /// Streamed transactions pinned under the log (running, committing, rolled back).
     pub pinned: &'a [TxSummary],
+    /// The sinks' states, as of the last refresh.
+    pub sinks: &'a [SinkState],
+}
+
+/// A sink's state as a frame shows it: `nats: retrying — connection refused (nats://…)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkState {
+    pub name: Arc<str>,
+    pub state: ListenerState,
+    /// Why, with any password masked.
+    pub reason: Option<String>,
 }
 
 /// The log as one frame shows it.
@@ -135,6 +148,9 @@ pub struct Feed {
     streamed: HashMap<(Arc<str>, Arc<str>), (TxSummary, Instant)>,
     /// Streamed transactions pinned under the log: see `pin_streamed`.
     pub pinned: Vec<TxSummary>,
+    sink_watches: Vec<SinkWatch>,
+    /// The sinks' states, copied out of their watch channels each refresh.
+    pub sinks: Vec<SinkState>,
     /// The wall clock as of the last refresh.
     pub now: DateTime<Utc>,
 }
@@ -159,8 +175,46 @@ impl Feed {
             grouping: Grouping::default(),
             streamed: HashMap::new(),
             pinned: Vec::new(),
+            sink_watches: Vec::new(),
+            sinks: Vec::new(),
             now: Utc::now(),
         }
+    }
+
+    /// Shows these sinks' states too.
+    pub fn watch_sinks(&mut self, sinks: Vec<SinkWatch>) {
+        self.sink_watches = sinks;
+        self.sinks.clear();
+        self.refresh_sinks();
+    }
+
+    /// Copies each sink's state out of its channel when it changed (the channel's read lock is
+    /// held only for the copy). True when one changed.
+    fn refresh_sinks(&mut self) -> bool {
+        let mut changed = false;
+        for (at, watch) in self.sink_watches.iter_mut().enumerate() {
+            if self.sinks.len() > at && !watch.status.has_changed().unwrap_or(false) {
+                continue;
+            }
+            let status = watch.status.borrow_and_update().clone();
+            let state = SinkState {
+                name: watch.name.clone(),
+                state: status.state,
+                reason: status.reason.as_deref().map(mask_passwords),
+            };
+            match self.sinks.get_mut(at) {
+                Some(shown) if *shown == state => {}
+                Some(shown) => {
+                    *shown = state;
+                    changed = true;
+                }
+                None => {
+                    self.sinks.push(state);
+                    changed = true;
+                }
+            }
+        }
+        changed
     }
 
     /// `refresh` with everything the UI state asks of the log: the filter, and whether it is
@@ -207,6 +261,7 @@ impl Feed {
                 .index(&self.grouping.expanded, &self.plain.filter);
         }
         news |= self.pin_streamed(now);
+        news |= self.refresh_sinks();
         let ring = AllEntries {
             first,
             len: view.len,

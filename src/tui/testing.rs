@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::change::{Change, ChangeEvent, Note, NoteKind, Op, Row, TxRef};
 use crate::config::ListenerConfig;
+use crate::pipeline::sinks::nats::SinkStatus;
 use crate::pipeline::timings::{BatchTiming, Percentiles};
 use crate::pipeline::{LogRing, TimingsSnapshot};
 use crate::positions::PositionStore;
@@ -20,7 +21,7 @@ use crate::tui::add_dialog::DatabaseChoice;
 use crate::tui::frame::{Feed, Info};
 use crate::tui::state::UiState;
 use crate::tui::theme::Theme;
-use crate::tui::{FlushTimings, draw_frame};
+use crate::tui::{FlushTimings, SinkWatch, draw_frame};
 
 pub fn listener_config(identifier: &str) -> ListenerConfig {
     ListenerConfig::new(
@@ -433,6 +434,20 @@ impl Shop {
         );
         self.log
             .extend_with_notes(changes, vec![(2, schema), (3, message), (3, error)]);
+    }
+
+    /// A sink the UI shows the state of (as `[sinks.nats]` is), starting; its state is set
+    /// through the sender.
+    pub fn watch_sink(&mut self, name: &str) -> tokio::sync::watch::Sender<SinkStatus> {
+        let (sender, status) = tokio::sync::watch::channel(SinkStatus {
+            state: ListenerState::Starting,
+            reason: None,
+        });
+        self.feed.watch_sinks(vec![SinkWatch {
+            name: name.into(),
+            status,
+        }]);
+        sender
     }
 
     /// Draws the screen, `width` x `height`, as the UI would with this state.

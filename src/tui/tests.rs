@@ -899,3 +899,44 @@ fn a_streamed_transaction_running_and_one_rolled_back_are_pinned_under_the_log()
     let plain = screen(&mut shop, &mut state, 120, 30);
     assert!(!plain.contains("⏵ tx 901"), "{plain}");
 }
+
+#[test]
+fn the_header_shows_each_sinks_state_running_then_retrying_with_the_reason() {
+    use crate::pipeline::sinks::nats::SinkStatus;
+    let mut shop = Shop::new(100);
+    shop.push_changes(10);
+    let nats = shop.watch_sink("nats");
+    let mut state = UiState::default();
+    let starting = screen(&mut shop, &mut state, 140, 36);
+    assert!(starting.contains("nats: starting"), "{starting}");
+    nats.send_replace(SinkStatus {
+        state: ListenerState::Running,
+        reason: None,
+    });
+    let running = screen(&mut shop, &mut state, 140, 36);
+    assert!(
+        running.lines().next().unwrap().contains("· nats: running"),
+        "{running}"
+    );
+    insta::assert_snapshot!("sink_running", running);
+    nats.send_replace(SinkStatus {
+        state: ListenerState::Retrying,
+        reason: Some(
+            "cannot connect to nats://ada:hunter2@127.0.0.1:4222: connection refused".into(),
+        ),
+    });
+    let retrying = screen(&mut shop, &mut state, 140, 36);
+    let header = retrying.lines().next().unwrap();
+    assert!(
+        header.contains("nats: retrying — cannot connect to nats://ada:***@127.0.0.1:4222"),
+        "the reason, its password masked: {header}"
+    );
+    assert!(!retrying.contains("hunter2"));
+    insta::assert_snapshot!("sink_retrying", retrying);
+    // At 80 columns the sink's state still shows, the databases give way.
+    let narrow = screen(&mut shop, &mut state, 80, 24);
+    assert!(
+        narrow.lines().next().unwrap().contains("nats: retrying"),
+        "{narrow}"
+    );
+}
