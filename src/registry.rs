@@ -634,6 +634,24 @@ mod tests {
     }
 
     #[test]
+    fn the_newest_rolled_back_transactions_are_kept_in_the_snapshot() {
+        let registry = Registry::new();
+        let handle = registry.add(listener("orders")).unwrap();
+        for id in 0..ROLLED_BACK_KEPT + 2 {
+            handle.note_rolled_back(RunningTransaction {
+                id: id.to_string().into(),
+                changes: id as u64,
+                tables: vec!["public.orders".into()],
+            });
+        }
+        let kept: Vec<String> = (handle.snapshot().rolled_back.iter())
+            .map(|ended| ended.transaction.id.to_string())
+            .collect();
+        let newest: Vec<String> = (2..ROLLED_BACK_KEPT + 2).map(|id| id.to_string()).collect();
+        assert_eq!(kept, newest, "oldest first, the oldest two gone");
+    }
+
+    #[test]
     fn add_pause_resume_stop_and_announce_each_state() {
         let registry = Registry::new();
         let mut events = registry.subscribe();

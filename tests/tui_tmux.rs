@@ -745,3 +745,60 @@ async fn a_streamed_transaction_rolled_back_leaves_no_change_and_its_row_goes() 
     tmux.keys("q");
     assert_eq!(tmux.exit_status().await, "0");
 }
+
+#[tokio::test]
+async fn a_new_column_shows_as_a_schema_row_in_place_and_enter_shows_it_whole() {
+    let db = TestDb::new("tui_schema").await;
+    let client = db.client().await;
+    client
+        .batch_execute("CREATE TABLE orders (id int PRIMARY KEY, qty int)")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        &db.url,
+        "[[listener]]\nidentifier = \"app\"\ndatabase = \"shop\"\ntable = \"public.*\"\n\
+         strategy = \"logical\"\n",
+    );
+    let tmux = Tmux::start_tui("tui-schema", dir.path(), "", 140, 40);
+    tmux.wait_for("the listener running", |screen| {
+        listener_row(screen, "app/public.*").is_some_and(|row| row.contains("running"))
+    })
+    .await;
+    client
+        .batch_execute(
+            "INSERT INTO orders VALUES (1, 2);
+             ALTER TABLE orders ADD COLUMN note text;
+             INSERT INTO orders VALUES (2, 3, 'gift');",
+        )
+        .await
+        .unwrap();
+    let row_of = |screen: &str, needle: &str| screen.lines().position(|line| line.contains(needle));
+    let screen = tmux
+        .wait_for("the schema row between the inserts", |screen| {
+            let schema = row_of(
+                screen,
+                "schema   public.orders columns added note (type 25)",
+            );
+            let first = row_of(screen, "insert   public.orders id=1");
+            let second = row_of(screen, "insert   public.orders id=2");
+            matches!((first, schema, second), (Some(a), Some(b), Some(c)) if a < b && b < c)
+        })
+        .await;
+    println!("a schema row:\n{screen}");
+    // The cursor up from the newest row onto the schema row; Enter shows all of it.
+    tmux.keys("Tab");
+    tmux.keys("Up");
+    tmux.keys("Enter");
+    tmux.wait_for("the note's popup", |screen| {
+        let text = words(screen);
+        text.contains("Schema change public.orders")
+            && text.contains("change columns")
+            && text.contains("added note (type 25)")
+    })
+    .await;
+    tmux.keys("Escape");
+    tmux.keys("q");
+    assert_eq!(tmux.exit_status().await, "0");
+}

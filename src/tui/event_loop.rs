@@ -178,7 +178,11 @@ impl UiLoop {
         // Inside the borders, under the listeners' headings.
         let target = if inside(areas.listeners) && row >= areas.listeners.y + 2 {
             Some(Click::Listener(usize::from(row - areas.listeners.y - 2)))
-        } else if inside(areas.log) && row > areas.log.y {
+        } else if inside(areas.log)
+            && row > areas.log.y
+            // Not on the pinned rows under the log's window.
+            && usize::from(row - areas.log.y) <= self.log_rows
+        {
             Some(Click::Log(
                 self.log_top + usize::from(row - areas.log.y - 1),
             ))
