@@ -1,7 +1,8 @@
 //! Where the runtime and the UI meet. Each tick `Feed` takes the registry's snapshot and checks
 //! the log ring for news; each frame it copies out the flush timings and only the log rows in
 //! view. The log ring's lock is held while copying and while the filter checks the entries new
-//! since the last tick (each entry once), never while drawing or across an `.await`.
+//! since the last tick (each entry once), never while drawing or across an `.await`. The sinks'
+//! states are copied out of their watch channels the same way, when they changed.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
