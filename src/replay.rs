@@ -200,6 +200,7 @@ async fn run(path: PathBuf, speed: Option<f64>) -> anyhow::Result<()> {
         runtime,
         timings,
         log,
+        sinks: Vec::new(),
         log_file: None,
         config_path: PathBuf::from("(none: a replay)"),
     };
