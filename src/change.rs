@@ -331,6 +331,9 @@ pub enum NoteKind {
         commit_time: Option<DateTime<Utc>>,
         changes: u64,
         tables: Vec<Arc<str>>,
+        /// Changes of rolled-back subtransactions (savepoints) left out, where the source saw
+        /// them (PostgreSQL's streamed transactions); in the line only when there were some.
+        discarded: u64,
     },
     /// An application's annotation (PostgreSQL's `pg_logical_emit_message`), in place.
     Message {
@@ -375,6 +378,7 @@ impl Serialize for Note {
                 commit_time,
                 changes,
                 tables,
+                discarded,
             } => {
                 map.serialize_entry("type", "transaction")?;
                 map.serialize_entry("listener", &*self.listener)?;
@@ -384,6 +388,9 @@ impl Serialize for Note {
                 map.serialize_entry("changes", changes)?;
                 let tables: Vec<&str> = tables.iter().map(|table| &**table).collect();
                 map.serialize_entry("tables", &tables)?;
+                if *discarded > 0 {
+                    map.serialize_entry("discarded", discarded)?;
+                }
             }
             NoteKind::Message {
                 prefix,

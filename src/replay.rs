@@ -482,6 +482,7 @@ fn parse_record(line: &[u8]) -> Result<Record, String> {
             let position = text("position").unwrap_or_default();
             let commit_time = time(text("commit_time"));
             let changes = fields.get("changes").and_then(Value::as_u64).unwrap_or(0);
+            let discarded = fields.get("discarded").and_then(Value::as_u64).unwrap_or(0);
             let tables = fields
                 .get("tables")
                 .and_then(Value::as_array)
@@ -499,6 +500,7 @@ fn parse_record(line: &[u8]) -> Result<Record, String> {
                     commit_time,
                     changes,
                     tables,
+                    discarded,
                 },
             }
         }

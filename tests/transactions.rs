@@ -265,6 +265,18 @@ async fn streamed_transactions_arrive_whole_at_commit_and_rollbacks_never() {
     let transactions = lines(&cdc.seen, &["transaction"]);
     assert_eq!(transactions.len(), 2, "{transactions:#?}");
     assert_eq!(transactions[0]["changes"], 6000);
+    // The savepoint's changes the server had streamed before its rollback were counted as
+    // they were dropped (those still in the server's memory then were never sent).
+    let discarded = transactions[0]["discarded"]
+        .as_u64()
+        .expect("a discarded count");
+    assert!((1..=1000).contains(&discarded), "{:#}", transactions[0]);
+    assert_eq!(
+        transactions[1].get("discarded"),
+        None,
+        "only where some were: {:#}",
+        transactions[1]
+    );
     assert!(
         spools(cdc.path()).is_empty(),
         "no spool left after the ends"

@@ -349,6 +349,7 @@ impl Shop {
             commit_time: Some(at(1000)),
             changes: 5,
             tables: Vec::new(),
+            discarded: 0,
         });
         self.log
             .extend_with_notes(checkout, vec![(0, message), (5, committed)]);

@@ -836,11 +836,13 @@ fn a_streamed_transaction_running_and_one_rolled_back_are_pinned_under_the_log()
     orders.set_running_transactions(vec![RunningTransaction {
         id: "901".into(),
         changes: 180_000,
+        discarded: 0,
         tables: vec!["public.events".into()],
     }]);
     orders.note_rolled_back(RunningTransaction {
         id: "902".into(),
         changes: 1_200,
+        discarded: 0,
         tables: vec!["public.events".into(), "public.audit".into()],
     });
     let mut state = UiState::default();
@@ -868,6 +870,7 @@ fn a_streamed_transaction_running_and_one_rolled_back_are_pinned_under_the_log()
     orders.set_running_transactions(vec![RunningTransaction {
         id: "901".into(),
         changes: 250_000,
+        discarded: 0,
         tables: vec!["public.events".into()],
     }]);
     let plain = screen(&mut shop, &mut state, 120, 30);
@@ -898,6 +901,89 @@ fn a_streamed_transaction_running_and_one_rolled_back_are_pinned_under_the_log()
     shop.log.extend(vec![change]);
     let plain = screen(&mut shop, &mut state, 120, 30);
     assert!(!plain.contains("⏵ tx 901"), "{plain}");
+}
+
+#[test]
+fn a_streamed_transaction_shows_the_changes_of_its_rolled_back_savepoint_as_discarded() {
+    use crate::change::{Note, TxRef};
+    use crate::registry::RunningTransaction;
+    let mut shop = Shop::new(100);
+    let orders = shop.handle(0).clone();
+    orders.set_running_transactions(vec![RunningTransaction {
+        id: "901".into(),
+        changes: 2,
+        discarded: 120,
+        tables: vec!["public.events".into()],
+    }]);
+    let mut state = UiState::default();
+    press(&shop, &mut state, &[Action::ToggleGrouping]);
+    let running = screen(&mut shop, &mut state, 120, 30);
+    assert!(
+        running.contains(
+            "⏵ tx 901 · running · 2 changes so far · 120 discarded (rolled-back savepoint) · \
+             public.events"
+        ),
+        "{running}"
+    );
+
+    // It commits: its two changes and its transaction line, which counts what was left out.
+    orders.set_running_transactions(Vec::new());
+    let changes: Vec<_> = (1..=2)
+        .map(|index| {
+            let mut change = change_of(
+                &orders,
+                Op::Insert,
+                "public.events",
+                json!({"id": index}),
+                serde_json::Value::Null,
+                json!({"id": index}),
+                3000 + i64::from(index),
+            );
+            change.tx = Some(TxRef {
+                id: "901".into(),
+                position: "0/1A2C000".into(),
+                index,
+            });
+            change
+        })
+        .collect();
+    let committed = Note {
+        listener: orders.identity_arc(),
+        captured_at: crate::tui::testing::at(3002),
+        kind: NoteKind::Transaction {
+            id: "901".into(),
+            position: "0/1A2C000".into(),
+            commit_time: Some(crate::tui::testing::at(3000)),
+            changes: 2,
+            tables: vec!["public.events".into()],
+            discarded: 120,
+        },
+    };
+    shop.log.extend_with_notes(changes, vec![(2, committed)]);
+    let grouped = screen(&mut shop, &mut state, 120, 30);
+    assert!(
+        grouped.contains(
+            "tx 901 · 10:00:03.000 · 2 changes · 120 discarded (rolled-back savepoint) · \
+             events +2"
+        ),
+        "{grouped}"
+    );
+    assert!(!grouped.contains("⏵ tx 901"), "no longer pinned: {grouped}");
+    insta::assert_snapshot!(grouped);
+
+    // Its detail says so too.
+    press(&shop, &mut state, &[Action::SwitchFocus]);
+    let effects = press(&shop, &mut state, &[Action::OpenDetail]);
+    let [Effect::OpenTransaction(anchor)] = effects[..] else {
+        panic!("{effects:?}");
+    };
+    let (summary, changes) = shop.feed.transaction(anchor).unwrap();
+    state.show_transaction(TxView::new(anchor, &summary, &changes, shop.info.zone));
+    let detail = screen(&mut shop, &mut state, 120, 30);
+    assert!(
+        detail.contains("discarded  120 (rolled-back savepoint)"),
+        "{detail}"
+    );
 }
 
 #[test]

@@ -59,7 +59,8 @@
 //! one larger than the server's `logical_decoding_work_mem` is sent while it runs, in blocks
 //! between Stream Start and Stream Stop: its messages wait on disk ([`spool`]) until its Stream
 //! Commit, then go through the same path as any transaction's, without those of rolled-back
-//! subtransactions; a Stream Abort drops the file. The detail shows each such transaction
+//! subtransactions (counted: `discarded` on the running transaction and the `transaction`
+//! line); a Stream Abort drops the file. The detail shows each such transaction
 //! while it runs (`tx 901 · running · 180,000 changes so far · public.events`). Each change is
 //! sent to the handler as it is decoded (never a whole transaction in memory), with the commit
 //! LSN as its `position`. At each commit the commit's end LSN is remembered with the sequence
@@ -657,6 +658,8 @@ struct Transaction {
     tables: Vec<Arc<str>>,
     /// Its changes so far (messages not counted).
     changes: u64,
+    /// Changes of its rolled-back subtransactions, left out (streamed transactions only).
+    discarded: u64,
     commit_time: Option<DateTime<Utc>>,
     /// Changes of the watched table seen so far in it.
     seen: u64,
@@ -787,12 +790,14 @@ impl Session<'_> {
                                 ctx.note_rolled_back(RunningTransaction {
                                     id: xid.to_string().into(),
                                     changes: spool.changes,
+                                    discarded: spool.discarded,
                                     tables: spool.tables.clone(),
                                 });
                             }
                             self.publish_detail(ctx);
                         } else if let Some(spool) = self.streamed.get_mut(&xid) {
                             spool.abort_subtransaction(subxid);
+                            self.publish_detail(ctx);
                         }
                         Ok(())
                     }
@@ -1021,10 +1026,9 @@ impl Session<'_> {
                 "pgoutput: a change of streamed transaction {top} outside its stream"
             )));
         };
-        if let Err(error) = spool.push(xid, payload) {
+        if let Err(error) = spool.push(xid, payload, oids.len() as u64) {
             return Err(self.spool_error(top, &error));
         }
-        spool.changes += oids.len() as u64;
         for label in labels {
             if !spool.tables.contains(&label) {
                 spool.tables.push(label);
@@ -1063,10 +1067,14 @@ impl Session<'_> {
             )));
         };
         self.publish_detail(ctx);
+        let discarded = spool.discarded;
         let mut replay = spool
             .replay()
             .map_err(|error| self.spool_error(commit.xid, &error))?;
         self.begin(ctx, commit.commit_lsn, commit.xid, commit.commit_time);
+        if let Some(tx) = &mut self.tx {
+            tx.discarded = discarded;
+        }
         loop {
             let payload = match replay.next_message() {
                 Ok(Some(payload)) => payload,
@@ -1094,6 +1102,7 @@ impl Session<'_> {
             xid: xid.to_string().into(),
             tables: Vec::new(),
             changes: 0,
+            discarded: 0,
             commit_time: DateTime::from_timestamp_micros(pg_timestamp_to_unix_micros(commit_time)),
             seen: 0,
             skip,
@@ -1113,6 +1122,7 @@ impl Session<'_> {
                 commit_time: tx.commit_time,
                 changes: tx.changes,
                 tables: tx.tables,
+                discarded: tx.discarded,
             })
             .await?;
         }
@@ -1300,6 +1310,12 @@ impl Session<'_> {
                 "tx {xid} · running · {} changes so far",
                 grouped(spool.changes)
             );
+            if spool.discarded > 0 {
+                line.push_str(&format!(
+                    " · {} discarded (rolled-back savepoint)",
+                    grouped(spool.discarded)
+                ));
+            }
             if !spool.tables.is_empty() {
                 line.push_str(&format!(" · {}", spool.tables.join(", ")));
             }
@@ -1307,6 +1323,7 @@ impl Session<'_> {
             running.push(RunningTransaction {
                 id: xid.to_string().into(),
                 changes: spool.changes,
+                discarded: spool.discarded,
                 tables: spool.tables.clone(),
             });
         }
