@@ -95,6 +95,7 @@ use tokio_postgres::Client;
 use crate::change::{ChangeEvent, NoteKind, TxRef};
 use crate::registry::{Control, RunningTransaction};
 use crate::secret::DatabaseUrl;
+use crate::units;
 use crate::source::kind::parse_options;
 use crate::source::postgres::pgoutput::{
     self, PgOutputMessage, Relation, pg_timestamp_to_unix_micros,
@@ -592,19 +593,6 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
     }
 }
 
-/// `180000` → `180,000`.
-fn grouped(number: u64) -> String {
-    let digits = number.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (at, digit) in digits.chars().enumerate() {
-        if at > 0 && (digits.len() - at).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
 /// Where a listener's streamed transactions wait: `streaming/<identity>` in the state dir.
 fn spool_dir(ctx: &SourceContext) -> PathBuf {
     let name: String = (ctx.identity().chars())
@@ -1038,7 +1026,7 @@ impl Session<'_> {
             return Err(SourceError::permanent(format!(
                 "transaction {top} streamed more than {} of changes while it runs; they wait in \
                  {} until it commits, and cdc-tui stops here rather than fill the disk",
-                setup::human_bytes(spool::SPOOL_LIMIT as i64),
+                units::bytes(spool::SPOOL_LIMIT),
                 self.spool_dir.display()
             )));
         }
@@ -1308,12 +1296,12 @@ impl Session<'_> {
         for (xid, spool) in &self.streamed {
             let mut line = format!(
                 "tx {xid} · running · {} changes so far",
-                grouped(spool.changes)
+                units::count(spool.changes)
             );
             if spool.discarded > 0 {
                 line.push_str(&format!(
                     " · {} discarded (rolled-back savepoint)",
-                    grouped(spool.discarded)
+                    units::count(spool.discarded)
                 ));
             }
             if !spool.tables.is_empty() {
@@ -1380,15 +1368,6 @@ mod tests {
         assert_eq!(SentThrough::parse("0/16B3748#12"), None);
         assert_eq!(SentThrough::parse("0/16B3748#12#0/1#3"), None);
         assert_eq!(SentThrough::parse("junk"), None);
-    }
-
-    #[test]
-    fn counts_are_grouped_by_thousands() {
-        assert_eq!(grouped(0), "0");
-        assert_eq!(grouped(999), "999");
-        assert_eq!(grouped(1000), "1,000");
-        assert_eq!(grouped(180_000), "180,000");
-        assert_eq!(grouped(1_000_000), "1,000,000");
     }
 
     #[test]
