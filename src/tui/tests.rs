@@ -8,7 +8,7 @@ use crate::registry::ListenerState;
 use crate::tui::effect::Effect;
 use crate::tui::keys::Action;
 use crate::tui::state::{Focus, Mode, Popup, UiState, View};
-use crate::tui::testing::{Shop, change_of};
+use crate::tui::testing::{Shop, change_of, in_tx};
 use crate::tui::theme::Theme;
 use crate::tui::transactions::TxView;
 
@@ -31,6 +31,32 @@ fn press(shop: &Shop, state: &mut UiState, actions: &[Action]) -> Vec<Effect> {
 
 fn screen(shop: &mut Shop, state: &mut UiState, width: u16, height: u16) -> String {
     shop.draw(state, width, height).backend().to_string()
+}
+
+/// Opens what an effect asks for (a change's detail, a transaction's), as the event loop does.
+fn open(shop: &Shop, state: &mut UiState, effect: &Effect) {
+    match *effect {
+        Effect::OpenDetail(number) => state.show_detail(number, shop.feed.entry(number).unwrap()),
+        Effect::OpenTransaction(anchor) => {
+            let (summary, changes) = shop.feed.transaction(anchor).unwrap();
+            state.show_transaction(TxView::new(anchor, &summary, &changes, shop.info.zone));
+        }
+        _ => {}
+    }
+}
+
+/// The shop's transactions grouped (`t`), the log focused, drawn once.
+fn grouped_transactions() -> (Shop, UiState) {
+    let mut shop = Shop::new(100);
+    shop.push_transactions();
+    let mut state = UiState::default();
+    press(
+        &shop,
+        &mut state,
+        &[Action::ToggleGrouping, Action::SwitchFocus],
+    );
+    shop.draw(&mut state, 120, 30);
+    (shop, state)
 }
 
 #[test]
@@ -126,8 +152,7 @@ fn detail_of_an_update() {
     press(&shop, &mut state, &[Action::SwitchFocus, Action::Up]);
     let effects = press(&shop, &mut state, &[Action::OpenDetail]);
     assert_eq!(effects, [Effect::OpenDetail(8)]);
-    let change = shop.feed.entry(8).unwrap();
-    state.show_detail(8, change);
+    open(&shop, &mut state, &effects[0]);
     insta::assert_snapshot!(screen(&mut shop, &mut state, 120, 30));
 }
 
@@ -275,21 +300,7 @@ fn any_screen_size_draws_without_panicking() {
         let mut state = UiState::default();
         shop.draw(&mut state, 100, 30);
         for effect in press(&shop, &mut state, actions) {
-            match effect {
-                Effect::OpenDetail(number) => {
-                    state.show_detail(number, shop.feed.entry(number).unwrap());
-                }
-                Effect::OpenTransaction(anchor) => {
-                    let (summary, changes) = shop.feed.transaction(anchor).unwrap();
-                    state.show_transaction(crate::tui::transactions::TxView::new(
-                        anchor,
-                        &summary,
-                        &changes,
-                        shop.info.zone,
-                    ));
-                }
-                _ => {}
-            }
+            open(&shop, &mut state, &effect);
         }
         for (width, height) in [(1, 1), (12, 3), (30, 8), (50, 12), (79, 23), (250, 70)] {
             shop.draw(&mut state, width, height);
@@ -308,9 +319,7 @@ fn no_color_means_no_colour_at_all() {
     };
     for actions in [&[][..], &[Action::OpenDetail][..], &[Action::Help][..]] {
         for effect in press(&shop, &mut state, actions) {
-            if let Effect::OpenDetail(number) = effect {
-                state.show_detail(number, shop.feed.entry(number).unwrap());
-            }
+            open(&shop, &mut state, &effect);
         }
         let terminal = shop.draw(&mut state, 120, 40);
         let buffer = terminal.backend().buffer();
@@ -340,15 +349,7 @@ fn grouped_by_transaction_collapsed_with_a_label_and_one_running() {
 
 #[test]
 fn grouped_by_transaction_expanded() {
-    let mut shop = Shop::new(100);
-    shop.push_transactions();
-    let mut state = UiState::default();
-    press(
-        &shop,
-        &mut state,
-        &[Action::ToggleGrouping, Action::SwitchFocus],
-    );
-    shop.draw(&mut state, 120, 30);
+    let (mut shop, mut state) = grouped_transactions();
     // The cursor from the newest row (tx 813) up to the plain change, then tx 812.
     press(&shop, &mut state, &[Action::Up, Action::Up, Action::Expand]);
     let expanded = screen(&mut shop, &mut state, 120, 30);
@@ -371,15 +372,7 @@ fn grouped_by_transaction_expanded() {
 
 #[test]
 fn a_whole_transaction_in_its_detail() {
-    let mut shop = Shop::new(100);
-    shop.push_transactions();
-    let mut state = UiState::default();
-    press(
-        &shop,
-        &mut state,
-        &[Action::ToggleGrouping, Action::SwitchFocus],
-    );
-    shop.draw(&mut state, 120, 30);
+    let (mut shop, mut state) = grouped_transactions();
     let effects = press(
         &shop,
         &mut state,
@@ -388,13 +381,7 @@ fn a_whole_transaction_in_its_detail() {
     let [Effect::OpenTransaction(anchor)] = effects[..] else {
         panic!("{effects:?}");
     };
-    let (summary, changes) = shop.feed.transaction(anchor).unwrap();
-    state.show_transaction(crate::tui::transactions::TxView::new(
-        anchor,
-        &summary,
-        &changes,
-        shop.info.zone,
-    ));
+    open(&shop, &mut state, &effects[0]);
     let screen = screen(&mut shop, &mut state, 120, 50);
     assert!(screen.contains("orders: 4 → 5"), "{screen}");
     // y copies the whole transaction, from its popup as from its row.
@@ -884,7 +871,7 @@ fn a_streamed_transaction_running_and_one_rolled_back_are_pinned_under_the_log()
         plain.contains("tx 901 · running · 250,000 changes so far"),
         "{plain}"
     );
-    let mut change = change_of(
+    let change = change_of(
         &orders,
         Op::Insert,
         "public.events",
@@ -893,19 +880,14 @@ fn a_streamed_transaction_running_and_one_rolled_back_are_pinned_under_the_log()
         json!({"id": 1}),
         3000,
     );
-    change.tx = Some(crate::change::TxRef {
-        id: "901".into(),
-        position: "0/1A2C000".into(),
-        index: 1,
-    });
-    shop.log.extend(vec![change]);
+    shop.log.extend(vec![in_tx(change, "901", 1)]);
     let plain = screen(&mut shop, &mut state, 120, 30);
     assert!(!plain.contains("⏵ tx 901"), "{plain}");
 }
 
 #[test]
 fn a_streamed_transaction_shows_the_changes_of_its_rolled_back_savepoint_as_discarded() {
-    use crate::change::{Note, TxRef};
+    use crate::change::Note;
     use crate::registry::RunningTransaction;
     let mut shop = Shop::new(100);
     let orders = shop.handle(0).clone();
@@ -930,7 +912,7 @@ fn a_streamed_transaction_shows_the_changes_of_its_rolled_back_savepoint_as_disc
     orders.set_running_transactions(Vec::new());
     let changes: Vec<_> = (1..=2)
         .map(|index| {
-            let mut change = change_of(
+            let change = change_of(
                 &orders,
                 Op::Insert,
                 "public.events",
@@ -939,12 +921,7 @@ fn a_streamed_transaction_shows_the_changes_of_its_rolled_back_savepoint_as_disc
                 json!({"id": index}),
                 3000 + i64::from(index),
             );
-            change.tx = Some(TxRef {
-                id: "901".into(),
-                position: "0/1A2C000".into(),
-                index,
-            });
-            change
+            in_tx(change, "901", index)
         })
         .collect();
     let committed = Note {
@@ -952,7 +929,7 @@ fn a_streamed_transaction_shows_the_changes_of_its_rolled_back_savepoint_as_disc
         captured_at: crate::tui::testing::at(3002),
         kind: NoteKind::Transaction {
             id: "901".into(),
-            position: "0/1A2C000".into(),
+            position: "0/1A2B901".into(),
             commit_time: Some(crate::tui::testing::at(3000)),
             changes: 2,
             tables: vec!["public.events".into()],
@@ -974,11 +951,11 @@ fn a_streamed_transaction_shows_the_changes_of_its_rolled_back_savepoint_as_disc
     // Its detail says so too.
     press(&shop, &mut state, &[Action::SwitchFocus]);
     let effects = press(&shop, &mut state, &[Action::OpenDetail]);
-    let [Effect::OpenTransaction(anchor)] = effects[..] else {
-        panic!("{effects:?}");
-    };
-    let (summary, changes) = shop.feed.transaction(anchor).unwrap();
-    state.show_transaction(TxView::new(anchor, &summary, &changes, shop.info.zone));
+    assert!(
+        matches!(effects[..], [Effect::OpenTransaction(_)]),
+        "{effects:?}"
+    );
+    open(&shop, &mut state, &effects[0]);
     let detail = screen(&mut shop, &mut state, 120, 30);
     assert!(
         detail.contains("discarded  120 (rolled-back savepoint)"),
