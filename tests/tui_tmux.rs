@@ -338,17 +338,7 @@ async fn orders_table(db: &TestDb) -> tokio_postgres::Client {
 
 #[tokio::test]
 async fn a_wal_level_replica_failure_reads_in_full_with_i_at_80x24() {
-    let cluster = pgcluster::PgCluster::start(
-        pgcluster::ClusterOptions::default().setting("wal_level", "replica"),
-    )
-    .await
-    .expect("a wal_level = replica cluster");
-    cluster.create_database("replica").await.expect("database");
-    let client = cluster.connect("replica").await.expect("connect");
-    client
-        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
-        .await
-        .expect("create table");
+    let cluster = support::wal_level_replica_cluster().await;
     let dir = tempfile::tempdir().unwrap();
     write_config(
         dir.path(),
