@@ -45,6 +45,17 @@ fn open(shop: &Shop, state: &mut UiState, effect: &Effect) {
     }
 }
 
+/// Twenty changes in the log and `filter` applied.
+fn filtered(filter: &str) -> (Shop, UiState) {
+    let shop = Shop::new(100);
+    shop.push_changes(20);
+    let state = UiState {
+        filter: filter.into(),
+        ..UiState::default()
+    };
+    (shop, state)
+}
+
 /// The shop's transactions grouped (`t`), the log focused, drawn once.
 fn grouped_transactions() -> (Shop, UiState) {
     let mut shop = Shop::new(100);
@@ -578,12 +589,7 @@ fn two_listeners_on_one_table_are_told_apart_in_the_log() {
 
 #[test]
 fn a_filter_with_an_unknown_prefix_says_so() {
-    let mut shop = Shop::new(100);
-    shop.push_changes(20);
-    let mut state = UiState {
-        filter: "colour:red".into(),
-        ..UiState::default()
-    };
+    let (mut shop, mut state) = filtered("colour:red");
     let screen = screen(&mut shop, &mut state, 100, 30);
     assert!(screen.contains("unknown filter field colour:"), "{screen}");
     insta::assert_snapshot!(screen);
@@ -591,12 +597,7 @@ fn a_filter_with_an_unknown_prefix_says_so() {
 
 #[test]
 fn the_filter_finds_a_row_by_column_and_n_moves_between_matches() {
-    let mut shop = Shop::new(100);
-    shop.push_changes(20);
-    let mut state = UiState {
-        filter: "id=1004".into(),
-        ..UiState::default()
-    };
+    let (mut shop, mut state) = filtered("id=1004");
     shop.draw(&mut state, 100, 30);
     assert_eq!(shop.feed.index().len(), 1);
     state.filter = "op:update".into();
@@ -673,12 +674,7 @@ fn the_lag_column_warns_past_its_thresholds() {
 
 #[test]
 fn w_writes_what_the_filter_shows_as_headless_lines() {
-    let mut shop = Shop::new(100);
-    shop.push_changes(20);
-    let mut state = UiState {
-        filter: "op:update".into(),
-        ..UiState::default()
-    };
+    let (mut shop, mut state) = filtered("op:update");
     shop.draw(&mut state, 100, 30);
     let effects = press(&shop, &mut state, &[Action::Export]);
     assert_eq!(effects, []);
