@@ -384,6 +384,33 @@ async fn a_running_transaction_shows_in_the_snapshot_and_nothing_of_it_is_flushe
         "{detail}"
     );
     assert!(run.lines().is_empty(), "nothing of it before its commit");
+    // A savepoint rolled back while it runs: what the server had streamed of it is counted
+    // as discarded (and no longer as the transaction's).
+    writer
+        .batch_execute(
+            "SAVEPOINT a;
+             INSERT INTO events SELECT i, repeat('r', 100) FROM generate_series(100001, 101000) i;
+             ROLLBACK TO a;",
+        )
+        .await
+        .unwrap();
+    let after = support::eventually("the savepoint's changes discarded", async || {
+        match handle.snapshot().running.first() {
+            Some(running) if running.discarded > 0 => Ok(running.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(after.discarded <= 1000, "{after:?}");
+    assert!(
+        after.changes <= 5000,
+        "the savepoint's not counted: {after:?}"
+    );
+    let detail = handle.snapshot().detail.unwrap_or_default();
+    assert!(
+        detail.contains(" discarded (rolled-back savepoint)"),
+        "{detail}"
+    );
     writer.batch_execute("COMMIT").await.unwrap();
     support::eventually("its 5,000 changes", async || match run.lines().len() {
         5000 => Ok(()),

@@ -903,6 +903,7 @@ fn a_streamed_transaction_shows_the_changes_of_its_rolled_back_savepoint_as_disc
         ),
         "{running}"
     );
+    insta::assert_snapshot!("savepoint_discarded_running", running);
 
     // It commits: its two changes and its transaction line, which counts what was left out.
     orders.set_running_transactions(Vec::new());
