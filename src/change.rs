@@ -632,6 +632,31 @@ mod tests {
     }
 
     #[test]
+    fn a_transaction_note_says_discarded_only_when_savepoints_dropped_changes() {
+        let line = |discarded| {
+            let note = Note {
+                listener: "app/public.*".into(),
+                captured_at: Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 1).unwrap(),
+                kind: NoteKind::Transaction {
+                    id: "901".into(),
+                    position: "0/1A2B3C0".into(),
+                    commit_time: None,
+                    changes: 5,
+                    tables: vec!["public.events".into()],
+                    discarded,
+                },
+            };
+            let mut line = Vec::new();
+            note.write_json_line(&mut line);
+            String::from_utf8(line).unwrap()
+        };
+        let head = r#"{"type":"transaction","listener":"app/public.*","id":"901","position":"0/1A2B3C0","commit_time":null,"changes":5,"tables":["public.events"]"#;
+        let captured = r#""captured_at":"2026-11-25T10:00:01.000Z"}"#;
+        assert_eq!(line(0), format!("{head},{captured}\n"));
+        assert_eq!(line(120), format!("{head},\"discarded\":120,{captured}\n"));
+    }
+
+    #[test]
     fn times_print_as_chrono_does_with_milliseconds() {
         let times = [
             Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 1).unwrap(),

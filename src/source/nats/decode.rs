@@ -352,10 +352,14 @@ mod tests {
         let flush = json!({"type": "flush", "batch": 1});
         assert!(matches!(decode(None, &flush), Decoded::Skip));
         let transaction = json!({"type": "transaction", "id": "812", "position": "0/1",
-            "commit_time": null, "changes": 2, "tables": ["public.orders"]});
+            "commit_time": null, "changes": 2, "tables": ["public.orders"], "discarded": 3});
         assert!(matches!(
             decode(None, &transaction),
-            Decoded::Note(NoteKind::Transaction { changes: 2, .. })
+            Decoded::Note(NoteKind::Transaction {
+                changes: 2,
+                discarded: 3,
+                ..
+            })
         ));
     }
 
