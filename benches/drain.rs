@@ -986,6 +986,17 @@ impl Bench {
                 stream = tag.to_uppercase()
             );
             std::fs::write(&config, std::fs::read_to_string(&config)? + &sink)?;
+            // The sink creates its stream with its first batch; made here, the viewer's
+            // consumer is running before the first write, as a deployed viewer's is.
+            async_nats::jetstream::new(async_nats::connect(url).await?)
+                .get_or_create_stream(async_nats::jetstream::stream::Config {
+                    name: tag.to_uppercase(),
+                    subjects: vec![format!("{tag}.>")],
+                    storage: async_nats::jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|error| anyhow!("the stream: {error}"))?;
             let viewer_config = dir.join("viewer.toml");
             std::fs::write(
                 &viewer_config,
