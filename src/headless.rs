@@ -64,7 +64,12 @@ fn answer_line(
             .iter()
             .map(|tx| {
                 let tables: Vec<&str> = tx.tables.iter().map(|table| &**table).collect();
-                json!({"id": &*tx.id, "changes": tx.changes, "tables": tables})
+                json!({
+                    "id": &*tx.id,
+                    "changes": tx.changes,
+                    "discarded": tx.discarded,
+                    "tables": tables,
+                })
             })
             .collect();
     }
@@ -302,12 +307,13 @@ mod tests {
         let running = [RunningTransaction {
             id: "901".into(),
             changes: 180_000,
+            discarded: 20,
             tables: vec!["public.events".into()],
         }];
         let busy = answer_line("o/public.t", ListenerState::Running, None, &running, &at);
         assert_eq!(
             busy["running"],
-            json!([{"id": "901", "changes": 180_000, "tables": ["public.events"]}])
+            json!([{"id": "901", "changes": 180_000, "discarded": 20, "tables": ["public.events"]}])
         );
         assert_eq!(
             keys(&busy),

@@ -3,13 +3,14 @@
 use ratatui::style::Color;
 use serde_json::json;
 
-use crate::change::Op;
+use crate::change::{NoteKind, Op};
 use crate::registry::ListenerState;
 use crate::tui::effect::Effect;
 use crate::tui::keys::Action;
 use crate::tui::state::{Focus, Mode, Popup, UiState, View};
-use crate::tui::testing::{Shop, change_of};
+use crate::tui::testing::{Shop, change_of, in_tx};
 use crate::tui::theme::Theme;
+use crate::tui::transactions::TxView;
 
 /// Applies actions as keys would, with the view the UI would give them.
 fn press(shop: &Shop, state: &mut UiState, actions: &[Action]) -> Vec<Effect> {
@@ -30,6 +31,43 @@ fn press(shop: &Shop, state: &mut UiState, actions: &[Action]) -> Vec<Effect> {
 
 fn screen(shop: &mut Shop, state: &mut UiState, width: u16, height: u16) -> String {
     shop.draw(state, width, height).backend().to_string()
+}
+
+/// Opens what an effect asks for (a change's detail, a transaction's), as the event loop does.
+fn open(shop: &Shop, state: &mut UiState, effect: &Effect) {
+    match *effect {
+        Effect::OpenDetail(number) => state.show_detail(number, shop.feed.entry(number).unwrap()),
+        Effect::OpenTransaction(anchor) => {
+            let (summary, changes) = shop.feed.transaction(anchor).unwrap();
+            state.show_transaction(TxView::new(anchor, &summary, &changes, shop.info.zone));
+        }
+        _ => {}
+    }
+}
+
+/// Twenty changes in the log and `filter` applied.
+fn filtered(filter: &str) -> (Shop, UiState) {
+    let shop = Shop::new(100);
+    shop.push_changes(20);
+    let state = UiState {
+        filter: filter.into(),
+        ..UiState::default()
+    };
+    (shop, state)
+}
+
+/// The shop's transactions grouped (`t`), the log focused, drawn once.
+fn grouped_transactions() -> (Shop, UiState) {
+    let mut shop = Shop::new(100);
+    shop.push_transactions();
+    let mut state = UiState::default();
+    press(
+        &shop,
+        &mut state,
+        &[Action::ToggleGrouping, Action::SwitchFocus],
+    );
+    shop.draw(&mut state, 120, 30);
+    (shop, state)
 }
 
 #[test]
@@ -125,8 +163,7 @@ fn detail_of_an_update() {
     press(&shop, &mut state, &[Action::SwitchFocus, Action::Up]);
     let effects = press(&shop, &mut state, &[Action::OpenDetail]);
     assert_eq!(effects, [Effect::OpenDetail(8)]);
-    let change = shop.feed.entry(8).unwrap();
-    state.show_detail(8, change);
+    open(&shop, &mut state, &effects[0]);
     insta::assert_snapshot!(screen(&mut shop, &mut state, 120, 30));
 }
 
@@ -274,21 +311,7 @@ fn any_screen_size_draws_without_panicking() {
         let mut state = UiState::default();
         shop.draw(&mut state, 100, 30);
         for effect in press(&shop, &mut state, actions) {
-            match effect {
-                Effect::OpenDetail(number) => {
-                    state.show_detail(number, shop.feed.entry(number).unwrap());
-                }
-                Effect::OpenTransaction(anchor) => {
-                    let (summary, changes) = shop.feed.transaction(anchor).unwrap();
-                    state.show_transaction(crate::tui::transactions::TxView::new(
-                        anchor,
-                        &summary,
-                        &changes,
-                        shop.info.zone,
-                    ));
-                }
-                _ => {}
-            }
+            open(&shop, &mut state, &effect);
         }
         for (width, height) in [(1, 1), (12, 3), (30, 8), (50, 12), (79, 23), (250, 70)] {
             shop.draw(&mut state, width, height);
@@ -307,9 +330,7 @@ fn no_color_means_no_colour_at_all() {
     };
     for actions in [&[][..], &[Action::OpenDetail][..], &[Action::Help][..]] {
         for effect in press(&shop, &mut state, actions) {
-            if let Effect::OpenDetail(number) = effect {
-                state.show_detail(number, shop.feed.entry(number).unwrap());
-            }
+            open(&shop, &mut state, &effect);
         }
         let terminal = shop.draw(&mut state, 120, 40);
         let buffer = terminal.backend().buffer();
@@ -339,15 +360,7 @@ fn grouped_by_transaction_collapsed_with_a_label_and_one_running() {
 
 #[test]
 fn grouped_by_transaction_expanded() {
-    let mut shop = Shop::new(100);
-    shop.push_transactions();
-    let mut state = UiState::default();
-    press(
-        &shop,
-        &mut state,
-        &[Action::ToggleGrouping, Action::SwitchFocus],
-    );
-    shop.draw(&mut state, 120, 30);
+    let (mut shop, mut state) = grouped_transactions();
     // The cursor from the newest row (tx 813) up to the plain change, then tx 812.
     press(&shop, &mut state, &[Action::Up, Action::Up, Action::Expand]);
     let expanded = screen(&mut shop, &mut state, 120, 30);
@@ -370,15 +383,7 @@ fn grouped_by_transaction_expanded() {
 
 #[test]
 fn a_whole_transaction_in_its_detail() {
-    let mut shop = Shop::new(100);
-    shop.push_transactions();
-    let mut state = UiState::default();
-    press(
-        &shop,
-        &mut state,
-        &[Action::ToggleGrouping, Action::SwitchFocus],
-    );
-    shop.draw(&mut state, 120, 30);
+    let (mut shop, mut state) = grouped_transactions();
     let effects = press(
         &shop,
         &mut state,
@@ -387,13 +392,7 @@ fn a_whole_transaction_in_its_detail() {
     let [Effect::OpenTransaction(anchor)] = effects[..] else {
         panic!("{effects:?}");
     };
-    let (summary, changes) = shop.feed.transaction(anchor).unwrap();
-    state.show_transaction(crate::tui::transactions::TxView::new(
-        anchor,
-        &summary,
-        &changes,
-        shop.info.zone,
-    ));
+    open(&shop, &mut state, &effects[0]);
     let screen = screen(&mut shop, &mut state, 120, 50);
     assert!(screen.contains("orders: 4 → 5"), "{screen}");
     // y copies the whole transaction, from its popup as from its row.
@@ -590,12 +589,7 @@ fn two_listeners_on_one_table_are_told_apart_in_the_log() {
 
 #[test]
 fn a_filter_with_an_unknown_prefix_says_so() {
-    let mut shop = Shop::new(100);
-    shop.push_changes(20);
-    let mut state = UiState {
-        filter: "colour:red".into(),
-        ..UiState::default()
-    };
+    let (mut shop, mut state) = filtered("colour:red");
     let screen = screen(&mut shop, &mut state, 100, 30);
     assert!(screen.contains("unknown filter field colour:"), "{screen}");
     insta::assert_snapshot!(screen);
@@ -603,12 +597,7 @@ fn a_filter_with_an_unknown_prefix_says_so() {
 
 #[test]
 fn the_filter_finds_a_row_by_column_and_n_moves_between_matches() {
-    let mut shop = Shop::new(100);
-    shop.push_changes(20);
-    let mut state = UiState {
-        filter: "id=1004".into(),
-        ..UiState::default()
-    };
+    let (mut shop, mut state) = filtered("id=1004");
     shop.draw(&mut state, 100, 30);
     assert_eq!(shop.feed.index().len(), 1);
     state.filter = "op:update".into();
@@ -685,12 +674,7 @@ fn the_lag_column_warns_past_its_thresholds() {
 
 #[test]
 fn w_writes_what_the_filter_shows_as_headless_lines() {
-    let mut shop = Shop::new(100);
-    shop.push_changes(20);
-    let mut state = UiState {
-        filter: "op:update".into(),
-        ..UiState::default()
-    };
+    let (mut shop, mut state) = filtered("op:update");
     shop.draw(&mut state, 100, 30);
     let effects = press(&shop, &mut state, &[Action::Export]);
     assert_eq!(effects, []);
@@ -720,4 +704,299 @@ fn w_writes_what_the_filter_shows_as_headless_lines() {
         })
         .collect();
     assert_eq!(lines, expected);
+}
+
+#[test]
+fn the_plain_log_shows_schema_error_and_message_notes_in_place() {
+    let mut shop = Shop::new(100);
+    shop.push_notes();
+    let mut state = UiState::default();
+    let screen = screen(&mut shop, &mut state, 120, 30);
+    let lines: Vec<&str> = screen.lines().collect();
+    let row = |needle: &str| {
+        lines
+            .iter()
+            .position(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in\n{screen}"))
+    };
+    // In place: after the two inserts, before the update they came before.
+    let schema = row("schema   public.orders columns");
+    assert!(lines[schema].contains("added coupon (text)"), "{screen}");
+    assert!(row("id=2") < schema && schema < row("update"), "{screen}");
+    let message = row("release 2026.11.25 rolled out");
+    let error = row("neither a cdc-tui change nor a Debezium event");
+    assert!(lines[error].contains("cdc.shop.orders #41"), "{screen}");
+    assert!(row("update") < message && message < error && error < row("delete"));
+    assert!(lines[message].contains("message  deploy"), "{screen}");
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn a_note_is_selectable_and_its_detail_shows_all_of_it() {
+    let mut shop = Shop::new(100);
+    shop.push_notes();
+    let mut state = UiState {
+        focus: Focus::Log,
+        ..UiState::default()
+    };
+    shop.draw(&mut state, 120, 30);
+    // From the newest row (the delete) up to the error.
+    let effects = press(&shop, &mut state, &[Action::Up, Action::OpenDetail]);
+    let [Effect::OpenDetail(row)] = effects[..] else {
+        panic!("{effects:?}");
+    };
+    let number = crate::tui::log_index::note_of_row(row).expect("a note's row");
+    let note = shop.feed.note(number).unwrap();
+    assert!(matches!(note.kind, NoteKind::Error { .. }), "{note:?}");
+    state.show_note(TxView::of_note(row, &note, shop.info.zone));
+    let screen = screen(&mut shop, &mut state, 120, 30);
+    assert!(
+        screen.contains("expected value at line 1 column 1"),
+        "the whole message: {screen}"
+    );
+    assert_eq!(
+        press(&shop, &mut state, &[Action::Copy]),
+        [Effect::Copy(row)]
+    );
+    // Previous: the message note before it.
+    let effects = press(&shop, &mut state, &[Action::Previous]);
+    let [Effect::OpenDetail(previous)] = effects[..] else {
+        panic!("{effects:?}");
+    };
+    assert_eq!(
+        crate::tui::log_index::note_of_row(previous),
+        Some(number - 1)
+    );
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn a_filter_keeps_the_notes_it_is_about() {
+    let mut shop = Shop::new(100);
+    shop.push_notes();
+    let shown = |shop: &mut Shop, filter: &str| {
+        let mut state = UiState {
+            filter: filter.into(),
+            ..UiState::default()
+        };
+        screen(shop, &mut state, 120, 30)
+    };
+    let table = shown(&mut shop, "table:orders");
+    assert!(table.contains("added coupon (text)"), "{table}");
+    assert!(
+        !table.contains("rolled out") && !table.contains("Debezium"),
+        "{table}"
+    );
+    assert!(
+        table.contains("5 matches"),
+        "four changes, the schema note: {table}"
+    );
+    let errors = shown(&mut shop, "op:error");
+    assert!(
+        errors.contains("Debezium") && !errors.contains("insert"),
+        "{errors}"
+    );
+    let keys = shown(&mut shop, "key:1");
+    assert!(
+        !keys.contains("schema") && !keys.contains("error"),
+        "{keys}"
+    );
+    let word = shown(&mut shop, "release");
+    assert!(
+        word.contains("rolled out") && !word.contains("update"),
+        "{word}"
+    );
+    let other = shown(&mut shop, "table:items");
+    assert!(other.contains("no event matches the filter"), "{other}");
+}
+
+#[test]
+fn a_streamed_transaction_running_and_one_rolled_back_are_pinned_under_the_log() {
+    use crate::registry::RunningTransaction;
+    let mut shop = Shop::new(100);
+    shop.push_transactions();
+    let orders = shop.handle(0).clone();
+    orders.set_running_transactions(vec![RunningTransaction {
+        id: "901".into(),
+        changes: 180_000,
+        discarded: 0,
+        tables: vec!["public.events".into()],
+    }]);
+    orders.note_rolled_back(RunningTransaction {
+        id: "902".into(),
+        changes: 1_200,
+        discarded: 0,
+        tables: vec!["public.events".into(), "public.audit".into()],
+    });
+    let mut state = UiState::default();
+    press(&shop, &mut state, &[Action::ToggleGrouping]);
+    let grouped = screen(&mut shop, &mut state, 120, 30);
+    let running = "⏵ tx 901 · running · 180,000 changes so far · public.events";
+    let rolled_back =
+        "⏵ tx 902 · rolled back · 1,200 changes discarded · public.events, public.audit";
+    assert!(grouped.contains(running), "{grouped}");
+    assert!(grouped.contains(rolled_back), "{grouped}");
+    // Under the newest row, which still shows: the window has room for the pinned rows.
+    let lines: Vec<&str> = grouped.lines().collect();
+    let newest = lines.iter().position(|l| l.contains("tx 813")).unwrap();
+    let pinned = lines.iter().position(|l| l.contains(running)).unwrap();
+    assert!(newest < pinned, "{grouped}");
+    insta::assert_snapshot!(grouped);
+
+    // The plain view pins them too.
+    press(&shop, &mut state, &[Action::ToggleGrouping]);
+    let plain = screen(&mut shop, &mut state, 120, 30);
+    assert!(plain.contains(running), "{plain}");
+
+    // It grows; once it is gone from the listener's counters (committed), it stays pinned
+    // until its changes reach the log.
+    orders.set_running_transactions(vec![RunningTransaction {
+        id: "901".into(),
+        changes: 250_000,
+        discarded: 0,
+        tables: vec!["public.events".into()],
+    }]);
+    let plain = screen(&mut shop, &mut state, 120, 30);
+    assert!(
+        plain.contains("tx 901 · running · 250,000 changes so far"),
+        "{plain}"
+    );
+    orders.set_running_transactions(Vec::new());
+    let plain = screen(&mut shop, &mut state, 120, 30);
+    assert!(
+        plain.contains("tx 901 · running · 250,000 changes so far"),
+        "{plain}"
+    );
+    let change = change_of(
+        &orders,
+        Op::Insert,
+        "public.events",
+        json!({"id": 1}),
+        serde_json::Value::Null,
+        json!({"id": 1}),
+        3000,
+    );
+    shop.log.extend(vec![in_tx(change, "901", 1)]);
+    let plain = screen(&mut shop, &mut state, 120, 30);
+    assert!(!plain.contains("⏵ tx 901"), "{plain}");
+}
+
+#[test]
+fn a_streamed_transaction_shows_the_changes_of_its_rolled_back_savepoint_as_discarded() {
+    use crate::change::Note;
+    use crate::registry::RunningTransaction;
+    let mut shop = Shop::new(100);
+    let orders = shop.handle(0).clone();
+    orders.set_running_transactions(vec![RunningTransaction {
+        id: "901".into(),
+        changes: 2,
+        discarded: 120,
+        tables: vec!["public.events".into()],
+    }]);
+    let mut state = UiState::default();
+    press(&shop, &mut state, &[Action::ToggleGrouping]);
+    let running = screen(&mut shop, &mut state, 120, 30);
+    assert!(
+        running.contains(
+            "⏵ tx 901 · running · 2 changes so far · 120 discarded (rolled-back savepoint) · \
+             public.events"
+        ),
+        "{running}"
+    );
+    insta::assert_snapshot!("savepoint_discarded_running", running);
+
+    // It commits: its two changes and its transaction line, which counts what was left out.
+    orders.set_running_transactions(Vec::new());
+    let changes: Vec<_> = (1..=2)
+        .map(|index| {
+            let change = change_of(
+                &orders,
+                Op::Insert,
+                "public.events",
+                json!({"id": index}),
+                serde_json::Value::Null,
+                json!({"id": index}),
+                3000 + i64::from(index),
+            );
+            in_tx(change, "901", index)
+        })
+        .collect();
+    let committed = Note {
+        listener: orders.identity_arc(),
+        captured_at: crate::tui::testing::at(3002),
+        kind: NoteKind::Transaction {
+            id: "901".into(),
+            position: "0/1A2B901".into(),
+            commit_time: Some(crate::tui::testing::at(3000)),
+            changes: 2,
+            tables: vec!["public.events".into()],
+            discarded: 120,
+        },
+    };
+    shop.log.extend_with_notes(changes, vec![(2, committed)]);
+    let grouped = screen(&mut shop, &mut state, 120, 30);
+    assert!(
+        grouped.contains(
+            "tx 901 · 10:00:03.000 · 2 changes · 120 discarded (rolled-back savepoint) · \
+             events +2"
+        ),
+        "{grouped}"
+    );
+    assert!(!grouped.contains("⏵ tx 901"), "no longer pinned: {grouped}");
+    insta::assert_snapshot!(grouped);
+
+    // Its detail says so too.
+    press(&shop, &mut state, &[Action::SwitchFocus]);
+    let effects = press(&shop, &mut state, &[Action::OpenDetail]);
+    assert!(
+        matches!(effects[..], [Effect::OpenTransaction(_)]),
+        "{effects:?}"
+    );
+    open(&shop, &mut state, &effects[0]);
+    let detail = screen(&mut shop, &mut state, 120, 30);
+    assert!(
+        detail.contains("discarded  120 (rolled-back savepoint)"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn the_header_shows_each_sinks_state_running_then_retrying_with_the_reason() {
+    use crate::pipeline::sinks::nats::SinkStatus;
+    let mut shop = Shop::new(100);
+    shop.push_changes(10);
+    let nats = shop.watch_sink("nats");
+    let mut state = UiState::default();
+    let starting = screen(&mut shop, &mut state, 140, 36);
+    assert!(starting.contains("nats: starting"), "{starting}");
+    nats.send_replace(SinkStatus {
+        state: ListenerState::Running,
+        reason: None,
+    });
+    let running = screen(&mut shop, &mut state, 140, 36);
+    assert!(
+        running.lines().next().unwrap().contains("· nats: running"),
+        "{running}"
+    );
+    insta::assert_snapshot!("sink_running", running);
+    nats.send_replace(SinkStatus {
+        state: ListenerState::Retrying,
+        reason: Some(
+            "cannot connect to nats://ada:hunter2@127.0.0.1:4222: connection refused".into(),
+        ),
+    });
+    let retrying = screen(&mut shop, &mut state, 140, 36);
+    let header = retrying.lines().next().unwrap();
+    assert!(
+        header.contains("nats: retrying — cannot connect to nats://ada:***@127.0.0.1:4222"),
+        "the reason, its password masked: {header}"
+    );
+    assert!(!retrying.contains("hunter2"));
+    insta::assert_snapshot!("sink_retrying", retrying);
+    // At 80 columns the sink's state still shows, the databases give way.
+    let narrow = screen(&mut shop, &mut state, 80, 24);
+    assert!(
+        narrow.lines().next().unwrap().contains("nats: retrying"),
+        "{narrow}"
+    );
 }

@@ -13,6 +13,7 @@ pub mod nats_jetstream;
 pub mod postgres;
 pub mod postgres_logical;
 pub mod postgres_polling;
+pub mod recorded;
 
 use std::collections::{HashMap, HashSet};
 use std::ops::RangeInclusive;

@@ -8,16 +8,11 @@
 //!    SCRAM-SHA-256).
 //! 2. [`Connection::simple_query`]: replication commands on the same session before it
 //!    streams (`CREATE_REPLICATION_SLOT`: a temporary slot belongs to its session).
-//! 3. [`Connection::start_replication`] turns it into a [`ReplicationStream`] with two small
-//!    tasks of its own. The reader task reads the socket in large pieces and splits each piece
-//!    into its messages (slices of the piece, no copy and no allocation per message), handing
-//!    them to the listener a batch per read through a short bounded queue: reading and
-//!    splitting go on while the listener decodes or waits on a full handler queue, and when
-//!    the queue is full the reader stops reading, so TCP flow control is still what slows the
-//!    server down. The status task writes the standby status updates, so they keep going out
-//!    while the listener is paused or backpressured (the server's `wal_sender_timeout` never
-//!    ends a slow stream); a keepalive that asks for a reply is answered as soon as the reader
-//!    sees it, with the position the listener acknowledged (only flushed work).
+//! 3. [`Connection::start_replication`] turns it into a [`ReplicationStream`]: the listener
+//!    reads the server's messages itself (no queue between them), and a small task of the
+//!    stream's own writes the standby status updates, so they keep going out while the listener
+//!    is paused or waiting on a full handler queue (the server's `wal_sender_timeout` never
+//!    ends a slow stream, and TCP flow control is what slows the server down).
 //!
 //! [`ReplicationStream::close`] ends the session as the protocol has it: a last status update
 //! with the acknowledged position, CopyDone, the server's reply read through ReadyForQuery,
@@ -36,7 +31,7 @@ use postgres_protocol::message::frontend;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -44,11 +39,6 @@ use crate::source::postgres::tls::describe_rustls_error;
 
 /// Read from the socket in steps of this much: many WAL messages per read.
 const READ_CHUNK: usize = 128 * 1024;
-
-/// Batches (one per read, at most about [`READ_CHUNK`] each unless one message is larger)
-/// split off the socket ahead of the listener: what is in flight between the socket and the
-/// decoder is bounded by this and the kernel's socket buffer.
-const BATCHES_AHEAD: usize = 4;
 
 /// The largest message PostgreSQL sends is about 1 GB (one value); a length beyond this is a
 /// broken stream, not a message to allocate for.
@@ -394,24 +384,13 @@ impl Connection {
             reply_requested: AtomicBool::new(false),
             wake: Notify::new(),
         });
-        let (stop_writer, writer_stopped) = oneshot::channel();
-        let writer = tokio::spawn(send_status(write, progress.clone(), feedback, writer_stopped));
-        let (stop_reader, reader_stopped) = oneshot::channel();
-        let (batches_in, batches) = mpsc::channel(BATCHES_AHEAD);
-        let reader = tokio::spawn(split_stream(
-            Reader { io: read, buffer },
-            progress.clone(),
-            batches_in,
-            reader_stopped,
-        ));
+        let (stop, stopped) = oneshot::channel();
+        let writer = tokio::spawn(send_status(write, progress.clone(), feedback, stopped));
         Ok(ReplicationStream {
-            batches,
-            batch: Vec::new().into_iter(),
+            reader: Reader { io: read, buffer },
             progress,
-            reader: Some(reader),
-            stop_reader: Some(stop_reader),
             writer: Some(writer),
-            stop_writer: Some(stop_writer),
+            stop: Some(stop),
         })
     }
 }
@@ -547,48 +526,73 @@ pub enum Event {
     KeepAlive { wal_end: u64 },
 }
 
-/// What the reader task hands the listener: the events of one read, or why the stream broke.
-type Batch = Result<Vec<Event>, WireError>;
-
 /// A streaming session.
 pub struct ReplicationStream {
-    /// Batches from the reader task; closed when the server ended the stream.
-    batches: mpsc::Receiver<Batch>,
-    /// What is left of the batch being taken.
-    batch: std::vec::IntoIter<Event>,
+    reader: Reader<ReadHalf<Stream>>,
     progress: Arc<Progress>,
-    /// The reader task; it hands the read half (and what it read past the last batch) back.
-    reader: Option<JoinHandle<Reader<ReadHalf<Stream>>>>,
-    stop_reader: Option<oneshot::Sender<()>>,
     /// The status task; it hands the write half back when stopped.
     writer: Option<JoinHandle<io::Result<WriteHalf<Stream>>>>,
-    stop_writer: Option<oneshot::Sender<()>>,
+    stop: Option<oneshot::Sender<()>>,
 }
 
 impl ReplicationStream {
     /// The next message; `None` when the server ended the stream (CopyDone). Cancel-safe.
     pub async fn recv(&mut self) -> Result<Option<Event>, WireError> {
         loop {
-            if let Some(event) = self.batch.next() {
-                return Ok(Some(event));
-            }
-            let Some(writer) = self.writer.as_mut() else {
-                return Err(WireError::closed());
-            };
-            tokio::select! {
-                batch = self.batches.recv() => match batch {
-                    Some(batch) => self.batch = batch?.into_iter(),
-                    None => return Ok(None),
-                },
-                // The status task ends only on a stop or a failed write.
-                ended = writer => {
-                    self.writer = None;
-                    return Err(match ended {
-                        Ok(Err(error)) => WireError::Io(error),
-                        _ => WireError::closed(),
-                    });
+            let frame = match self.reader.buffered()? {
+                Some(frame) => frame,
+                None => {
+                    let Some(writer) = self.writer.as_mut() else {
+                        return Err(WireError::closed());
+                    };
+                    tokio::select! {
+                        frame = self.reader.frame() => frame?,
+                        // The status task ends only on a stop or a failed write.
+                        ended = writer => {
+                            self.writer = None;
+                            return Err(match ended {
+                                Ok(Err(error)) => WireError::Io(error),
+                                _ => WireError::closed(),
+                            });
+                        }
+                    }
                 }
+            };
+            match frame.tag {
+                b'd' => {
+                    if let Some(event) = self.copy_data(frame.body)? {
+                        return Ok(Some(event));
+                    }
+                }
+                b'c' => return Ok(None),
+                b'E' => return Err(server_error(&frame.body)),
+                // Notices, parameter statuses.
+                _ => {}
             }
+        }
+    }
+
+    fn copy_data(&mut self, mut body: Bytes) -> Result<Option<Event>, WireError> {
+        let short = || WireError::Protocol("a short replication message".into());
+        match body.first() {
+            // XLogData: start, end, send time, then the payload.
+            Some(b'w') if body.len() >= 25 => {
+                body.advance(25);
+                Ok(Some(Event::Data(body)))
+            }
+            // Keepalive: WAL end, send time, reply requested.
+            Some(b'k') if body.len() >= 18 => {
+                body.advance(1);
+                let wal_end = body.get_u64();
+                body.advance(8);
+                if body.get_u8() == 1 {
+                    self.progress.reply_requested.store(true, Ordering::Release);
+                    self.progress.wake.notify_one();
+                }
+                Ok(Some(Event::KeepAlive { wal_end }))
+            }
+            Some(b'w' | b'k') => Err(short()),
+            _ => Ok(None),
         }
     }
 
@@ -604,23 +608,10 @@ impl ReplicationStream {
     /// CopyDone, the server's CopyDone, CommandComplete and ReadyForQuery (changes still in
     /// flight are dropped: they were not acknowledged), then Terminate.
     pub async fn close(mut self, deadline: Instant) -> Result<(), WireError> {
-        let (Some(stop_reader), Some(reader), Some(stop_writer), Some(writer)) = (
-            self.stop_reader.take(),
-            self.reader.take(),
-            self.stop_writer.take(),
-            self.writer.take(),
-        ) else {
+        let (Some(stop), Some(writer)) = (self.stop.take(), self.writer.take()) else {
             return Err(WireError::closed());
         };
-        // The reader first: the server's ReadyForQuery comes only after our CopyDone, so the
-        // reader cannot have taken it.
-        let _ = stop_reader.send(());
-        let mut reader = match tokio::time::timeout_at(deadline, reader).await {
-            Ok(Ok(reader)) => reader,
-            Ok(Err(_)) => return Err(WireError::closed()),
-            Err(_) => return Err(timed_out("the reader's stop")),
-        };
-        let _ = stop_writer.send(());
+        let _ = stop.send(());
         let mut write = match tokio::time::timeout_at(deadline, writer).await {
             Ok(Ok(Ok(write))) => write,
             Ok(Ok(Err(error))) => return Err(error.into()),
@@ -628,7 +619,7 @@ impl ReplicationStream {
         };
         let until_ready = async {
             loop {
-                let frame = reader.frame().await?;
+                let frame = self.reader.frame().await?;
                 match frame.tag {
                     b'Z' => return Ok(()),
                     b'E' => return Err(server_error(&frame.body)),
@@ -656,119 +647,9 @@ impl ReplicationStream {
 
 impl Drop for ReplicationStream {
     fn drop(&mut self) {
-        if let Some(reader) = &self.reader {
-            reader.abort();
-        }
         if let Some(writer) = &self.writer {
             writer.abort();
         }
-    }
-}
-
-/// The reader task: reads the socket, splits what came into events and hands them on, a
-/// batch per read, until the server ends the stream (the queue is closed), the stream breaks
-/// (the error is handed on) or a stop; then returns the reader for
-/// [`ReplicationStream::close`]. Waits while the queue is full, so the socket's buffer is
-/// what fills.
-async fn split_stream(
-    mut reader: Reader<ReadHalf<Stream>>,
-    progress: Arc<Progress>,
-    batches: mpsc::Sender<Batch>,
-    mut stop: oneshot::Receiver<()>,
-) -> Reader<ReadHalf<Stream>> {
-    loop {
-        let (events, end) = split_buffered(&mut reader, &progress);
-        if !events.is_empty() && !hand_on(&batches, &mut stop, Ok(events)).await {
-            return reader;
-        }
-        match end {
-            Some(Ok(())) => return reader,
-            Some(Err(error)) => {
-                hand_on(&batches, &mut stop, Err(error)).await;
-                return reader;
-            }
-            None => {}
-        }
-        reader.buffer.reserve(READ_CHUNK);
-        let read = tokio::select! {
-            biased;
-            _ = &mut stop => return reader,
-            read = reader.io.read_buf(&mut reader.buffer) => read,
-        };
-        let failed = match read {
-            Ok(0) => WireError::closed(),
-            Ok(_) => continue,
-            Err(error) => error.into(),
-        };
-        hand_on(&batches, &mut stop, Err(failed)).await;
-        return reader;
-    }
-}
-
-/// Hands one batch to the listener, waiting while the queue is full; false when the stream
-/// is being closed or was dropped.
-async fn hand_on(
-    batches: &mpsc::Sender<Batch>,
-    stop: &mut oneshot::Receiver<()>,
-    batch: Batch,
-) -> bool {
-    tokio::select! {
-        biased;
-        _ = stop => false,
-        sent = batches.send(batch) => sent.is_ok(),
-    }
-}
-
-/// The events of the whole messages in the reader's buffer, and the stream's end if one of
-/// them ended it: `Ok` for the server's CopyDone, else why it broke.
-fn split_buffered<R: AsyncRead + Unpin>(
-    reader: &mut Reader<R>,
-    progress: &Progress,
-) -> (Vec<Event>, Option<Result<(), WireError>>) {
-    let mut events = Vec::new();
-    loop {
-        let frame = match reader.buffered() {
-            Ok(Some(frame)) => frame,
-            Ok(None) => return (events, None),
-            Err(error) => return (events, Some(Err(error))),
-        };
-        match frame.tag {
-            b'd' => match copy_data(frame.body, progress) {
-                Ok(Some(event)) => events.push(event),
-                Ok(None) => {}
-                Err(error) => return (events, Some(Err(error))),
-            },
-            b'c' => return (events, Some(Ok(()))),
-            b'E' => return (events, Some(Err(server_error(&frame.body)))),
-            // Notices, parameter statuses.
-            _ => {}
-        }
-    }
-}
-
-/// One CopyData message of the stream as an event; a keepalive that asks for a reply wakes
-/// the status task at once.
-fn copy_data(mut body: Bytes, progress: &Progress) -> Result<Option<Event>, WireError> {
-    let short = || WireError::Protocol("a short replication message".into());
-    match body.first() {
-        // XLogData: start, end, send time, then the payload.
-        Some(b'w') if body.len() >= 25 => {
-            body.advance(25);
-            Ok(Some(Event::Data(body)))
-        }
-        // Keepalive: WAL end, send time, reply requested.
-        Some(b'k') if body.len() >= 18 => {
-            body.advance(1);
-            let wal_end = body.get_u64();
-            body.advance(8);
-            if body.get_u8() == 1 {
-                progress.reply_requested.store(true, Ordering::Release);
-                progress.wake.notify_one();
-            }
-            Ok(Some(Event::KeepAlive { wal_end }))
-        }
-        Some(b'w' | b'k') => Err(short()),
-        _ => Ok(None),
     }
 }
 
@@ -841,7 +722,7 @@ fn status_update(lsn: u64, out: &mut BytesMut) {
 mod tests {
     use super::*;
 
-    fn reader(bytes: &[u8]) -> Reader<&'static [u8]> {
+    fn reader(bytes: &[u8]) -> Reader<&[u8]> {
         let mut reader = Reader::new(&[][..]);
         reader.buffer.extend_from_slice(bytes);
         reader
@@ -858,53 +739,6 @@ mod tests {
         assert_eq!((second.tag, second.body.as_ref()), (b'd', &b"abc"[..]));
         let error = self::reader(b"d\0\0\0\x02").buffered().err().unwrap();
         assert!(error.to_string().contains("broken"), "{error}");
-    }
-
-    /// A CopyData message of the stream: `kind` and its body.
-    fn copy_data_frame(kind: u8, body: &[u8]) -> Vec<u8> {
-        let mut frame = vec![b'd'];
-        frame.extend_from_slice(&(4 + 1 + body.len() as u32).to_be_bytes());
-        frame.push(kind);
-        frame.extend_from_slice(body);
-        frame
-    }
-
-    #[test]
-    fn a_read_splits_into_events_up_to_the_streams_end() {
-        let progress = Progress {
-            applied: AtomicU64::new(0),
-            reply_requested: AtomicBool::new(false),
-            wake: Notify::new(),
-        };
-        let mut xlog = vec![0; 24];
-        xlog.extend_from_slice(b"Bpayload");
-        let mut keepalive = 0x1234u64.to_be_bytes().to_vec();
-        keepalive.extend_from_slice(&[0; 8]);
-        keepalive.push(1);
-        let mut bytes = copy_data_frame(b'w', &xlog);
-        bytes.extend(copy_data_frame(b'k', &keepalive));
-        bytes.extend_from_slice(b"N\0\0\0\x05x");
-        bytes.extend(copy_data_frame(b'w', &xlog));
-        bytes.extend_from_slice(b"c\0\0\0\x04");
-        bytes.extend(copy_data_frame(b'w', &xlog));
-        let mut reader = reader(&bytes);
-        let (events, end) = split_buffered(&mut reader, &progress);
-        assert!(matches!(end, Some(Ok(()))), "CopyDone ends the stream");
-        assert_eq!(events.len(), 3, "the notice is skipped, nothing after CopyDone is taken");
-        assert!(matches!(&events[0], Event::Data(data) if data.as_ref() == b"Bpayload"));
-        assert!(matches!(events[1], Event::KeepAlive { wal_end: 0x1234 }));
-        assert!(
-            progress.reply_requested.load(Ordering::Acquire),
-            "the keepalive asked for a reply"
-        );
-        assert_eq!(reader.buffer.len(), 1 + 4 + 25 + 8, "the rest stays buffered");
-
-        let mut half = self::reader(&copy_data_frame(b'w', &xlog)[..20]);
-        let (events, end) = split_buffered(&mut half, &progress);
-        assert!(events.is_empty() && end.is_none(), "half a message waits for more");
-        let mut short = self::reader(&copy_data_frame(b'k', &[0; 3]));
-        let (_, end) = split_buffered(&mut short, &progress);
-        assert!(matches!(end, Some(Err(WireError::Protocol(_)))));
     }
 
     #[test]
