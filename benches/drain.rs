@@ -1255,6 +1255,7 @@ impl Bench {
                 read_status_kb(pid, "VmHWM:"),
             )
         };
+        let spooled = dir_bytes(&dir.join("state").join("streaming"));
         self.client.batch_execute("COMMIT").await?;
         let committed = Instant::now();
         asking.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -1307,9 +1308,11 @@ impl Bench {
             thousands(seen.changes)
         );
         println!(
-            "   peak RSS (VmHWM): {:.1} MB while it ran, {:.1} MB in all",
+            "   peak RSS (VmHWM): {:.1} MB while it ran, {:.1} MB in all; spool files before \
+             the COMMIT: {:.1} MB",
             mb(peak_running_kb),
-            peak_kb as f64 / 1024.0
+            peak_kb as f64 / 1024.0,
+            spooled as f64 / 1e6
         );
         Ok(())
     }
@@ -1672,6 +1675,21 @@ struct Streamed {
     transactions: u64,
     /// An `error` line: a command was refused.
     error: Option<String>,
+}
+
+/// The bytes of the files under `dir`, subfolders included (0 when it does not exist).
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => dir_bytes(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Waits until `found` finds something in what was seen.
