@@ -20,8 +20,11 @@
 //! * **memory**: peak RSS (`VmHWM`) of cdc-tui headless and TUI while draining 1,000,000
 //!   changes with `log_capacity = 10000`, read at 250k, 500k and 1M changes.
 //!
+//! * **mysql**, **mysql-memory**: the drain and memory benchmarks on a throwaway MariaDB
+//!   against `mariadb-binlog` ([`mysql`]).
+//!
 //! Run: `cargo bench --bench drain`; options after `--`:
-//! `--only drain,latency,memory`, `--rounds N` (3), `--latency-seconds N` (20),
+//! `--only drain,scopes,latency,memory,mysql,mysql-memory`, `--rounds N` (3), `--latency-seconds N` (20),
 //! `--memory-changes N` (1,000,000). `CDC_BENCH_WRAP` runs the headless contenders under a
 //! profiler. BENCHMARKS.md has the figures and how to read them.
 
@@ -35,6 +38,11 @@ use cdc_tui::source::postgres::logical::{format_lsn, parse_lsn};
 use chrono::{DateTime, Utc};
 use pgcluster::{ClusterOptions, PgCluster, find_server_bindir};
 use tokio_postgres::Client;
+
+#[path = "drain/mysql.rs"]
+mod mysql;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 /// The release binary, built by `cargo bench` with the bench profile.
 const CDC_TUI: &str = env!("CARGO_BIN_EXE_cdc-tui");
@@ -72,6 +80,8 @@ struct Options {
     scopes: bool,
     latency: bool,
     memory: bool,
+    mysql: bool,
+    mysql_memory: bool,
     rounds: usize,
     latency_seconds: u64,
     memory_changes: u64,
@@ -84,6 +94,8 @@ impl Options {
             scopes: true,
             latency: true,
             memory: true,
+            mysql: true,
+            mysql_memory: true,
             rounds: 3,
             latency_seconds: 20,
             memory_changes: 1_000_000,
@@ -100,15 +112,20 @@ impl Options {
                     options.scopes = false;
                     options.latency = false;
                     options.memory = false;
+                    options.mysql = false;
+                    options.mysql_memory = false;
                     for part in parts.split(',') {
                         match part.trim() {
                             "drain" => options.drain = true,
                             "scopes" => options.scopes = true,
                             "latency" => options.latency = true,
                             "memory" => options.memory = true,
-                            other => {
-                                bail!("--only takes drain, scopes, latency, memory; not {other:?}")
-                            }
+                            "mysql" => options.mysql = true,
+                            "mysql-memory" => options.mysql_memory = true,
+                            other => bail!(
+                                "--only takes drain, scopes, latency, memory, mysql, \
+                                 mysql-memory; not {other:?}"
+                            ),
                         }
                     }
                 }
@@ -120,7 +137,7 @@ impl Options {
                     options.memory_changes = value("--memory-changes")?.parse()?
                 }
                 other => bail!(
-                    "unknown argument {other:?} (options: --only drain,scopes,latency,memory, --rounds N, \
+                    "unknown argument {other:?} (options: --only drain,scopes,latency,memory,mysql,mysql-memory, --rounds N, \
                      --latency-seconds N, --memory-changes N)"
                 ),
             }
@@ -131,21 +148,33 @@ impl Options {
 }
 
 async fn run(options: Options) -> anyhow::Result<()> {
-    let bench = Bench::start().await?;
     println!("{}", machine());
-    if options.drain {
-        bench.drain(options.rounds).await?;
+    if options.drain || options.scopes || options.latency || options.memory {
+        let bench = Bench::start().await?;
+        if options.drain {
+            bench.drain(options.rounds).await?;
+        }
+        if options.scopes {
+            bench.scopes().await?;
+        }
+        if options.latency {
+            bench.latency(options.latency_seconds).await?;
+        }
+        if options.memory {
+            bench.memory(options.memory_changes).await?;
+        }
+        bench.cluster.stop().await?;
     }
-    if options.scopes {
-        bench.scopes().await?;
+    if options.mysql || options.mysql_memory {
+        let bench = mysql::MysqlBench::start().await?;
+        if options.mysql {
+            bench.drain(options.rounds).await?;
+        }
+        if options.mysql_memory {
+            bench.memory(options.memory_changes).await?;
+        }
+        bench.stop().await;
     }
-    if options.latency {
-        bench.latency(options.latency_seconds).await?;
-    }
-    if options.memory {
-        bench.memory(options.memory_changes).await?;
-    }
-    bench.cluster.stop().await?;
     Ok(())
 }
 
@@ -222,33 +251,14 @@ impl Workload {
         workload
     }
 
-    /// The workload's transactions, in order.
-    fn statements(&self, name: &str) -> Vec<String> {
-        let insert = |first: u64| {
-            format!(
-                "INSERT INTO {name} SELECT g, g % 1000, 'row ' || g || ' of the drain benchmark' \
-                 FROM generate_series({first}, {}) g",
-                first + TX_ROWS - 1
-            )
-        };
-        let update = |first: u64| {
-            format!(
-                "UPDATE {name} SET n = n + 1, note = note || ' (updated)' \
-                 WHERE id BETWEEN {first} AND {}",
-                first + TX_ROWS - 1
-            )
-        };
-        let delete = |first: u64| {
-            format!(
-                "DELETE FROM {name} WHERE id BETWEEN {first} AND {}",
-                first + TX_ROWS - 1
-            )
-        };
+    /// The workload's transactions, in order: each a step on the `TX_ROWS` ids from the
+    /// one given.
+    fn transactions(&self) -> Vec<(Step, u64)> {
         let steps = |count: u64| (0..count / TX_ROWS).map(|at| 1 + at * TX_ROWS);
         if !self.interleaved {
-            return (steps(self.inserts).map(insert))
-                .chain(steps(self.updates).map(update))
-                .chain(steps(self.deletes).map(|first| delete(self.updates + first)))
+            return (steps(self.inserts).map(|first| (Step::Insert, first)))
+                .chain(steps(self.updates).map(|first| (Step::Update, first)))
+                .chain(steps(self.deletes).map(|first| (Step::Delete, self.updates + first)))
                 .collect();
         }
         // Block k inserts ids 4000k+1 ..= 4000k+4000, updates the first 2000 of them and
@@ -258,13 +268,43 @@ impl Workload {
             .map(|at| {
                 let base = at / 7 * 4 * TX_ROWS + 1;
                 match at % 7 {
-                    step @ 0..=3 => insert(base + step * TX_ROWS),
-                    step @ (4 | 5) => update(base + (step - 4) * TX_ROWS),
-                    _ => delete(base + 2 * TX_ROWS),
+                    step @ 0..=3 => (Step::Insert, base + step * TX_ROWS),
+                    step @ (4 | 5) => (Step::Update, base + (step - 4) * TX_ROWS),
+                    _ => (Step::Delete, base + 2 * TX_ROWS),
                 }
             })
             .collect()
     }
+
+    /// The workload's transactions in PostgreSQL's SQL.
+    fn statements(&self, name: &str) -> Vec<String> {
+        (self.transactions().into_iter())
+            .map(|(step, first)| {
+                let last = first + TX_ROWS - 1;
+                match step {
+                    Step::Insert => format!(
+                        "INSERT INTO {name} SELECT g, g % 1000, 'row ' || g || ' of the drain \
+                         benchmark' FROM generate_series({first}, {last}) g"
+                    ),
+                    Step::Update => format!(
+                        "UPDATE {name} SET n = n + 1, note = note || ' (updated)' \
+                         WHERE id BETWEEN {first} AND {last}"
+                    ),
+                    Step::Delete => {
+                        format!("DELETE FROM {name} WHERE id BETWEEN {first} AND {last}")
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+/// What a workload transaction does to its `TX_ROWS` ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Insert,
+    Update,
+    Delete,
 }
 
 /// The end of a workload: the WAL position after each transaction, with the changes so far.

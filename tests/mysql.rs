@@ -262,6 +262,44 @@ async fn a_binlog_without_full_row_images_fails_with_advice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_binlog_fails_the_listener_with_advice() {
+    let server = MariaDb::start(&[]).await;
+    let db = server.create_database("compressed").await;
+    execute(&server, &db, "CREATE TABLE t (id INT PRIMARY KEY, v TEXT)").await;
+    let table = format!("{db}.t");
+    let listener = format!("l/{table}");
+    let mut cdc = Headless::start(&config(&server.url(&db), &table, "")).await;
+    cdc.wait_for_state(&listener, "running").await;
+    execute(&server, &db, "INSERT INTO t VALUES (1, 'plain')").await;
+    cdc.wait_for_changes(&listener, 1).await;
+    // Switched on while the listener reads: MariaDB compresses events longer than
+    // log_bin_compress_min_len (256 bytes), so the next rows event is compressed.
+    let mut root = server.root().await;
+    root.query_drop("SET GLOBAL log_bin_compress = ON")
+        .await
+        .expect("compress");
+    root.disconnect().await.expect("disconnect");
+    execute(&server, &db, "INSERT INTO t VALUES (2, REPEAT('x', 2000))").await;
+    cdc.wait_for_state(&listener, "failed").await;
+    let reason = reason_of(&cdc.seen, &listener, "failed");
+    assert!(
+        reason.contains("a compressed event") && reason.contains("log_bin_compress = OFF"),
+        "{reason}"
+    );
+    assert_eq!(changes_of(&cdc.seen, &listener).len(), 1, "nothing made up");
+    cdc.signal_and_wait("TERM").await;
+
+    // A new run on the compressing server fails at once, before reading.
+    let mut cdc = Headless::start(&config(&server.url(&db), &table, "")).await;
+    cdc.wait_for_state(&listener, "failed").await;
+    let reason = reason_of(&cdc.seen, &listener, "failed");
+    assert!(reason.starts_with("the server compresses"), "{reason}");
+    support::assert_failed_at_once(&cdc.seen, &listener);
+    cdc.signal_and_wait("TERM").await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_without_replication_rights_fails_with_advice() {
     let server = mariadb::shared().await;
     let db = server.create_database("noreplication").await;
@@ -287,22 +325,8 @@ async fn a_user_without_replication_rights_fails_with_advice() {
     cdc.signal_and_wait("TERM").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_purged_binlog_is_reported_as_a_gap_and_capture_goes_on() {
-    let server = MariaDb::start(&[]).await;
-    let db = server.create_database("purged").await;
-    execute(&server, &db, "CREATE TABLE t (id INT PRIMARY KEY)").await;
-    let table = format!("{db}.t");
-    let listener = format!("l/{table}");
-    let mut cdc = Headless::start(&config(&server.url(&db), &table, "")).await;
-    cdc.wait_for_state(&listener, "running").await;
-    execute(&server, &db, "INSERT INTO t VALUES (1)").await;
-    cdc.wait_for_changes(&listener, 1).await;
-    cdc.signal_and_wait("TERM").await;
-    let dir = cdc.dir;
-
-    // Written while cdc-tui is away, then purged with the binlog that holds them.
-    execute(&server, &db, "INSERT INTO t VALUES (2)").await;
+/// Starts a new binlog and purges every older one.
+async fn purge_all_but_a_new_binlog(server: &MariaDb) {
     let mut root = server.root().await;
     root.query_drop("FLUSH BINARY LOGS").await.expect("flush");
     // MariaDB keeps a binlog until InnoDB no longer needs it for crash recovery: purge until
@@ -323,6 +347,71 @@ async fn a_purged_binlog_is_reported_as_a_gap_and_capture_goes_on() {
     })
     .await;
     root.disconnect().await.expect("disconnect");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_run_starts_where_start_says() {
+    let server = MariaDb::start(&[]).await;
+    let db = server.create_database("start").await;
+    execute(&server, &db, "CREATE TABLE t (id INT PRIMARY KEY)").await;
+    execute(&server, &db, "INSERT INTO t VALUES (1)").await;
+    // The oldest binlog left starts after insert 1.
+    purge_all_but_a_new_binlog(&server).await;
+    execute(&server, &db, "INSERT INTO t VALUES (2)").await;
+    let mut conn = server.connect(&db).await;
+    let after_2: String = conn
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .expect("the GTID position")
+        .expect("a row");
+    conn.disconnect().await.expect("disconnect");
+    execute(&server, &db, "INSERT INTO t VALUES (3)").await;
+    let table = format!("{db}.t");
+    let mut text = config(&server.url(&db), &table, "start = \"beginning\"");
+    for (identifier, start) in [("e", "end"), ("p", after_2.as_str())] {
+        text += &format!(
+            "[[listener]]\nidentifier = \"{identifier}\"\ndatabase = \"db\"\n\
+             table = '{table}'\nstrategy = \"binlog\"\nstart = \"{start}\"\n\n"
+        );
+    }
+    let mut cdc = Headless::start(&text).await;
+    let listeners = ["l", "e", "p"].map(|identifier| format!("{identifier}/{table}"));
+    for listener in &listeners {
+        cdc.wait_for_state(listener, "running").await;
+    }
+    execute(&server, &db, "INSERT INTO t VALUES (4)").await;
+    let expected: [&[i64]; 3] = [&[2, 3, 4], &[4], &[3, 4]];
+    for (listener, ids) in listeners.iter().zip(expected) {
+        cdc.wait_for_changes(listener, ids.len()).await;
+    }
+    for (listener, ids) in listeners.iter().zip(expected) {
+        let seen: Vec<&Value> = changes_of(&cdc.seen, listener)
+            .iter()
+            .map(|change| &change["key"]["id"])
+            .collect();
+        assert_eq!(seen, ids, "{listener}");
+    }
+    cdc.signal_and_wait("TERM").await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purged_binlog_is_reported_as_a_gap_and_capture_goes_on() {
+    let server = MariaDb::start(&[]).await;
+    let db = server.create_database("purged").await;
+    execute(&server, &db, "CREATE TABLE t (id INT PRIMARY KEY)").await;
+    let table = format!("{db}.t");
+    let listener = format!("l/{table}");
+    let mut cdc = Headless::start(&config(&server.url(&db), &table, "")).await;
+    cdc.wait_for_state(&listener, "running").await;
+    execute(&server, &db, "INSERT INTO t VALUES (1)").await;
+    cdc.wait_for_changes(&listener, 1).await;
+    cdc.signal_and_wait("TERM").await;
+    let dir = cdc.dir;
+
+    // Written while cdc-tui is away, then purged with the binlog that holds them.
+    execute(&server, &db, "INSERT INTO t VALUES (2)").await;
+    purge_all_but_a_new_binlog(&server).await;
 
     let mut cdc = Headless::start_in(dir).await;
     cdc.wait_for_state(&listener, "running").await;

@@ -4,6 +4,7 @@
 
 pub mod binlog;
 pub mod polling;
+pub mod position;
 pub mod scope;
 pub mod table;
 pub mod value;

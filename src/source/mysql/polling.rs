@@ -174,12 +174,17 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
     let mut previous: Option<RowState> = None;
     let mut pending = PendingPositions::default();
     loop {
-        let poll = poll_once(&mut conn, &shape, options.max_tracked_rows, previous.as_ref())
-            .await
-            .map_err(|error| match error {
-                PollError::Sql(error) => classify(&error, &url),
-                PollError::Source(error) => error,
-            })?;
+        let poll = poll_once(
+            &mut conn,
+            &shape,
+            options.max_tracked_rows,
+            previous.as_ref(),
+        )
+        .await
+        .map_err(|error| match error {
+            PollError::Sql(error) => classify(&error, &url),
+            PollError::Source(error) => error,
+        })?;
         let mut changes = Vec::new();
         match &previous {
             Some(_) => changes.extend(poll.changes),
@@ -208,7 +213,11 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
             .or_else(|| last_position.clone())
             .unwrap_or_default();
         for (op, key, after, position) in changes {
-            let position = if op == Op::Delete { deleted_at.clone() } else { position };
+            let position = if op == Op::Delete {
+                deleted_at.clone()
+            } else {
+                position
+            };
             let change = ChangeEvent {
                 table: label.clone(),
                 op,
@@ -388,7 +397,11 @@ async fn full_rows(
             let values: Vec<serde_json::Value> = (raw.into_iter().zip(&info.columns))
                 .map(|(value, column)| text_to_json(value, &column.kind))
                 .collect();
-            let key = info.key.iter().map(|&index| values[index].clone()).collect();
+            let key = info
+                .key
+                .iter()
+                .map(|&index| values[index].clone())
+                .collect();
             let key = Row::new(info.key_names.clone(), key).with_raw_json(&info.key_raw_json);
             let after = Row::new(info.names.clone(), values).with_raw_json(&info.raw_json);
             (key_text, key, after, cursor)

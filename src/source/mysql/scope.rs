@@ -195,7 +195,10 @@ mod tests {
         assert!(!scope.matches("Shop", "orders"), "names keep their case");
         let all = Scope::parse("*.*", &[]).unwrap();
         assert!(all.matches("anything", "t"));
-        assert!(!all.matches("mysql", "user"), "the server's own databases are left out");
+        assert!(
+            !all.matches("mysql", "user"),
+            "the server's own databases are left out"
+        );
         let quoted = Scope::parse("`my db`.`a*b`", &[]).unwrap();
         assert!(quoted.matches("my db", "a*b"));
         assert!(!quoted.matches("my db", "axb"));
@@ -207,7 +210,11 @@ mod tests {
         for bad in ["orders", "a.b.c", "`open", "my db.t", "a.", ""] {
             assert!(Scope::parse(bad, &[]).is_err(), "{bad:?} should be refused");
         }
-        assert!(Scope::parse("orders", &[]).unwrap_err().contains("db.table"));
+        assert!(
+            Scope::parse("orders", &[])
+                .unwrap_err()
+                .contains("db.table")
+        );
     }
 
     #[test]
