@@ -99,6 +99,7 @@ async fn every_type_prints_as_the_readme_says() {
     assert_eq!(changes[2]["before"]["vc"], "héllo");
     assert!(changes[2]["after"].is_null());
     cdc.signal_and_wait("TERM").await;
+    server.drop_database(&db).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,6 +149,7 @@ async fn alter_table_mid_stream_shows_the_new_columns_with_a_schema_note() {
     let index = |line: &Value| cdc.seen.iter().position(|seen| seen == line);
     assert!(index(changes[0]) < index(notes[0]) && index(notes[0]) < index(changes[1]));
     cdc.signal_and_wait("TERM").await;
+    server.drop_database(&db).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,6 +202,8 @@ async fn a_scope_takes_its_tables_and_transactions_carry_their_gtid() {
     assert_eq!(note["changes"], 3);
     assert_eq!(note["tables"], json!([orders, items]));
     cdc.signal_and_wait("TERM").await;
+    server.drop_database(&db).await;
+    server.drop_database(&other).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,6 +232,7 @@ async fn a_url_alone_watches_its_database() {
     assert_eq!(change["table"], format!("{db}.t"), "{listener}: {change}");
     assert_eq!(change["after"], json!({"id": 5}));
     cdc.signal_and_wait("TERM").await;
+    server.drop_database(&db).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,7 +311,7 @@ async fn a_user_without_replication_rights_fails_with_advice() {
     execute(server, &db, "CREATE TABLE t (id INT PRIMARY KEY)").await;
     let mut root = server.root().await;
     root.query_drop(format!(
-        "CREATE USER 'reader'@'%' IDENTIFIED BY 'r p@ss'; \
+        "DROP USER IF EXISTS 'reader'@'%'; CREATE USER 'reader'@'%' IDENTIFIED BY 'r p@ss'; \
          GRANT SELECT ON `{db}`.* TO 'reader'@'%'"
     ))
     .await
@@ -323,6 +328,7 @@ async fn a_user_without_replication_rights_fails_with_advice() {
     assert!(!reason.contains("r p@ss"), "no password: {reason}");
     support::assert_failed_at_once(&cdc.seen, &listener);
     cdc.signal_and_wait("TERM").await;
+    server.drop_database(&db).await;
 }
 
 /// Starts a new binlog and purges every older one.
@@ -457,6 +463,15 @@ async fn a_server_restart_is_retried_and_resumes_where_it_was() {
 async fn connections_cut_mid_transaction_lose_and_repeat_nothing() {
     const ROWS: i64 = 2_000;
     const CUTS: i64 = 5;
+    if mariadb::shared_is_external() {
+        // The fault proxy forwards to 127.0.0.1 only, and the rows come from MariaDB's
+        // sequence tables.
+        eprintln!(
+            "skipped: {} names an external server",
+            mariadb::EXTERNAL_URL
+        );
+        return;
+    }
     let server = mariadb::shared().await;
     let db = server.create_database("cut").await;
     execute(server, &db, "CREATE TABLE t (id INT PRIMARY KEY, v TEXT)").await;
@@ -518,6 +533,7 @@ async fn connections_cut_mid_transaction_lose_and_repeat_nothing() {
         .collect();
     assert_eq!(indexes, (1..=ROWS as u64).collect::<Vec<_>>());
     drop(proxy);
+    server.drop_database(&db).await;
 }
 
 /// Counts the lines that match, scanning only those not seen before.

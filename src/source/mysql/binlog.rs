@@ -160,6 +160,21 @@ async fn settings(
         .collect())
 }
 
+/// `SELECT` of one setting, as text (empty when NULL).
+async fn setting(conn: &mut Conn, sql: &str, url: &DatabaseUrl) -> Result<String, SourceError> {
+    let values = settings(conn, sql, url).await?;
+    Ok(values.into_iter().next().flatten().unwrap_or_default())
+}
+
+/// A MariaDB GTID state or a MySQL GTID set the server printed (`what` names the setting).
+fn server_gtids(text: &str, mariadb: bool, what: &str) -> Result<Position, SourceError> {
+    let position = match mariadb {
+        true => GtidState::parse(text).map(Position::Gtid),
+        false => GtidSet::parse(text).map(Position::GtidSet),
+    };
+    position.map_err(|error| SourceError::permanent(format!("{what}: {error}")))
+}
+
 /// Checks that the server writes a binlog this listener can read, with advice where not.
 async fn check_server(conn: &mut Conn, url: &DatabaseUrl) -> Result<Server, SourceError> {
     let values = settings(
@@ -193,23 +208,13 @@ async fn check_server(conn: &mut Conn, url: &DatabaseUrl) -> Result<Server, Sour
              binlog_row_image = FULL"
         )));
     }
-    if mariadb
-        && settings(conn, "SELECT @@global.log_bin_compress", url)
-            .await?
-            .first()
-            .cloned()
-            .flatten()
-            .is_some_and(|on| on == "1")
-    {
+    if mariadb && setting(conn, "SELECT @@global.log_bin_compress", url).await? == "1" {
         return Err(SourceError::permanent(COMPRESSED_ADVICE));
     }
     let mysql_gtids = !mariadb
-        && settings(conn, "SELECT @@global.gtid_mode", url)
+        && setting(conn, "SELECT @@global.gtid_mode", url)
             .await?
-            .first()
-            .cloned()
-            .flatten()
-            .is_some_and(|mode| mode.eq_ignore_ascii_case("ON"));
+            .eq_ignore_ascii_case("ON");
     let mut server = Server {
         mariadb,
         mysql_gtids,
@@ -231,23 +236,21 @@ async fn current_position(
     url: &DatabaseUrl,
 ) -> Result<Position, SourceError> {
     if server.mariadb {
-        let values = settings(conn, "SELECT @@gtid_binlog_pos", url).await?;
-        let state = values.into_iter().next().flatten().unwrap_or_default();
-        return GtidState::parse(&state)
-            .map(Position::Gtid)
-            .map_err(SourceError::permanent);
+        let state = setting(conn, "SELECT @@gtid_binlog_pos", url).await?;
+        return server_gtids(&state, true, "@@gtid_binlog_pos");
     }
     if server.mysql_gtids {
-        let values = settings(conn, "SELECT @@global.gtid_executed", url).await?;
-        let set = values.into_iter().next().flatten().unwrap_or_default();
-        return GtidSet::parse(&set)
-            .map(Position::GtidSet)
-            .map_err(|error| SourceError::permanent(format!("@@gtid_executed: {error}")));
+        let set = setting(conn, "SELECT @@global.gtid_executed", url).await?;
+        return server_gtids(&set, false, "@@gtid_executed");
     }
-    let status: Option<mysql_async::Row> = conn
-        .query_first("SHOW MASTER STATUS")
-        .await
-        .map_err(|error| classify(&error, url))?;
+    // MySQL 8.4 renamed it SHOW BINARY LOG STATUS (and has no SHOW MASTER STATUS).
+    let status: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
+        Err(mysql_async::Error::Server(error)) if error.code == 1064 => {
+            conn.query_first("SHOW BINARY LOG STATUS").await
+        }
+        other => other,
+    }
+    .map_err(|error| classify(&error, url))?;
     let status = status.ok_or_else(|| {
         SourceError::permanent(
             "SHOW MASTER STATUS shows nothing: the server writes no binlog, or the user lacks \
@@ -268,11 +271,8 @@ async fn oldest_position(
     url: &DatabaseUrl,
 ) -> Result<Position, SourceError> {
     if server.mysql_gtids {
-        let values = settings(conn, "SELECT @@global.gtid_purged", url).await?;
-        let set = values.into_iter().next().flatten().unwrap_or_default();
-        return GtidSet::parse(&set)
-            .map(Position::GtidSet)
-            .map_err(|error| SourceError::permanent(format!("@@gtid_purged: {error}")));
+        let set = setting(conn, "SELECT @@global.gtid_purged", url).await?;
+        return server_gtids(&set, false, "@@gtid_purged");
     }
     let first: Option<mysql_async::Row> = conn
         .query_first("SHOW BINARY LOGS")
@@ -283,11 +283,8 @@ async fn oldest_position(
         .ok_or_else(|| SourceError::permanent("SHOW BINARY LOGS shows no binlog file"))?;
     if server.mariadb {
         let sql = format!("SELECT BINLOG_GTID_POS({}, 4)", quote_literal(&file));
-        let values = settings(conn, &sql, url).await?;
-        let state = values.into_iter().next().flatten().unwrap_or_default();
-        return GtidState::parse(&state)
-            .map(Position::Gtid)
-            .map_err(SourceError::permanent);
+        let state = setting(conn, &sql, url).await?;
+        return server_gtids(&state, true, "BINLOG_GTID_POS");
     }
     Ok(Position::File { file, offset: 4 })
 }
