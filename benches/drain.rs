@@ -41,6 +41,9 @@ use tokio_postgres::Client;
 
 #[path = "drain/mysql.rs"]
 mod mysql;
+#[path = "common/nats_server.rs"]
+mod nats_server;
+use nats_server::NatsServer;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -946,15 +949,35 @@ impl Bench {
         println!(
             "\n== latency: 2,000 changes/s (a transaction of 10 inserts and 10 updates every 10 ms) for {seconds} s, after 2 s of warm-up; commit_time to the flush line on stdout"
         );
-        for (label, pipeline) in [
+        // Direct: the capture's own stdout. Relayed: the capture publishes to JetStream
+        // ([sinks.nats]) and a second cdc-tui, a `kind = "nats"` viewer, prints what it reads;
+        // its flush lines are the moment a remote viewer has the change.
+        let nats = match NatsServer::start() {
+            Ok(server) => Some(server),
+            Err(error) => {
+                println!("   (no nats-server: {error}; the relayed rows are left out)");
+                None
+            }
+        };
+        let settings = [
             ("defaults (chunk_size 100, timeout_ms 200)", ""),
             ("timeout_ms = 0", "timeout_ms = 0"),
-        ] {
-            let stats = self.latency_run(&table, pipeline, seconds).await?;
-            println!(
-                "   {label:<44} p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms  ({} changes, {} batches)",
-                stats.p50, stats.p99, stats.max, stats.changes, stats.batches
-            );
+        ];
+        let relays =
+            std::iter::once(None).chain(nats.as_ref().map(|server| Some(server.url.as_str())));
+        for relay in relays {
+            for (label, pipeline) in settings {
+                let stats = self.latency_run(&table, pipeline, seconds, relay).await?;
+                let route = if relay.is_some() {
+                    "db → capture → JetStream → viewer"
+                } else {
+                    "db → capture"
+                };
+                println!(
+                    "   {route:<34} {label:<44} p50 {:>6.1} ms  p99 {:>6.1} ms  max {:>6.1} ms  ({} changes, {} batches)",
+                    stats.p50, stats.p99, stats.max, stats.changes, stats.batches
+                );
+            }
         }
         println!(
             "   (commit_time has millisecond precision: figures include up to 1 ms of truncation)"
@@ -967,35 +990,89 @@ impl Bench {
         table: &Table,
         pipeline: &str,
         seconds: u64,
+        relay: Option<&str>,
     ) -> anyhow::Result<LatencyStats> {
-        let tag = if pipeline.is_empty() {
-            "latency_default"
-        } else {
-            "latency_zero"
+        let tag = match (pipeline.is_empty(), relay.is_some()) {
+            (true, false) => "latency_default",
+            (false, false) => "latency_zero",
+            (true, true) => "latency_relay_default",
+            (false, true) => "latency_relay_zero",
         };
         let dir = self.work.path().join(tag);
         let config = self.config(&dir, tag, table, None, pipeline)?;
-        let (_, stderr) = self.stderr_file(tag)?;
-        let mut child = ChildGuard(
-            Command::new(CDC_TUI)
-                .arg("--headless")
-                .arg("--config")
-                .arg(&config)
-                .current_dir(&dir)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(stderr)
-                .spawn()?,
-        );
-        let stdout = child.0.stdout.take().context("stdout")?;
+        let headless = |config: &Path, name: &str| -> anyhow::Result<ChildGuard> {
+            let (_, stderr) = self.stderr_file(name)?;
+            Ok(ChildGuard(
+                Command::new(CDC_TUI)
+                    .arg("--headless")
+                    .arg("--config")
+                    .arg(config)
+                    .current_dir(&dir)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(stderr)
+                    .spawn()?,
+            ))
+        };
         let (running_tx, running_rx) = std::sync::mpsc::channel();
         let measure_from = std::sync::Arc::new(std::sync::Mutex::new(None::<DateTime<Utc>>));
         let from = measure_from.clone();
-        let reader = std::thread::spawn(move || read_latencies(stdout, running_tx, from));
-        // Running once the slot exists and streaming started.
-        tokio::task::spawn_blocking(move || running_rx.recv_timeout(Duration::from_secs(60)))
-            .await?
-            .context("the listener did not report running")?;
+        // Relayed: the capture's stdout only says when it runs; the viewer's is measured.
+        let mut viewer = None;
+        if let Some(url) = relay {
+            let sink = format!(
+                "\n[sinks.nats]\nurl = \"{url}\"\nstream = \"{stream}\"\nsubject = \"{tag}.{{database}}.{{table}}\"\n",
+                stream = tag.to_uppercase()
+            );
+            std::fs::write(&config, std::fs::read_to_string(&config)? + &sink)?;
+            // The sink creates its stream with its first batch; made here, the viewer's
+            // consumer is running before the first write, as a deployed viewer's is.
+            async_nats::jetstream::new(async_nats::connect(url).await?)
+                .get_or_create_stream(async_nats::jetstream::stream::Config {
+                    name: tag.to_uppercase(),
+                    subjects: vec![format!("{tag}.>")],
+                    storage: async_nats::jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|error| anyhow!("the stream: {error}"))?;
+            let viewer_config = dir.join("viewer.toml");
+            std::fs::write(
+                &viewer_config,
+                format!(
+                    "[pipeline]\n{pipeline}\n\n[[database]]\nname = \"relay\"\nkind = \"nats\"\nurl = \"{url}\"\n\n\
+                     [[listener]]\nidentifier = \"viewer\"\ndatabase = \"relay\"\ntable = \"{tag}.>\"\nstrategy = \"jetstream\"\n"
+                ),
+            )?;
+            viewer = Some(headless(&viewer_config, &format!("{tag}_viewer"))?);
+        }
+        let mut capture = headless(&config, tag)?;
+        let capture_out = capture.0.stdout.take().context("stdout")?;
+        let measured = match viewer.as_mut() {
+            None => capture_out,
+            Some(viewer) => {
+                let capture_running = running_tx.clone();
+                std::thread::spawn(move || {
+                    for line in BufReader::new(capture_out).lines().map_while(Result::ok) {
+                        if line.contains(r#""type":"status""#)
+                            && line.contains(r#""state":"running""#)
+                        {
+                            let _ = capture_running.send(());
+                        }
+                    }
+                });
+                viewer.0.stdout.take().context("stdout")?
+            }
+        };
+        let reader = std::thread::spawn(move || read_latencies(measured, running_tx, from));
+        // Running once the slot exists and streaming started (and, relayed, the viewer's
+        // consumer too).
+        let listeners = 1 + usize::from(relay.is_some());
+        tokio::task::spawn_blocking(move || {
+            (0..listeners).try_for_each(|_| running_rx.recv_timeout(Duration::from_secs(60)))
+        })
+        .await?
+        .context("a listener did not report running")?;
 
         let writer = self.cluster.connect(DATABASE).await?;
         writer.batch_execute("SET synchronous_commit = on").await?;
@@ -1030,11 +1107,16 @@ impl Bench {
         }
         // Everything flushed: at most a timeout later.
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        terminate(&child.0)?;
+        terminate(&capture.0)?;
+        capture.0.wait()?;
+        let measured = viewer.as_mut().unwrap_or(&mut capture);
+        if relay.is_some() {
+            terminate(&measured.0)?;
+        }
         let stats = tokio::task::spawn_blocking(move || reader.join())
             .await?
             .map_err(|_| anyhow!("the reader panicked"))?;
-        child.0.wait()?;
+        measured.0.wait()?;
         stats
     }
 

@@ -211,6 +211,7 @@ fn frame(c: &mut Criterion) {
         runtime,
         timings,
         log: log.clone(),
+        sinks: Vec::new(),
         log_file: None,
         config_path: "cdc.toml".into(),
     });

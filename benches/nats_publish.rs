@@ -6,7 +6,6 @@
 //! Run: `cargo bench --bench nats_publish` (`-- --changes N`, default 50,000). BENCHMARKS.md has
 //! the figures.
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +18,10 @@ use cdc_tui::pipeline::{Batch, Packet, Sink};
 use cdc_tui::registry::Registry;
 use cdc_tui::secret::DatabaseUrl;
 use serde_json::json;
+
+#[path = "common/nats_server.rs"]
+mod nats_server;
+use nats_server::NatsServer;
 
 const CHUNK: usize = 100;
 const ROUNDS: usize = 3;
@@ -66,30 +69,13 @@ fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(50_000);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
-    let mut server = Command::new("nats-server")
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server");
-    let url = format!("nats://127.0.0.1:{port}");
+    let server = NatsServer::start().expect("nats-server");
+    let url = server.url.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("a runtime");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-
     let registry = Arc::new(Registry::new());
     let handle = registry
         .add(ListenerConfig::new(
@@ -201,6 +187,5 @@ fn main() {
         rate(sink),
         sink.as_secs_f64() / raw.as_secs_f64()
     );
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }

@@ -268,9 +268,14 @@ async fn run(
     let registry = Arc::new(Registry::new());
     let mut sink_status_printer = None;
     let mut give_up_on_nats = None;
+    let mut sink_watches = Vec::new();
     if let Some(nats) = &loaded.config.sinks.nats {
         let sink = NatsSink::new(nats, registry.clone()).map_err(anyhow::Error::msg)?;
         give_up_on_nats = Some(sink.give_up_handle());
+        sink_watches.push(tui::SinkWatch {
+            name: "nats".into(),
+            status: sink.subscribe_status(),
+        });
         sink_status_printer = Some(tokio::spawn(report_sink_status(
             sink.subscribe_status(),
             headless,
@@ -315,6 +320,7 @@ async fn run(
             runtime: runtime.clone(),
             timings,
             log,
+            sinks: sink_watches,
             log_file,
             config_path: loaded.path.clone(),
         };

@@ -115,6 +115,7 @@ struct Status {
     config_source: Option<Arc<str>>,
     server_lag: ServerLag,
     running: Arc<[RunningTransaction]>,
+    rolled_back: Arc<[RolledBack]>,
 }
 
 /// A transaction the server sends while it runs (PostgreSQL's streaming of large
@@ -128,6 +129,16 @@ pub struct RunningTransaction {
     /// The tables they are of, in order of first change.
     pub tables: Vec<Arc<str>>,
 }
+
+/// A transaction the server streamed while it ran, then rolled back: its changes were dropped,
+/// never delivered. The newest [`ROLLED_BACK_KEPT`] are kept, for the UI to show a while.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolledBack {
+    pub transaction: RunningTransaction,
+    pub at: DateTime<Utc>,
+}
+
+pub const ROLLED_BACK_KEPT: usize = 8;
 
 impl Status {
     fn record(&mut self) {
@@ -319,6 +330,18 @@ impl ListenerHandle {
         self.lock_status().running = running.into();
     }
 
+    /// A streamed transaction rolled back, with its counters as it ended.
+    pub fn note_rolled_back(&self, transaction: RunningTransaction) {
+        let mut status = self.lock_status();
+        let skip = (status.rolled_back.len() + 1).saturating_sub(ROLLED_BACK_KEPT);
+        let mut kept: Vec<RolledBack> = status.rolled_back.iter().skip(skip).cloned().collect();
+        kept.push(RolledBack {
+            transaction,
+            at: Utc::now(),
+        });
+        status.rolled_back = kept.into();
+    }
+
     pub fn snapshot(&self) -> ListenerSnapshot {
         let status = self.lock_status().clone();
         ListenerSnapshot {
@@ -340,6 +363,7 @@ impl ListenerHandle {
             },
             in_transaction: self.in_transaction.load(Ordering::Relaxed),
             running: status.running,
+            rolled_back: status.rolled_back,
             config: self.config.clone(),
             counts: OpCounts(self.counters.each_ref().map(|c| c.load(Ordering::Relaxed))),
             tables: self
@@ -405,6 +429,8 @@ pub struct ListenerSnapshot {
     pub in_transaction: bool,
     /// Transactions received while they run, not committed yet (oldest first).
     pub running: Arc<[RunningTransaction]>,
+    /// Streamed transactions that rolled back lately, oldest first.
+    pub rolled_back: Arc<[RolledBack]>,
     /// The listener's settings (its strategy's options: slot, publication, cursor column…).
     pub config: Arc<ListenerConfig>,
 }
@@ -486,6 +512,7 @@ impl Registry {
             config_source: None,
             server_lag: ServerLag::default(),
             running: Arc::new([]),
+            rolled_back: Arc::new([]),
         };
         let handle = {
             let mut listeners = self.write();
@@ -604,6 +631,24 @@ mod tests {
 
     fn listener(identifier: &str) -> ListenerConfig {
         ListenerConfig::new(identifier, "shop", "public.orders", "polling")
+    }
+
+    #[test]
+    fn the_newest_rolled_back_transactions_are_kept_in_the_snapshot() {
+        let registry = Registry::new();
+        let handle = registry.add(listener("orders")).unwrap();
+        for id in 0..ROLLED_BACK_KEPT + 2 {
+            handle.note_rolled_back(RunningTransaction {
+                id: id.to_string().into(),
+                changes: id as u64,
+                tables: vec!["public.orders".into()],
+            });
+        }
+        let kept: Vec<String> = (handle.snapshot().rolled_back.iter())
+            .map(|ended| ended.transaction.id.to_string())
+            .collect();
+        let newest: Vec<String> = (2..ROLLED_BACK_KEPT + 2).map(|id| id.to_string()).collect();
+        assert_eq!(kept, newest, "oldest first, the oldest two gone");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -36,8 +36,6 @@ use crate::tui;
 /// A batch in the making (the file has no `flush` lines, or a long stretch without one) goes
 /// to the ring at this many changes, or notes.
 const MAX_BATCH: usize = 1000;
-/// How often a paused or paced reader looks at the pause switch and the time again.
-const STEP: Duration = Duration::from_millis(20);
 /// The strategy the listeners table shows for a replayed listener.
 const STRATEGY: &str = "replay";
 
@@ -54,12 +52,55 @@ pub struct ReplayProgress {
     /// Why the replay stopped before the end of the file.
     pub error: Mutex<Option<String>>,
     stop: AtomicBool,
+    /// A paused or paced reader waits on `wake`; pausing, resuming and stopping notify it
+    /// holding `gate`, which the reader holds while it looks at the switches.
+    gate: Mutex<()>,
+    wake: Condvar,
 }
 
 impl ReplayProgress {
     /// Pauses or resumes; true when now paused.
     pub fn toggle_pause(&self) -> bool {
-        !self.paused.fetch_xor(true, Ordering::Relaxed)
+        let paused = !self.paused.fetch_xor(true, Ordering::Relaxed);
+        self.notify();
+        paused
+    }
+
+    fn request_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.notify();
+    }
+
+    fn notify(&self) {
+        let _gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        self.wake.notify_all();
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+
+    /// Waits while `waiting` holds, until `due` if given, woken by pause, resume and stop.
+    fn wait_while(&self, due: Option<Instant>, waiting: impl Fn(&ReplayProgress) -> bool) {
+        let mut gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        while waiting(self) {
+            gate = match due {
+                None => self.wake.wait(gate).unwrap_or_else(PoisonError::into_inner),
+                Some(due) => match due.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => {
+                        self.wake
+                            .wait_timeout(gate, left)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0
+                    }
+                    _ => return,
+                },
+            };
+        }
     }
 
     pub fn error(&self) -> Option<String> {
@@ -159,11 +200,12 @@ async fn run(path: PathBuf, speed: Option<f64>) -> anyhow::Result<()> {
         runtime,
         timings,
         log,
+        sinks: Vec::new(),
         log_file: None,
         config_path: PathBuf::from("(none: a replay)"),
     };
     let result = tui::replay(ui, progress.clone()).await;
-    progress.stop.store(true, Ordering::Relaxed);
+    progress.request_stop();
     let _ = thread.join();
     result
 }
@@ -230,17 +272,14 @@ impl Replayer {
         // The first record's time, and when it was replayed.
         let mut clock: Option<(DateTime<Utc>, Instant)> = None;
         loop {
-            if self.progress.stop.load(Ordering::Relaxed) {
+            if self.progress.stopped() {
                 return Ok(());
             }
-            if self.progress.paused.load(Ordering::Relaxed) {
+            if self.progress.is_paused() {
                 self.push_batch();
                 let paused_at = Instant::now();
-                while self.progress.paused.load(Ordering::Relaxed)
-                    && !self.progress.stop.load(Ordering::Relaxed)
-                {
-                    std::thread::sleep(STEP);
-                }
+                self.progress
+                    .wait_while(None, |progress| progress.is_paused() && !progress.stopped());
                 // Recorded time stands still while paused.
                 if let Some((_, started)) = &mut clock {
                     *started += paused_at.elapsed();
@@ -271,12 +310,9 @@ impl Replayer {
                 if due > Instant::now() {
                     // Show what came before while waiting for this one's time.
                     self.push_batch();
-                    while Instant::now() < due
-                        && !self.progress.paused.load(Ordering::Relaxed)
-                        && !self.progress.stop.load(Ordering::Relaxed)
-                    {
-                        std::thread::sleep(STEP.min(due - Instant::now()));
-                    }
+                    self.progress.wait_while(Some(due), |progress| {
+                        !progress.is_paused() && !progress.stopped()
+                    });
                 }
             }
             self.take(record, number, path)?;

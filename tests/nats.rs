@@ -529,3 +529,90 @@ async fn a_viewer_tui_shows_the_captures_counters() {
     capture.signal_and_wait("TERM").await;
     support::drop_slot(&client, &slot_name(&db)).await;
 }
+
+/// A capturing TUI (in tmux) with `[sinks.nats]` shows the sink's state in its header:
+/// `running` once a batch was published, `retrying` with the reason while the server is
+/// killed, `running` again after it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capturing_tui_shows_the_sink_retrying_while_nats_is_down_then_running() {
+    let mut nats = NatsServer::start().await;
+    let (db, client) = capture_db("nats_tui_sink").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cdc.toml"),
+        capture_config(&db, &nats.url(), ""),
+    )
+    .unwrap();
+    let tmux = support::tmux::Tmux::start_tui("nats-sink", dir.path(), "", 160, 40);
+    let header = |screen: &str| screen.lines().next().unwrap_or_default().to_string();
+    tmux.wait_for("the listener running", |screen| {
+        screen
+            .lines()
+            .any(|line| line.contains(CAPTURE) && line.contains("running"))
+    })
+    .await;
+    insert_each(&client, 1..=3).await;
+    tmux.wait_for("the sink running", |screen| {
+        header(screen).contains("nats: running")
+    })
+    .await;
+
+    nats.kill();
+    insert_each(&client, 4..=6).await;
+    let screen = tmux
+        .wait_for("the sink retrying, with the reason", |screen| {
+            header(screen).contains("nats: retrying — ")
+        })
+        .await;
+    println!("NATS down:\n{screen}");
+    assert!(
+        header(&screen).contains(&format!("nats://127.0.0.1:{}", nats.port)),
+        "the reason names the server: {}",
+        header(&screen)
+    );
+
+    nats.restart().await;
+    tmux.wait_for("the sink running again", |screen| {
+        header(screen).contains("nats: running")
+    })
+    .await;
+    tmux.keys("q");
+    assert_eq!(tmux.exit_status().await.trim(), "0");
+    support::drop_slot(&client, &slot_name(&db)).await;
+}
+
+/// A viewer TUI (in tmux) shows a stream message that is no change event as an error row in
+/// place, with its subject, sequence and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_tui_shows_an_undecodable_message_as_an_error_row() {
+    let nats = NatsServer::start().await;
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let jetstream = async_nats::jetstream::new(client);
+    jetstream
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "CDC".into(),
+            subjects: vec!["cdc.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("the stream");
+    jetstream
+        .publish("cdc.shop.junk", "not an event".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("acknowledged");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cdc.toml"), viewer_config(&nats.url(), "")).unwrap();
+    let tmux = support::tmux::Tmux::start_tui("nats-error", dir.path(), "", 160, 40);
+    let screen = tmux
+        .wait_for("the error row", |screen| {
+            screen.lines().any(|line| {
+                line.contains(" error ") && line.contains("subject cdc.shop.junk sequence 1:")
+            })
+        })
+        .await;
+    println!("an error row:\n{screen}");
+    tmux.keys("q");
+    assert_eq!(tmux.exit_status().await.trim(), "0");
+}

@@ -600,3 +600,205 @@ async fn w_writes_the_lines_headless_output_has_for_the_same_events() {
     tmux.keys("q");
     assert_eq!(tmux.exit_status().await, "0");
 }
+
+/// The count of the streamed transaction pinned under the log while it runs (`⏵ tx 901 ·
+/// running · 3,120 changes so far · public.events`), if one is on screen.
+fn streamed_so_far(screen: &str) -> Option<u64> {
+    let line = screen.lines().find(|line| line.contains("⏵ tx"))?;
+    let count = line.split(" · running · ").nth(1)?.split(' ').next()?;
+    count.replace(',', "").parse().ok()
+}
+
+/// The listener row's insert count.
+fn inserts(screen: &str, identity: &str) -> Option<u64> {
+    let row = listener_row(screen, identity)?;
+    let words: Vec<&str> = row.split_whitespace().collect();
+    let state = words.iter().position(|word| *word == "running")?;
+    words.get(state + 1)?.replace(',', "").parse().ok()
+}
+
+/// A TUI on `public.events` whose walsender streams transactions over 64kB while they run,
+/// the grouped view on; and a client of its own for the long transaction.
+async fn streaming_tui(
+    label: &str,
+) -> (
+    TestDb,
+    tempfile::TempDir,
+    Tmux,
+    tokio_postgres::Client,
+    tokio_postgres::Client,
+) {
+    let db = TestDb::new(label).await;
+    let client = db.client().await;
+    client
+        .batch_execute("CREATE TABLE events (id int PRIMARY KEY, pad text)")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{}?options=-c%20logical_decoding_work_mem%3D64kB", db.url);
+    write_config(
+        dir.path(),
+        &url,
+        "[[listener]]\nidentifier = \"big\"\ndatabase = \"shop\"\ntable = \"public.events\"\n\
+         strategy = \"logical\"\n",
+    );
+    let tmux = Tmux::start_tui(label, dir.path(), "", 140, 40);
+    tmux.wait_for("the listener running", |screen| {
+        listener_row(screen, "big/public.events").is_some_and(|row| row.contains("running"))
+    })
+    .await;
+    tmux.keys("t");
+    let long = db.client().await;
+    (db, dir, tmux, client, long)
+}
+
+async fn insert_in(client: &tokio_postgres::Client, from: i32, to: i32) {
+    client
+        .execute(
+            "INSERT INTO events SELECT i, repeat('x', 100) FROM generate_series($1::int, $2::int) i",
+            &[&from, &to],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_transaction_shows_running_grows_then_becomes_its_committed_row() {
+    let (_db, _dir, tmux, _client, long) = streaming_tui("tui-streamed").await;
+    long.batch_execute("BEGIN").await.unwrap();
+    insert_in(&long, 1, 3000).await;
+    // Open, on the server: what shows was streamed while it runs.
+    let screen = tmux
+        .wait_for("the open transaction pinned as running", |screen| {
+            streamed_so_far(screen).is_some()
+        })
+        .await;
+    let first = streamed_so_far(&screen).unwrap();
+    assert!(first <= 3000, "{screen}");
+    assert!(screen.contains("public.events"), "its table: {screen}");
+    assert_eq!(
+        inserts(&screen, "big/public.events"),
+        Some(0),
+        "nothing delivered: {screen}"
+    );
+    println!("a streamed transaction running:\n{screen}");
+
+    insert_in(&long, 3001, 6000).await;
+    tmux.wait_for("the running count grown", |screen| {
+        streamed_so_far(screen).is_some_and(|now| now > first)
+    })
+    .await;
+
+    long.batch_execute("COMMIT").await.unwrap();
+    let screen = tmux
+        .wait_for(
+            "one committed row with every change, nothing pinned",
+            |screen| {
+                let committed = screen.lines().any(|line| {
+                    line.contains(" · 6,000 changes · events +6,000") && !line.contains("running")
+                });
+                committed && !screen.contains("⏵ tx")
+            },
+        )
+        .await;
+    assert_eq!(
+        inserts(&screen, "big/public.events"),
+        Some(6000),
+        "{screen}"
+    );
+    println!("committed:\n{screen}");
+    tmux.keys("q");
+    assert_eq!(tmux.exit_status().await, "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_transaction_rolled_back_leaves_no_change_and_its_row_goes() {
+    let (_db, _dir, tmux, client, long) = streaming_tui("tui-streamed-rollback").await;
+    long.batch_execute("BEGIN").await.unwrap();
+    insert_in(&long, 1, 3000).await;
+    tmux.wait_for("the open transaction pinned as running", |screen| {
+        streamed_so_far(screen).is_some()
+    })
+    .await;
+    long.batch_execute("ROLLBACK").await.unwrap();
+    let screen = tmux
+        .wait_for("the transaction shown rolled back", |screen| {
+            streamed_so_far(screen).is_none()
+                && screen
+                    .lines()
+                    .any(|line| line.contains("⏵ tx") && line.contains(" · rolled back · "))
+        })
+        .await;
+    println!("rolled back:\n{screen}");
+    // A row written after it is the only change that arrives.
+    client
+        .execute("INSERT INTO events VALUES (9999, 'after')", &[])
+        .await
+        .unwrap();
+    let screen = tmux
+        .wait_for(
+            "the row written after it, and the rolled-back row gone",
+            |screen| inserts(screen, "big/public.events") == Some(1) && !screen.contains("⏵ tx"),
+        )
+        .await;
+    assert!(!screen.contains("events +3,000"), "{screen}");
+    tmux.keys("q");
+    assert_eq!(tmux.exit_status().await, "0");
+}
+
+#[tokio::test]
+async fn a_new_column_shows_as_a_schema_row_in_place_and_enter_shows_it_whole() {
+    let db = TestDb::new("tui_schema").await;
+    let client = db.client().await;
+    client
+        .batch_execute("CREATE TABLE orders (id int PRIMARY KEY, qty int)")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        &db.url,
+        "[[listener]]\nidentifier = \"app\"\ndatabase = \"shop\"\ntable = \"public.*\"\n\
+         strategy = \"logical\"\n",
+    );
+    let tmux = Tmux::start_tui("tui-schema", dir.path(), "", 140, 40);
+    tmux.wait_for("the listener running", |screen| {
+        listener_row(screen, "app/public.*").is_some_and(|row| row.contains("running"))
+    })
+    .await;
+    client
+        .batch_execute(
+            "INSERT INTO orders VALUES (1, 2);
+             ALTER TABLE orders ADD COLUMN note text;
+             INSERT INTO orders VALUES (2, 3, 'gift');",
+        )
+        .await
+        .unwrap();
+    let row_of = |screen: &str, needle: &str| screen.lines().position(|line| line.contains(needle));
+    let screen = tmux
+        .wait_for("the schema row between the inserts", |screen| {
+            let schema = row_of(
+                screen,
+                "schema   public.orders columns added note (type 25)",
+            );
+            let first = row_of(screen, "insert   public.orders id=1");
+            let second = row_of(screen, "insert   public.orders id=2");
+            matches!((first, schema, second), (Some(a), Some(b), Some(c)) if a < b && b < c)
+        })
+        .await;
+    println!("a schema row:\n{screen}");
+    // The cursor up from the newest row onto the schema row; Enter shows all of it.
+    tmux.keys("Tab");
+    tmux.keys("Up");
+    tmux.keys("Enter");
+    tmux.wait_for("the note's popup", |screen| {
+        let text = words(screen);
+        text.contains("Schema change public.orders")
+            && text.contains("change columns")
+            && text.contains("added note (type 25)")
+    })
+    .await;
+    tmux.keys("Escape");
+    tmux.keys("q");
+    assert_eq!(tmux.exit_status().await, "0");
+}

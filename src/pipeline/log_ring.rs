@@ -37,6 +37,14 @@ pub struct NotesView<'a> {
     pub notes: &'a VecDeque<RingNote>,
 }
 
+impl NotesView<'_> {
+    /// The note numbered `number` (the n-th ever pushed), while the ring holds it.
+    pub fn get(&self, number: u64) -> Option<&Note> {
+        let at = usize::try_from(number.checked_sub(self.first)?).ok()?;
+        self.notes.get(at).map(|held| &held.note)
+    }
+}
+
 /// What a reader copies out under the lock: a window of entries and the totals.
 pub struct LogView<T> {
     pub value: T,

@@ -141,6 +141,11 @@ impl SourceContext {
         self.handle.set_running_transactions(running);
     }
 
+    /// A transaction received while it ran rolled back (its changes dropped), for the UI.
+    pub fn note_rolled_back(&self, transaction: crate::registry::RunningTransaction) {
+        self.handle.note_rolled_back(transaction);
+    }
+
     /// The position the listener last acknowledged, for the UI.
     pub fn set_position(&self, position: String) {
         self.handle.set_position(position);

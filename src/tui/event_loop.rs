@@ -18,6 +18,7 @@ use crate::tui::clipboard;
 use crate::tui::effect::Effect;
 use crate::tui::frame::{Feed, Info};
 use crate::tui::keys::{self, Action, Key};
+use crate::tui::log_index::note_of_row;
 use crate::tui::render::Areas;
 use crate::tui::state::{Click, Focus, UiState, View};
 use crate::tui::terminal::Screen;
@@ -177,7 +178,11 @@ impl UiLoop {
         // Inside the borders, under the listeners' headings.
         let target = if inside(areas.listeners) && row >= areas.listeners.y + 2 {
             Some(Click::Listener(usize::from(row - areas.listeners.y - 2)))
-        } else if inside(areas.log) && row > areas.log.y {
+        } else if inside(areas.log)
+            && row > areas.log.y
+            // Not on the pinned rows under the log's window.
+            && usize::from(row - areas.log.y) <= self.log_rows
+        {
             Some(Click::Log(
                 self.log_top + usize::from(row - areas.log.y - 1),
             ))
@@ -228,9 +233,17 @@ impl UiLoop {
                     }
                 }
             },
-            Effect::OpenDetail(number) => match self.feed.entry(number) {
-                Some(change) => self.state.show_detail(number, change),
-                None => self.state.notify("that event has left the log", true, now),
+            Effect::OpenDetail(row) => match note_of_row(row) {
+                Some(number) => match self.feed.note(number) {
+                    Some(note) => self
+                        .state
+                        .show_note(TxView::of_note(row, &note, self.info.zone)),
+                    None => self.state.notify("that note has left the log", true, now),
+                },
+                None => match self.feed.entry(row) {
+                    Some(change) => self.state.show_detail(row, change),
+                    None => self.state.notify("that event has left the log", true, now),
+                },
             },
             Effect::PauseReplay => match &self.info.replay {
                 Some(replay) => {
@@ -270,17 +283,14 @@ impl UiLoop {
                     .map(|handle| format!("removed {}", handle.identity()));
                 self.note(outcome, now);
             }
-            Effect::Copy(number) => match self.feed.entry(number) {
-                Some(change) => {
-                    let mut line = Vec::new();
-                    change.write_json_line(&mut line);
+            Effect::Copy(row) => match self.copy_line(row) {
+                Some((line, what)) => {
                     let json = String::from_utf8_lossy(&line);
                     match clipboard::copy(json.trim_end()) {
-                        Ok(()) => self.state.notify(
-                            format!("copied event #{} as JSON (OSC 52)", number + 1),
-                            false,
-                            now,
-                        ),
+                        Ok(()) => {
+                            self.state
+                                .notify(format!("copied {what} as JSON (OSC 52)"), false, now)
+                        }
                         Err(error) => self
                             .state
                             .notify(format!("cannot copy: {error}"), true, now),
@@ -350,6 +360,22 @@ impl UiLoop {
             })
         };
         self.note(outcome.map(|doing| format!("{doing} {identity}")), now);
+    }
+
+    /// The JSON line of log row `row` (a change, or a note of the plain log), and what it is.
+    fn copy_line(&self, row: u64) -> Option<(Vec<u8>, String)> {
+        let mut line = Vec::new();
+        match note_of_row(row) {
+            Some(number) => {
+                let note = self.feed.note(number)?;
+                note.write_json_line(&mut line);
+                Some((line, "the note".to_string()))
+            }
+            None => {
+                self.feed.entry(row)?.write_json_line(&mut line);
+                Some((line, format!("event #{}", row + 1)))
+            }
+        }
     }
 
     fn note(&mut self, outcome: Result<String, RuntimeError>, now: Instant) {

@@ -1,22 +1,25 @@
 //! Where the runtime and the UI meet. Each tick `Feed` takes the registry's snapshot and checks
 //! the log ring for news; each frame it copies out the flush timings and only the log rows in
 //! view. The log ring's lock is held while copying and while the filter checks the entries new
-//! since the last tick (each entry once), never while drawing or across an `.await`.
+//! since the last tick (each entry once), never while drawing or across an `.await`. The sinks'
+//! states are copied out of their watch channels the same way, when they changed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
 
-use crate::change::Change;
+use crate::change::{Change, Note};
 use crate::pipeline::{FlushTimings, LogRing, TimingsSnapshot};
-use crate::registry::ListenerSnapshot;
+use crate::registry::{ListenerSnapshot, ListenerState};
 use crate::replay::ReplayProgress;
 use crate::runtime::Runtime;
+use crate::secret::mask_passwords;
+use crate::tui::SinkWatch;
 use crate::tui::add_dialog::DatabaseChoice;
-use crate::tui::log_index::{AllEntries, LogFilter, LogIndex, SCAN_BUDGET};
+use crate::tui::log_index::{AllEntries, LogIndex, PlainIndex, SCAN_BUDGET, note_of_row};
 use crate::tui::rates::RateTracker;
 use crate::tui::state::{LogWindow, UiState};
 use crate::tui::theme::Theme;
@@ -49,13 +52,26 @@ pub struct FrameData<'a> {
     pub now: DateTime<Utc>,
     /// Why the filter text is not understood, if it is not.
     pub filter_error: Option<&'a str>,
+    /// Streamed transactions pinned under the log (running, committing, rolled back).
+    pub pinned: &'a [TxSummary],
+    /// The sinks' states, as of the last refresh.
+    pub sinks: &'a [SinkState],
+}
+
+/// A sink's state as a frame shows it: `nats: retrying — connection refused (nats://…)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkState {
+    pub name: Arc<str>,
+    pub state: ListenerState,
+    /// Why, with any password masked.
+    pub reason: Option<String>,
 }
 
 /// The log as one frame shows it.
 #[derive(Default)]
 pub struct LogRows {
     /// The rows in view, oldest first, with their numbers.
-    pub rows: Vec<(u64, Change)>,
+    pub rows: Vec<(u64, LogEntry)>,
     /// The selected entry's number.
     pub selected: Option<u64>,
     /// Where the rows are among the entries one can scroll through.
@@ -69,6 +85,21 @@ pub struct LogRows {
     pub scanning: bool,
     /// Grouped by transaction (`t`): the rows in view, in place of `rows`.
     pub grouped: Option<Vec<GroupedLine>>,
+}
+
+/// A row of the plain log: a change, or a note in place among them.
+pub enum LogEntry {
+    Change(Box<Change>),
+    Note(Note),
+}
+
+impl LogEntry {
+    pub fn change(&self) -> Option<&Change> {
+        match self {
+            LogEntry::Change(change) => Some(change),
+            LogEntry::Note(_) => None,
+        }
+    }
 }
 
 /// A row of the log grouped by transaction.
@@ -111,13 +142,25 @@ pub struct Feed {
     pub rates: RateTracker,
     /// Taken again only after a batch was flushed: percentiles cost a walk of the histograms.
     timings_snapshot: TimingsSnapshot,
-    filter: LogFilter,
-    ring: AllEntries,
+    plain: PlainIndex,
     groups: TxGroups,
     grouping: Grouping,
+    /// Streamed transactions seen running (by listener and id), and when last seen so.
+    streamed: HashMap<(Arc<str>, Arc<str>), (TxSummary, Instant)>,
+    /// Streamed transactions pinned under the log: see `pin_streamed`.
+    pub pinned: Vec<TxSummary>,
+    sink_watches: Vec<SinkWatch>,
+    /// The sinks' states, copied out of their watch channels each refresh.
+    pub sinks: Vec<SinkState>,
     /// The wall clock as of the last refresh.
     pub now: DateTime<Utc>,
 }
+
+/// A streamed transaction that committed stays pinned until its changes reach the log (a big
+/// one takes a while to replay and flush), at most this long.
+const COMMIT_SHOWN: Duration = Duration::from_secs(30);
+/// How long a rolled-back streamed transaction stays pinned.
+const ROLLBACK_SHOWN: TimeDelta = TimeDelta::seconds(10);
 
 impl Feed {
     pub fn new(runtime: Arc<Runtime>, timings: Arc<FlushTimings>, log: Arc<LogRing>) -> Self {
@@ -128,12 +171,51 @@ impl Feed {
             listeners: Vec::new(),
             rates: RateTracker::default(),
             timings_snapshot: TimingsSnapshot::default(),
-            filter: LogFilter::default(),
-            ring: AllEntries::default(),
+            plain: PlainIndex::default(),
             groups: TxGroups::default(),
             grouping: Grouping::default(),
+            streamed: HashMap::new(),
+            pinned: Vec::new(),
+            sink_watches: Vec::new(),
+            sinks: Vec::new(),
             now: Utc::now(),
         }
+    }
+
+    /// Shows these sinks' states too.
+    pub fn watch_sinks(&mut self, sinks: Vec<SinkWatch>) {
+        self.sink_watches = sinks;
+        self.sinks.clear();
+        self.refresh_sinks();
+    }
+
+    /// Copies each sink's state out of its channel when it changed (the channel's read lock is
+    /// held only for the copy). True when one changed.
+    fn refresh_sinks(&mut self) -> bool {
+        let mut changed = false;
+        for (at, watch) in self.sink_watches.iter_mut().enumerate() {
+            if self.sinks.len() > at && !watch.status.has_changed().unwrap_or(false) {
+                continue;
+            }
+            let status = watch.status.borrow_and_update().clone();
+            let state = SinkState {
+                name: watch.name.clone(),
+                state: status.state,
+                reason: status.reason.as_deref().map(mask_passwords),
+            };
+            match self.sinks.get_mut(at) {
+                Some(shown) if *shown == state => {}
+                Some(shown) => {
+                    *shown = state;
+                    changed = true;
+                }
+                None => {
+                    self.sinks.push(state);
+                    changed = true;
+                }
+            }
+        }
+        changed
     }
 
     /// `refresh` with everything the UI state asks of the log: the filter, and whether it is
@@ -152,21 +234,22 @@ impl Feed {
     /// entries (checked against the filter), the rates once a second. True when the screen
     /// shows something new.
     pub fn refresh(&mut self, now: Instant, filter_text: &str) -> bool {
-        self.now = Utc::now();
         self.refresh_with(now, filter_text, false)
     }
 
     fn refresh_with(&mut self, now: Instant, filter_text: &str, regroup: bool) -> bool {
+        self.now = Utc::now();
         let listeners = self.runtime.registry().snapshot();
         let mut news = listeners != self.listeners;
         self.listeners = listeners;
         news |= self.rates.sample(now, &self.listeners);
 
-        let refilter = self.filter.set_text(filter_text);
-        let filter = &mut self.filter;
+        let refilter = self.plain.filter.set_text(filter_text);
+        let plain = &mut self.plain;
         let groups = &mut self.groups;
         let view = self.log.view_with_notes(|first, entries, notes| {
-            let matches_changed = filter.scan(first, entries, SCAN_BUDGET);
+            let matches_changed = plain.filter.scan(first, entries, SCAN_BUDGET)
+                | plain.take_notes(first, &notes, refilter);
             let groups_changed = groups.update(first, entries, notes);
             (first, matches_changed, groups_changed)
         });
@@ -174,19 +257,77 @@ impl Feed {
         let regroup =
             regroup || ((groups_changed || matches_changed || refilter) && self.grouping.on);
         if regroup {
-            self.grouping.index = self.groups.index(&self.grouping.expanded, &self.filter);
+            self.grouping.index = self
+                .groups
+                .index(&self.grouping.expanded, &self.plain.filter);
         }
+        news |= self.pin_streamed(now);
+        news |= self.refresh_sinks();
         let ring = AllEntries {
             first,
             len: view.len,
         };
-        if ring != self.ring {
+        if ring != self.plain.ring {
             // The handler records a batch's timings before it adds the batch to the ring.
             self.timings_snapshot = self.timings.snapshot();
             news = true;
         }
-        self.ring = ring;
+        self.plain.ring = ring;
         news | refilter | matches_changed | regroup
+    }
+
+    /// The transactions the server streams while they run (PostgreSQL's streaming of large
+    /// transactions), which have no change in the log before their commit: those running,
+    /// those committed whose changes have not reached the log yet (they then show as the
+    /// log's own transaction), and those rolled back in the last seconds. True when they
+    /// changed.
+    fn pin_streamed(&mut self, now: Instant) -> bool {
+        let mut pinned = Vec::new();
+        for listener in &self.listeners {
+            for transaction in listener.running.iter() {
+                let key = (listener.identity.clone(), transaction.id.clone());
+                let since = self
+                    .streamed
+                    .get(&key)
+                    .map_or(self.now, |(s, _)| s.first_captured);
+                let summary = TxSummary::streamed(&listener.identity, transaction, since, false);
+                pinned.push(summary.clone());
+                self.streamed.insert(key, (summary, now));
+            }
+        }
+        let running = pinned.len();
+        let listeners = &self.listeners;
+        let groups = &self.groups;
+        self.streamed.retain(|(identity, id), (summary, seen)| {
+            if pinned[..running]
+                .iter()
+                .any(|p| p.listener == *identity && p.id == *id)
+            {
+                return true;
+            }
+            let listener = listeners.iter().find(|l| l.identity == *identity);
+            let rolled_back = listener.is_none_or(|listener| {
+                (listener.rolled_back.iter()).any(|ended| ended.transaction.id == *id)
+            });
+            let delivered = summary.changes == 0 || groups.holds(identity, id);
+            if rolled_back || delivered || now.duration_since(*seen) > COMMIT_SHOWN {
+                return false;
+            }
+            pinned.push(summary.clone());
+            true
+        });
+        for listener in &self.listeners {
+            for ended in listener.rolled_back.iter() {
+                if self.now - ended.at < ROLLBACK_SHOWN {
+                    let summary =
+                        TxSummary::streamed(&listener.identity, &ended.transaction, ended.at, true);
+                    pinned.push(summary);
+                }
+            }
+        }
+        let changed = pinned != self.pinned;
+        self.pinned = pinned;
+        changed
     }
 
     /// The entries one scrolls through.
@@ -194,16 +335,7 @@ impl Feed {
         if self.grouping.on {
             &self.grouping.index
         } else {
-            self.change_index()
-        }
-    }
-
-    /// The changes one scrolls through when not grouped: all in the ring, or the matches.
-    fn change_index(&self) -> &dyn LogIndex {
-        if self.filter.is_active() {
-            &self.filter
-        } else {
-            &self.ring
+            &self.plain
         }
     }
 
@@ -216,12 +348,18 @@ impl Feed {
         let numbers: Vec<u64> = (window.top..window.top + window.rows)
             .map(|at| index.number_at(at))
             .collect();
-        let copied = self.log.view_numbered(|first, entries| {
+        let copied = self.log.view_with_notes(|first, entries, notes| {
             numbers
                 .iter()
                 .filter_map(|&number| {
-                    let at = usize::try_from(number.checked_sub(first)?).ok()?;
-                    Some((number, entries.get(at)?.clone()))
+                    let entry = match note_of_row(number) {
+                        Some(note) => LogEntry::Note(notes.get(note)?.clone()),
+                        None => {
+                            let at = usize::try_from(number.checked_sub(first)?).ok()?;
+                            LogEntry::Change(Box::new(entries.get(at)?.clone()))
+                        }
+                    };
+                    Some((number, entry))
                 })
                 .collect()
         });
@@ -232,7 +370,7 @@ impl Feed {
             in_view: index.len(),
             held: copied.len,
             evicted: copied.pushed - copied.len as u64,
-            scanning: self.filter.is_active() && !self.filter.is_complete(self.ring.first),
+            scanning: self.scanning(),
             grouped: None,
         }
     }
@@ -272,7 +410,7 @@ impl Feed {
             in_view: index.len(),
             held: copied.len,
             evicted: copied.pushed - copied.len as u64,
-            scanning: self.filter.is_active() && !self.filter.is_complete(self.ring.first),
+            scanning: self.scanning(),
             grouped: Some(copied.value),
         }
     }
@@ -309,7 +447,7 @@ impl Feed {
     /// headless mode prints; and how many.
     pub fn json_lines(&self) -> (Vec<u8>, usize) {
         // Grouped or not, the changes the filter shows.
-        let index = self.change_index();
+        let index = self.plain.changes();
         let numbers: Vec<u64> = (0..index.len()).map(|at| index.number_at(at)).collect();
         self.log
             .view_numbered(|first, entries| {
@@ -329,8 +467,21 @@ impl Feed {
             .value
     }
 
+    /// The filter is still checking older entries.
+    fn scanning(&self) -> bool {
+        let filter = &self.plain.filter;
+        filter.is_active() && !filter.is_complete(self.plain.ring.first)
+    }
+
+    /// One note, for its detail; `None` once it has left the ring.
+    pub fn note(&self, number: u64) -> Option<Note> {
+        self.log
+            .view_with_notes(|_, _, notes| notes.get(number).cloned())
+            .value
+    }
+
     pub fn filter_error(&self) -> Option<&str> {
-        self.filter.error()
+        self.plain.filter.error()
     }
 
     pub fn timings(&self) -> &TimingsSnapshot {

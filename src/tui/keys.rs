@@ -240,7 +240,7 @@ pub static BINDINGS: &[Binding] = &[
     bind(C::Main,       &[K::Char('r')],            A::Restart,      Some("restart"),  "restart the selected stopped or failed listener with its configured settings"),
     bind(C::Main,       &[K::Char('x')],            A::Remove,       None,             "remove the selected stopped or failed listener from the table"),
     bind(C::Main,       &[K::Char('i')],            A::ListenerDetail, Some("info"),   "the selected listener's detail: full reason, scope and tables, slot, lag, history"),
-    bind(C::Log,        &[K::Enter],                A::OpenDetail,   Some("detail"),   "show the selected event: before and after, changes highlighted"),
+    bind(C::Log,        &[K::Enter],                A::OpenDetail,   Some("detail"),   "show the selected event: before and after, changes highlighted; a note whole"),
     bind(C::Main,       &[K::Char('/')],            A::StartFilter,  Some("filter"),   "filter the log: every word must match; id=4 (a column equals), key:4 (the key equals), listener:NAME, op:update, table:orders, or a plain word anywhere"),
     bind(C::Main,       &[K::Char('n')],            A::NextMatch,    Some("match"),    "move to the next (newer) event the filter shows"),
     bind(C::Main,       &[K::Char('N')],            A::PreviousMatch, Some("match"),   "move to the previous (older) event the filter shows"),

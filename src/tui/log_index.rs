@@ -11,7 +11,8 @@ use std::io::Write as _;
 
 use serde_json::Value;
 
-use crate::change::{Change, Row};
+use crate::change::{Change, Note, NoteKind, Row};
+use crate::pipeline::log_ring::NotesView;
 
 /// Positions (0 = the oldest in view) to entry numbers and back.
 pub trait LogIndex {
@@ -159,6 +160,14 @@ impl LogFilter {
     pub fn matches_change(&self, change: &Change) -> bool {
         self.error.is_none() && self.terms.iter().all(|term| term.matches(change))
     }
+
+    /// Whether a note the plain log shows matches: `table:` keeps a table's schema changes,
+    /// `op:` the kind (`op:schema`, `op:error`, `op:message`), `listener:` a listener's notes,
+    /// a plain word the note's text; `key:` and `column=value` are about rows, which notes
+    /// have none of.
+    pub fn matches_note(&self, note: &Note) -> bool {
+        self.error.is_none() && self.terms.iter().all(|term| term.matches_note(note))
+    }
 }
 
 impl LogIndex for LogFilter {
@@ -174,6 +183,211 @@ impl LogIndex for LogFilter {
         self.matches
             .partition_point(|&n| n < number)
             .min(self.matches.len().saturating_sub(1))
+    }
+}
+
+/// Notes (schema changes, errors, messages) take rows of their own in the plain log, numbered
+/// apart from changes: the top bit set, then the note's number (the n-th note ever pushed).
+const NOTE_ROW: u64 = 1 << 63;
+
+/// The row number of note `number` in the plain log.
+pub fn note_row(number: u64) -> u64 {
+    NOTE_ROW | number
+}
+
+/// The note a plain log row stands for, if it is a note's.
+pub fn note_of_row(row: u64) -> Option<u64> {
+    (row & NOTE_ROW != 0).then_some(row & !NOTE_ROW)
+}
+
+/// Whether the plain log gives `note` a row: a transaction's own line is what its changes
+/// already show, so only schema changes, errors and messages.
+pub fn shows_note(note: &Note) -> bool {
+    !matches!(note.kind, NoteKind::Transaction { .. })
+}
+
+/// A note as the plain log shows it, column by column.
+pub struct NoteParts {
+    /// `schema`, `error` or `message`, where a change shows its op.
+    pub kind: &'static str,
+    /// Where a change shows its table: the table, the message's prefix.
+    pub subject: String,
+    /// Where a change shows its key: what happened to the table (`columns`, `joined`, …), the
+    /// message's transaction.
+    pub what: String,
+    /// The rest: what changed, the error, the message's content.
+    pub text: String,
+}
+
+impl NoteParts {
+    pub fn of(note: &Note) -> NoteParts {
+        let (kind, subject, what, text) = match &note.kind {
+            NoteKind::Schema {
+                table,
+                change,
+                detail,
+            } => (
+                "schema",
+                table.to_string(),
+                change.to_string(),
+                detail.clone(),
+            ),
+            NoteKind::Error { message } => ("error", String::new(), String::new(), message.clone()),
+            NoteKind::Message {
+                prefix,
+                content,
+                tx,
+                ..
+            } => (
+                "message",
+                prefix.clone(),
+                tx.as_ref()
+                    .map_or_else(String::new, |tx| format!("tx {}", tx.id)),
+                content.clone(),
+            ),
+            NoteKind::Transaction { id, changes, .. } => (
+                "commit",
+                String::new(),
+                format!("tx {id}"),
+                format!("{changes} changes"),
+            ),
+        };
+        NoteParts {
+            kind,
+            subject,
+            what,
+            text,
+        }
+    }
+}
+
+/// A note the plain log shows: it came before change `before`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NoteAt {
+    before: u64,
+    number: u64,
+}
+
+/// The plain log's rows: the changes one scrolls through (all of the ring, or the filter's
+/// matches) with the notes among them in place, each note before the change it came before.
+/// Positions are worked out from the two ascending lists, nothing is laid out per frame.
+#[derive(Debug, Default)]
+pub struct PlainIndex {
+    pub filter: LogFilter,
+    pub ring: AllEntries,
+    /// The notes shown (those the filter keeps), ascending.
+    notes: VecDeque<NoteAt>,
+    /// Notes numbered below this have been looked at.
+    next_note: u64,
+}
+
+impl PlainIndex {
+    /// The changes one scrolls through.
+    pub fn changes(&self) -> &dyn LogIndex {
+        if self.filter.is_active() {
+            &self.filter
+        } else {
+            &self.ring
+        }
+    }
+
+    /// Takes in the notes that arrived since the last look (all of them again after the filter
+    /// changed) and drops those that left the ring. True when the notes shown changed.
+    pub fn take_notes(&mut self, first: u64, notes: &NotesView, refilter: bool) -> bool {
+        let mut changed = false;
+        if refilter {
+            changed = !self.notes.is_empty();
+            self.notes.clear();
+            self.next_note = 0;
+        }
+        while self
+            .notes
+            .front()
+            .is_some_and(|n| n.number < notes.first || n.before < first)
+        {
+            self.notes.pop_front();
+            changed = true;
+        }
+        let end = notes.first + notes.notes.len() as u64;
+        for number in self.next_note.max(notes.first)..end {
+            let held = &notes.notes[(number - notes.first) as usize];
+            let shown = !self.filter.is_active() || self.filter.matches_note(&held.note);
+            if held.before >= first && shows_note(&held.note) && shown {
+                self.notes.push_back(NoteAt {
+                    before: held.before,
+                    number,
+                });
+                changed = true;
+            }
+        }
+        self.next_note = end;
+        changed
+    }
+
+    /// Shown notes that came before or at change `number`.
+    fn notes_up_to(&self, number: u64) -> usize {
+        self.notes.partition_point(|n| n.before <= number)
+    }
+
+    /// Changes in view numbered below `number`.
+    fn changes_below(&self, number: u64) -> usize {
+        let changes = self.changes();
+        if changes.is_empty() {
+            return 0;
+        }
+        let at = changes.position_of(number);
+        if changes.number_at(at) < number {
+            at + 1
+        } else {
+            at
+        }
+    }
+
+    /// The row of the change at `at` among the changes in view.
+    fn change_position(&self, at: usize) -> usize {
+        at + self.notes_up_to(self.changes().number_at(at))
+    }
+}
+
+impl LogIndex for PlainIndex {
+    fn len(&self) -> usize {
+        self.changes().len() + self.notes.len()
+    }
+
+    fn number_at(&self, position: usize) -> u64 {
+        let changes = self.changes().len();
+        // The changes at rows up to `position`: change positions grow with their index.
+        let (mut low, mut high) = (0, changes);
+        while low < high {
+            let mid = (low + high) / 2;
+            if self.change_position(mid) <= position {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        if low > 0 && self.change_position(low - 1) == position {
+            return self.changes().number_at(low - 1);
+        }
+        // A note: `low` changes come before it.
+        note_row(self.notes[position - low].number)
+    }
+
+    fn position_of(&self, row: u64) -> usize {
+        let last = self.len().saturating_sub(1);
+        let position = match note_of_row(row) {
+            Some(number) => {
+                // A note gone: the next note still there.
+                let at = self.notes.partition_point(|n| n.number < number);
+                match self.notes.get(at) {
+                    Some(note) => at + self.changes_below(note.before),
+                    None => last,
+                }
+            }
+            // The change, or the row after where it would be: notes before it come first.
+            None => self.changes_below(row) + self.notes_up_to(row),
+        };
+        position.min(last)
     }
 }
 
@@ -228,6 +442,23 @@ fn parse_terms(text: &str) -> Result<Vec<Term>, String> {
 }
 
 impl Term {
+    fn matches_note(&self, note: &Note) -> bool {
+        let needle = self.needle.as_str();
+        let parts = NoteParts::of(note);
+        match &self.field {
+            Field::Table => match &note.kind {
+                NoteKind::Schema { table, .. } => contains_ignore_case(table, needle),
+                _ => false,
+            },
+            Field::Op => parts.kind.contains(needle),
+            Field::Listener => contains_ignore_case(&note.listener, needle),
+            Field::Key | Field::Column(_) => false,
+            Field::Any => [parts.kind, &parts.subject, &parts.what, &parts.text]
+                .iter()
+                .any(|part| contains_ignore_case(part, needle)),
+        }
+    }
+
     fn matches(&self, change: &Change) -> bool {
         let needle = self.needle.as_str();
         let row = || change.after.as_ref().or(change.before.as_ref());
@@ -390,6 +621,77 @@ mod tests {
         );
         assert!(filter.is_active());
         assert!(!filter.matches_change(&update), "an error matches nothing");
+    }
+
+    #[test]
+    fn notes_take_rows_in_place_among_all_changes_or_the_matches() {
+        use crate::change::NoteKind;
+        use crate::pipeline::LogRing;
+        let ring = LogRing::new(100);
+        let note = |message: &str| Note {
+            listener: "orders/public.orders".into(),
+            captured_at: crate::tui::testing::at(0),
+            kind: NoteKind::Error {
+                message: message.into(),
+            },
+        };
+        let row = |table: &str| change(Op::Insert, table, json!({"id": 1}), json!({}));
+        // Changes 0..4; note 0 before change 1, notes 1 and 2 before change 3, note 3 last.
+        ring.extend_with_notes(
+            vec![row("odd"), row("even"), row("odd"), row("even")],
+            vec![
+                (1, note("a")),
+                (3, note("b even")),
+                (3, note("c")),
+                (4, note("d")),
+            ],
+        );
+        let mut index = PlainIndex::default();
+        let take = |index: &mut PlainIndex, refilter: bool| {
+            ring.view_with_notes(|first, entries, notes| {
+                index.ring = AllEntries {
+                    first,
+                    len: entries.len(),
+                };
+                index.filter.scan(first, entries, 100);
+                index.take_notes(first, &notes, refilter)
+            })
+            .value
+        };
+        assert!(take(&mut index, false));
+        let rows: Vec<u64> = (0..index.len()).map(|at| index.number_at(at)).collect();
+        assert_eq!(
+            rows,
+            [
+                0,
+                note_row(0),
+                1,
+                2,
+                note_row(1),
+                note_row(2),
+                3,
+                note_row(3)
+            ]
+        );
+        for (at, &row) in rows.iter().enumerate() {
+            assert_eq!(index.position_of(row), at, "row {row:x}");
+        }
+        assert!(!take(&mut index, false), "nothing new");
+
+        let refilter = index.filter.set_text("even");
+        assert!(take(&mut index, refilter));
+        let rows: Vec<u64> = (0..index.len()).map(|at| index.number_at(at)).collect();
+        assert_eq!(rows, [1, note_row(1), 3]);
+        assert_eq!(
+            index.position_of(2),
+            1,
+            "a change filtered out: the next row"
+        );
+        assert_eq!(
+            index.position_of(note_row(2)),
+            2,
+            "a note filtered out: the next"
+        );
     }
 
     #[test]

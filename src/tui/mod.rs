@@ -37,6 +37,7 @@ use chrono::{Local, Offset};
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 
+use crate::pipeline::sinks::nats::SinkStatus;
 use crate::pipeline::{FlushTimings, LogRing, TimingsSnapshot};
 use crate::replay::ReplayProgress;
 use crate::runtime::Runtime;
@@ -49,13 +50,21 @@ use crate::tui::terminal::{TerminalGuard, UiScope};
 use crate::tui::theme::Theme;
 
 /// What the UI reads: the runtime (registry snapshot, commands), the handler's log ring and
-/// flush timings, and where logs go.
+/// flush timings, the sinks' states, and where logs go.
 pub struct UiContext {
     pub runtime: Arc<Runtime>,
     pub timings: Arc<FlushTimings>,
     pub log: Arc<LogRing>,
+    /// Sinks that have a state of their own (a remote service that can be down), by name.
+    pub sinks: Vec<SinkWatch>,
     pub log_file: Option<PathBuf>,
     pub config_path: PathBuf,
+}
+
+/// A sink's state as it changes (`starting`, `running`, `retrying` with the reason).
+pub struct SinkWatch {
+    pub name: Arc<str>,
+    pub status: tokio::sync::watch::Receiver<SinkStatus>,
 }
 
 /// At most this many frames a second; also how often the runtime's state is looked at.
@@ -87,7 +96,8 @@ async fn run_with(ui: UiContext, replay: Option<Arc<ReplayProgress>>) -> anyhow:
         zone: Local::now().offset().fix(),
         replay,
     };
-    let feed = Feed::new(ui.runtime, ui.timings, ui.log);
+    let mut feed = Feed::new(ui.runtime, ui.timings, ui.log);
+    feed.watch_sinks(ui.sinks);
     let _guard = TerminalGuard::enter().context("cannot set the terminal up")?;
     let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
     UiScope(Box::pin(event_loop(&mut terminal, info, feed))).await
@@ -116,6 +126,8 @@ pub struct FrameRenderer {
 
 impl FrameRenderer {
     pub fn new(ui: UiContext) -> FrameRenderer {
+        let mut feed = Feed::new(ui.runtime.clone(), ui.timings, ui.log.clone());
+        feed.watch_sinks(ui.sinks);
         FrameRenderer {
             info: Info {
                 databases: database_choices(&ui.runtime),
@@ -127,7 +139,7 @@ impl FrameRenderer {
                 zone: chrono::Utc.fix(),
                 replay: None,
             },
-            feed: Feed::new(ui.runtime, ui.timings, ui.log),
+            feed,
             state: UiState::default(),
         }
     }
@@ -176,7 +188,11 @@ pub(crate) fn draw_frame(
         status,
     );
     state.place_listeners(feed.listeners.len(), areas.listener_rows());
-    let window = state.log.place(feed.index(), areas.log_rows());
+    // Streamed transactions pinned under the log take rows of its own.
+    let log_rows = areas
+        .log_rows()
+        .saturating_sub(render::log::pinned_rows(&feed.pinned, areas.log_rows()));
+    let window = state.log.place(feed.index(), log_rows);
     let log = feed.rows(window);
     let data = FrameData {
         info,
@@ -186,6 +202,8 @@ pub(crate) fn draw_frame(
         log: &log,
         now: feed.now,
         filter_error: feed.filter_error(),
+        pinned: &feed.pinned,
+        sinks: &feed.sinks,
     };
     let mut popup_rows = 0;
     if let Some((content, visible)) = render::popup_scroll(frame.area(), state, &data) {
@@ -194,7 +212,7 @@ pub(crate) fn draw_frame(
     }
     render::draw(frame, state, &data);
     Drawn {
-        log_rows: areas.log_rows(),
+        log_rows,
         popup_rows,
         areas,
         log_top: window.top,

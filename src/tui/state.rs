@@ -12,7 +12,7 @@ use crate::tui::add_dialog::{AddDialog, DatabaseChoice};
 use crate::tui::detail::DetailView;
 use crate::tui::effect::Effect;
 use crate::tui::keys::{Action, Context};
-use crate::tui::log_index::LogIndex;
+use crate::tui::log_index::{LogIndex, note_of_row};
 use crate::tui::transactions::{RowRef, TxView, change_row, tx_row};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,6 +73,9 @@ pub enum Popup {
     Detail(Box<DetailView>),
     /// A whole transaction (Enter on its row in the grouped log); keys as for `Detail`.
     Transaction(Box<TxView>),
+    /// A note of the plain log (Enter on its row), laid out as a transaction; keys as for
+    /// `Detail`.
+    Note(Box<TxView>),
     Add(AddDialog),
     /// One listener's detail, drawn from each frame's snapshot.
     Listener {
@@ -266,7 +269,7 @@ impl UiState {
     pub fn mode(&self) -> Mode {
         match &self.popup {
             Some(Popup::Help { .. }) => Mode::Help,
-            Some(Popup::Detail(_) | Popup::Transaction(_)) => Mode::Detail,
+            Some(Popup::Detail(_) | Popup::Transaction(_) | Popup::Note(_)) => Mode::Detail,
             Some(Popup::Add(_)) => Mode::AddDialog,
             Some(Popup::Listener { .. }) => Mode::ListenerDetail,
             Some(Popup::Confirm { .. }) => Mode::Confirm,
@@ -362,10 +365,11 @@ impl UiState {
                 }
                 None
             }
-            Some(Popup::Detail(_) | Popup::Transaction(_)) => match action {
+            Some(Popup::Detail(_) | Popup::Transaction(_) | Popup::Note(_)) => match action {
                 Action::Copy => match &self.popup {
                     Some(Popup::Detail(detail)) => Some(Effect::Copy(detail.number)),
                     Some(Popup::Transaction(view)) => Some(Effect::CopyTransaction(view.anchor)),
+                    Some(Popup::Note(view)) => Some(Effect::Copy(view.anchor)),
                     _ => None,
                 },
                 Action::Close => {
@@ -484,7 +488,11 @@ impl UiState {
                 self.grouped = !self.grouped;
                 // The cursor stays on its change (or a transaction's first change).
                 if self.grouped {
-                    self.log.renumber(change_row);
+                    // A note has no row there: the newest row instead.
+                    self.log.renumber(|row| match note_of_row(row) {
+                        Some(_) => u64::MAX,
+                        None => change_row(row),
+                    });
                 } else {
                     self.log.renumber(|row| match RowRef::of(row) {
                         RowRef::Tx(number) | RowRef::Change(number) => number,
@@ -620,11 +628,15 @@ impl UiState {
         self.popup = Some(Popup::Transaction(Box::new(view)));
     }
 
+    pub fn show_note(&mut self, view: TxView) {
+        self.popup = Some(Popup::Note(Box::new(view)));
+    }
+
     fn popup_scroll(&mut self) -> Option<&mut usize> {
         match &mut self.popup {
             Some(Popup::Help { scroll }) => Some(scroll),
             Some(Popup::Detail(detail)) => Some(&mut detail.scroll),
-            Some(Popup::Transaction(view)) => Some(&mut view.scroll),
+            Some(Popup::Transaction(view) | Popup::Note(view)) => Some(&mut view.scroll),
             Some(Popup::Listener { scroll, .. }) => Some(scroll),
             Some(Popup::Add(_) | Popup::Confirm { .. } | Popup::Export { .. }) | None => None,
         }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::change::{Change, ChangeEvent, Note, NoteKind, Op, Row, TxRef};
 use crate::config::ListenerConfig;
+use crate::pipeline::sinks::nats::SinkStatus;
 use crate::pipeline::timings::{BatchTiming, Percentiles};
 use crate::pipeline::{LogRing, TimingsSnapshot};
 use crate::positions::PositionStore;
@@ -20,7 +21,7 @@ use crate::tui::add_dialog::DatabaseChoice;
 use crate::tui::frame::{Feed, Info};
 use crate::tui::state::UiState;
 use crate::tui::theme::Theme;
-use crate::tui::{FlushTimings, draw_frame};
+use crate::tui::{FlushTimings, SinkWatch, draw_frame};
 
 pub fn listener_config(identifier: &str) -> ListenerConfig {
     ListenerConfig::new(
@@ -365,6 +366,88 @@ impl Shop {
             .collect::<Vec<_>>();
         self.log
             .extend(std::iter::once(plain).chain(running).collect());
+    }
+
+    /// Notes among changes of the orders listener, as a scope and a stream give them: two
+    /// inserts, `public.orders` gaining a column, an update, a message outside any
+    /// transaction, a stream message that is no change event, and a delete.
+    pub fn push_notes(&self) {
+        let orders = &self.handles[0];
+        let order = |op, id: i64, after: Value, millis| {
+            let before = if op == Op::Insert {
+                Value::Null
+            } else {
+                json!({"id": id, "status": "new"})
+            };
+            let after = if op == Op::Delete { Value::Null } else { after };
+            change_of(
+                orders,
+                op,
+                "public.orders",
+                json!({"id": id}),
+                before,
+                after,
+                millis,
+            )
+        };
+        let note = |kind, millis| Note {
+            listener: orders.identity_arc(),
+            captured_at: at(millis),
+            kind,
+        };
+        let changes = vec![
+            order(Op::Insert, 1, json!({"id": 1, "status": "new"}), 100),
+            order(Op::Insert, 2, json!({"id": 2, "status": "new"}), 200),
+            order(
+                Op::Update,
+                1,
+                json!({"id": 1, "status": "paid", "coupon": "XMAS"}),
+                400,
+            ),
+            order(Op::Delete, 2, Value::Null, 700),
+        ];
+        let schema = note(
+            NoteKind::Schema {
+                table: "public.orders".into(),
+                change: "columns",
+                detail: "added coupon (text)".into(),
+            },
+            300,
+        );
+        let message = note(
+            NoteKind::Message {
+                prefix: "deploy".into(),
+                content: "release 2026.11.25 rolled out".into(),
+                transactional: false,
+                tx: None,
+                position: "0/16B0500".into(),
+            },
+            500,
+        );
+        let error = note(
+            NoteKind::Error {
+                message: "cdc.shop.orders #41: neither a cdc-tui change nor a Debezium event: \
+                          expected value at line 1 column 1"
+                    .into(),
+            },
+            600,
+        );
+        self.log
+            .extend_with_notes(changes, vec![(2, schema), (3, message), (3, error)]);
+    }
+
+    /// A sink the UI shows the state of (as `[sinks.nats]` is), starting; its state is set
+    /// through the sender.
+    pub fn watch_sink(&mut self, name: &str) -> tokio::sync::watch::Sender<SinkStatus> {
+        let (sender, status) = tokio::sync::watch::channel(SinkStatus {
+            state: ListenerState::Starting,
+            reason: None,
+        });
+        self.feed.watch_sinks(vec![SinkWatch {
+            name: name.into(),
+            status,
+        }]);
+        sender
     }
 
     /// Draws the screen, `width` x `height`, as the UI would with this state.

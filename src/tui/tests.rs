@@ -3,13 +3,14 @@
 use ratatui::style::Color;
 use serde_json::json;
 
-use crate::change::Op;
+use crate::change::{NoteKind, Op};
 use crate::registry::ListenerState;
 use crate::tui::effect::Effect;
 use crate::tui::keys::Action;
 use crate::tui::state::{Focus, Mode, Popup, UiState, View};
 use crate::tui::testing::{Shop, change_of};
 use crate::tui::theme::Theme;
+use crate::tui::transactions::TxView;
 
 /// Applies actions as keys would, with the view the UI would give them.
 fn press(shop: &Shop, state: &mut UiState, actions: &[Action]) -> Vec<Effect> {
@@ -720,4 +721,222 @@ fn w_writes_what_the_filter_shows_as_headless_lines() {
         })
         .collect();
     assert_eq!(lines, expected);
+}
+
+#[test]
+fn the_plain_log_shows_schema_error_and_message_notes_in_place() {
+    let mut shop = Shop::new(100);
+    shop.push_notes();
+    let mut state = UiState::default();
+    let screen = screen(&mut shop, &mut state, 120, 30);
+    let lines: Vec<&str> = screen.lines().collect();
+    let row = |needle: &str| {
+        lines
+            .iter()
+            .position(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in\n{screen}"))
+    };
+    // In place: after the two inserts, before the update they came before.
+    let schema = row("schema   public.orders columns");
+    assert!(lines[schema].contains("added coupon (text)"), "{screen}");
+    assert!(row("id=2") < schema && schema < row("update"), "{screen}");
+    let message = row("release 2026.11.25 rolled out");
+    let error = row("neither a cdc-tui change nor a Debezium event");
+    assert!(lines[error].contains("cdc.shop.orders #41"), "{screen}");
+    assert!(row("update") < message && message < error && error < row("delete"));
+    assert!(lines[message].contains("message  deploy"), "{screen}");
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn a_note_is_selectable_and_its_detail_shows_all_of_it() {
+    let mut shop = Shop::new(100);
+    shop.push_notes();
+    let mut state = UiState {
+        focus: Focus::Log,
+        ..UiState::default()
+    };
+    shop.draw(&mut state, 120, 30);
+    // From the newest row (the delete) up to the error.
+    let effects = press(&shop, &mut state, &[Action::Up, Action::OpenDetail]);
+    let [Effect::OpenDetail(row)] = effects[..] else {
+        panic!("{effects:?}");
+    };
+    let number = crate::tui::log_index::note_of_row(row).expect("a note's row");
+    let note = shop.feed.note(number).unwrap();
+    assert!(matches!(note.kind, NoteKind::Error { .. }), "{note:?}");
+    state.show_note(TxView::of_note(row, &note, shop.info.zone));
+    let screen = screen(&mut shop, &mut state, 120, 30);
+    assert!(
+        screen.contains("expected value at line 1 column 1"),
+        "the whole message: {screen}"
+    );
+    assert_eq!(
+        press(&shop, &mut state, &[Action::Copy]),
+        [Effect::Copy(row)]
+    );
+    // Previous: the message note before it.
+    let effects = press(&shop, &mut state, &[Action::Previous]);
+    let [Effect::OpenDetail(previous)] = effects[..] else {
+        panic!("{effects:?}");
+    };
+    assert_eq!(
+        crate::tui::log_index::note_of_row(previous),
+        Some(number - 1)
+    );
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn a_filter_keeps_the_notes_it_is_about() {
+    let mut shop = Shop::new(100);
+    shop.push_notes();
+    let shown = |shop: &mut Shop, filter: &str| {
+        let mut state = UiState {
+            filter: filter.into(),
+            ..UiState::default()
+        };
+        screen(shop, &mut state, 120, 30)
+    };
+    let table = shown(&mut shop, "table:orders");
+    assert!(table.contains("added coupon (text)"), "{table}");
+    assert!(
+        !table.contains("rolled out") && !table.contains("Debezium"),
+        "{table}"
+    );
+    assert!(
+        table.contains("5 matches"),
+        "four changes, the schema note: {table}"
+    );
+    let errors = shown(&mut shop, "op:error");
+    assert!(
+        errors.contains("Debezium") && !errors.contains("insert"),
+        "{errors}"
+    );
+    let keys = shown(&mut shop, "key:1");
+    assert!(
+        !keys.contains("schema") && !keys.contains("error"),
+        "{keys}"
+    );
+    let word = shown(&mut shop, "release");
+    assert!(
+        word.contains("rolled out") && !word.contains("update"),
+        "{word}"
+    );
+    let other = shown(&mut shop, "table:items");
+    assert!(other.contains("no event matches the filter"), "{other}");
+}
+
+#[test]
+fn a_streamed_transaction_running_and_one_rolled_back_are_pinned_under_the_log() {
+    use crate::registry::RunningTransaction;
+    let mut shop = Shop::new(100);
+    shop.push_transactions();
+    let orders = shop.handle(0).clone();
+    orders.set_running_transactions(vec![RunningTransaction {
+        id: "901".into(),
+        changes: 180_000,
+        tables: vec!["public.events".into()],
+    }]);
+    orders.note_rolled_back(RunningTransaction {
+        id: "902".into(),
+        changes: 1_200,
+        tables: vec!["public.events".into(), "public.audit".into()],
+    });
+    let mut state = UiState::default();
+    press(&shop, &mut state, &[Action::ToggleGrouping]);
+    let grouped = screen(&mut shop, &mut state, 120, 30);
+    let running = "⏵ tx 901 · running · 180,000 changes so far · public.events";
+    let rolled_back =
+        "⏵ tx 902 · rolled back · 1,200 changes discarded · public.events, public.audit";
+    assert!(grouped.contains(running), "{grouped}");
+    assert!(grouped.contains(rolled_back), "{grouped}");
+    // Under the newest row, which still shows: the window has room for the pinned rows.
+    let lines: Vec<&str> = grouped.lines().collect();
+    let newest = lines.iter().position(|l| l.contains("tx 813")).unwrap();
+    let pinned = lines.iter().position(|l| l.contains(running)).unwrap();
+    assert!(newest < pinned, "{grouped}");
+    insta::assert_snapshot!(grouped);
+
+    // The plain view pins them too.
+    press(&shop, &mut state, &[Action::ToggleGrouping]);
+    let plain = screen(&mut shop, &mut state, 120, 30);
+    assert!(plain.contains(running), "{plain}");
+
+    // It grows; once it is gone from the listener's counters (committed), it stays pinned
+    // until its changes reach the log.
+    orders.set_running_transactions(vec![RunningTransaction {
+        id: "901".into(),
+        changes: 250_000,
+        tables: vec!["public.events".into()],
+    }]);
+    let plain = screen(&mut shop, &mut state, 120, 30);
+    assert!(
+        plain.contains("tx 901 · running · 250,000 changes so far"),
+        "{plain}"
+    );
+    orders.set_running_transactions(Vec::new());
+    let plain = screen(&mut shop, &mut state, 120, 30);
+    assert!(
+        plain.contains("tx 901 · running · 250,000 changes so far"),
+        "{plain}"
+    );
+    let mut change = change_of(
+        &orders,
+        Op::Insert,
+        "public.events",
+        json!({"id": 1}),
+        serde_json::Value::Null,
+        json!({"id": 1}),
+        3000,
+    );
+    change.tx = Some(crate::change::TxRef {
+        id: "901".into(),
+        position: "0/1A2C000".into(),
+        index: 1,
+    });
+    shop.log.extend(vec![change]);
+    let plain = screen(&mut shop, &mut state, 120, 30);
+    assert!(!plain.contains("⏵ tx 901"), "{plain}");
+}
+
+#[test]
+fn the_header_shows_each_sinks_state_running_then_retrying_with_the_reason() {
+    use crate::pipeline::sinks::nats::SinkStatus;
+    let mut shop = Shop::new(100);
+    shop.push_changes(10);
+    let nats = shop.watch_sink("nats");
+    let mut state = UiState::default();
+    let starting = screen(&mut shop, &mut state, 140, 36);
+    assert!(starting.contains("nats: starting"), "{starting}");
+    nats.send_replace(SinkStatus {
+        state: ListenerState::Running,
+        reason: None,
+    });
+    let running = screen(&mut shop, &mut state, 140, 36);
+    assert!(
+        running.lines().next().unwrap().contains("· nats: running"),
+        "{running}"
+    );
+    insta::assert_snapshot!("sink_running", running);
+    nats.send_replace(SinkStatus {
+        state: ListenerState::Retrying,
+        reason: Some(
+            "cannot connect to nats://ada:hunter2@127.0.0.1:4222: connection refused".into(),
+        ),
+    });
+    let retrying = screen(&mut shop, &mut state, 140, 36);
+    let header = retrying.lines().next().unwrap();
+    assert!(
+        header.contains("nats: retrying — cannot connect to nats://ada:***@127.0.0.1:4222"),
+        "the reason, its password masked: {header}"
+    );
+    assert!(!retrying.contains("hunter2"));
+    insta::assert_snapshot!("sink_retrying", retrying);
+    // At 80 columns the sink's state still shows, the databases give way.
+    let narrow = screen(&mut shop, &mut state, 80, 24);
+    assert!(
+        narrow.lines().next().unwrap().contains("nats: retrying"),
+        "{narrow}"
+    );
 }

@@ -18,6 +18,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 
 use crate::change::{Change, Note, NoteKind, Op};
 use crate::pipeline::log_ring::NotesView;
+use crate::registry::RunningTransaction;
 use crate::tui::format;
 use crate::tui::log_index::{LogFilter, LogIndex};
 
@@ -75,6 +76,8 @@ pub struct TxSummary {
     pub first_captured: DateTime<Utc>,
     /// Set by its `transaction` note: the transaction is complete.
     pub committed: Option<Committed>,
+    /// A streamed transaction that rolled back: its changes were dropped, none delivered.
+    pub rolled_back: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,11 +88,16 @@ pub struct Committed {
 
 impl TxSummary {
     /// `tx 812 · 12:00:01.123 · 5 changes · orders +1, order_items +3, customers ~1`, or
-    /// `tx 901 · running · 180,000 changes so far · events +180,000` while in progress.
+    /// `tx 901 · running · 180,000 changes so far · events +180,000` while in progress, or
+    /// `tx 901 · rolled back · 180,000 changes discarded · public.events`.
     pub fn describe(&self, zone: FixedOffset) -> String {
         let changes = format::count(self.changes);
         let plural = if self.changes == 1 { "" } else { "s" };
         let head = match &self.committed {
+            _ if self.rolled_back => format!(
+                "tx {} · rolled back · {changes} change{plural} discarded",
+                self.id
+            ),
             Some(committed) => {
                 let time = committed.commit_time.unwrap_or(self.first_captured);
                 format!(
@@ -105,9 +113,41 @@ impl TxSummary {
     }
 }
 
+impl TxSummary {
+    /// A transaction the server streams while it runs, from the listener's counters: its
+    /// changes are not in the log before its commit, only how many and of which tables.
+    pub fn streamed(
+        listener: &Arc<str>,
+        transaction: &RunningTransaction,
+        since: DateTime<Utc>,
+        rolled_back: bool,
+    ) -> TxSummary {
+        TxSummary {
+            listener: listener.clone(),
+            id: transaction.id.clone(),
+            changes: transaction.changes,
+            tables: (transaction.tables.iter())
+                .map(|table| TableTally {
+                    table: table.clone(),
+                    counts: [0; 4],
+                })
+                .collect(),
+            labels: Vec::new(),
+            first_captured: since,
+            committed: None,
+            rolled_back,
+        }
+    }
+}
+
 impl TableTally {
-    /// `order_items +3 ~1`: the table without its schema, then each op's count.
+    /// `order_items +3 ~1`: the table without its schema, then each op's count; without
+    /// counts (a streamed transaction's tables, whose ops are not counted before the commit)
+    /// the table's whole name.
     fn describe(&self) -> String {
+        if self.counts == [0; 4] {
+            return self.table.to_string();
+        }
         let name = self.table.rsplit_once('.').map_or(&*self.table, |(_, t)| t);
         let mut text = name.to_string();
         for op in Op::ALL {
@@ -252,6 +292,7 @@ impl TxGroups {
                         labels,
                         first_captured: change.captured_at,
                         committed: None,
+                        rolled_back: false,
                     },
                 })));
                 match self.items.back_mut() {
@@ -332,6 +373,15 @@ impl TxGroups {
         }
     }
 
+    /// Whether changes of transaction `id` of `listener` are in the log.
+    pub fn holds(&self, listener: &str, id: &str) -> bool {
+        let is = |summary: &TxSummary| &*summary.listener == listener && &*summary.id == id;
+        self.items.iter().rev().any(|item| match item {
+            Item::Tx(tx) => is(&tx.summary),
+            Item::Plain(_) => false,
+        })
+    }
+
     /// The transaction anchored at `anchor`, with its changes still in the log.
     pub fn transaction(&self, anchor: u64) -> Option<(&TxSummary, Vec<u64>)> {
         let at = self.items.partition_point(|item| item.anchor() < anchor);
@@ -406,7 +456,8 @@ impl LogIndex for GroupedIndex {
 /// The whole transaction, as its popup shows it: facts, then every change with what it did
 /// (an insert's row, a delete's old row, an update's fields before → after). Laid out once.
 pub struct TxView {
-    /// The number of its first change, as `Effect::CopyTransaction` takes it.
+    /// The number of its first change, as `Effect::CopyTransaction` takes it (a note's row,
+    /// as `Effect::Copy` takes it, for a note).
     pub anchor: u64,
     pub title: String,
     pub facts: Vec<(&'static str, String)>,
@@ -486,12 +537,98 @@ impl TxView {
         }
         TxView {
             anchor,
-            title: format!("tx {}", summary.id),
+            title: format!("Transaction tx {}", summary.id),
             facts,
             lines,
             scroll: 0,
         }
     }
+}
+
+impl TxView {
+    /// A note of the plain log (a schema change, an error, a message) laid out as a
+    /// transaction is: facts, then its text a line at a time. `row` is its row in the log.
+    pub fn of_note(row: u64, note: &Note, zone: FixedOffset) -> TxView {
+        let captured = format!(
+            "{} ({})",
+            format::clock(&note.captured_at, zone),
+            crate::change::format_time(&note.captured_at)
+        );
+        let mut facts = vec![
+            ("listener", note.listener.to_string()),
+            ("captured", captured),
+        ];
+        let (title, text) = match &note.kind {
+            NoteKind::Schema {
+                table,
+                change,
+                detail,
+            } => {
+                facts.push(("table", table.to_string()));
+                facts.push(("change", change.to_string()));
+                (format!("Schema change {table}"), detail.as_str())
+            }
+            NoteKind::Error { message } => ("Error".to_string(), message.as_str()),
+            NoteKind::Message {
+                prefix,
+                content,
+                transactional,
+                tx,
+                position,
+            } => {
+                facts.push(("prefix", prefix.clone()));
+                let tx = tx.as_ref().map_or_else(
+                    || "none: not transactional".to_string(),
+                    |tx| format!("{} (#{})", tx.id, tx.index),
+                );
+                facts.push(("tx", tx));
+                facts.push(("position", position.clone()));
+                let title = if *transactional {
+                    "Message"
+                } else {
+                    "Message (not transactional)"
+                };
+                (title.to_string(), content.as_str())
+            }
+            NoteKind::Transaction { id, position, .. } => {
+                facts.push(("position", position.to_string()));
+                (format!("Transaction tx {id}"), "")
+            }
+        };
+        let lines = text
+            .lines()
+            .flat_map(|line| wrap(line, NOTE_TEXT_WIDTH))
+            .map(|text| TxLine::Field { sign: ' ', text })
+            .collect();
+        TxView {
+            anchor: row,
+            title,
+            facts,
+            lines,
+            scroll: 0,
+        }
+    }
+}
+
+/// A note's text is wrapped to fit an 80-column popup, so all of it shows.
+const NOTE_TEXT_WIDTH: usize = 70;
+
+/// `line` cut at spaces into lines of at most `width` characters (a longer word alone).
+fn wrap(line: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in line.split(' ') {
+        let current = lines.last_mut().expect("never empty");
+        let length = current.chars().count();
+        if length > 0 && length + 1 + word.chars().count() > width {
+            lines.push(word.to_string());
+        } else {
+            if length > 0 {
+                current.push(' ');
+            }
+            current.push_str(word);
+        }
+    }
+    lines
 }
 
 /// What one change did to its row, a line per field.
@@ -652,6 +789,13 @@ mod tests {
             ]
         );
         assert!(!update(&mut groups, &ring), "nothing new");
+    }
+
+    #[test]
+    fn a_note_text_wraps_at_spaces() {
+        assert_eq!(wrap("ab cd ef", 5), ["ab cd", "ef"]);
+        assert_eq!(wrap("abcdefgh ij", 5), ["abcdefgh", "ij"]);
+        assert_eq!(wrap("", 5), [""]);
     }
 
     #[test]

@@ -2,15 +2,14 @@
 //! another capture writes (this harness writes its change lines, as `cdc-tui --headless` would
 //! print them); a server that is down is a file not made yet.
 
-use std::collections::HashSet;
 use std::io::Write as _;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::recorded::{COMMIT_TIME, RecordedChanges, TABLE};
 use super::{Harness, Server, Traits};
 
 pub struct Follow {
@@ -18,12 +17,8 @@ pub struct Follow {
     path: PathBuf,
     /// The position written into the next line, as a capture numbers its changes.
     next_position: AtomicU64,
-    /// Rows updated so far: their delete's `before` is the updated row.
-    updated: Mutex<HashSet<i64>>,
+    recorded: RecordedChanges,
 }
-
-/// The table the recorded changes are of.
-const TABLE: &str = "shop.orders";
 
 impl Follow {
     /// Appends change lines in one write, as a sink writes a batch.
@@ -31,21 +26,7 @@ impl Follow {
         let mut text = String::new();
         for (op, id) in changes {
             let position = self.next_position.fetch_add(1, Ordering::Relaxed);
-            let mut updated = self.updated.lock().expect("not poisoned");
-            let (before, after) = match op {
-                "insert" => (Value::Null, self.row(id, false)),
-                "update" => {
-                    updated.insert(id);
-                    (self.row(id, false), self.row(id, true))
-                }
-                _ => (self.row(id, updated.contains(&id)), Value::Null),
-            };
-            let line = json!({
-                "type": "change", "listener": "shop/shop.orders", "table": TABLE, "op": op,
-                "key": self.key(id), "before": before, "after": after,
-                "position": position.to_string(), "commit_time": "2026-11-25T10:00:01.000Z",
-                "captured_at": "2026-11-25T10:00:01.004Z",
-            });
+            let line = self.recorded.line(op, id, position.to_string());
             text.push_str(&line.to_string());
             text.push('\n');
             // A capture's other lines are passed over.
@@ -68,7 +49,7 @@ impl Harness for Follow {
             dir,
             path,
             next_position: AtomicU64::new(1),
-            updated: Mutex::new(HashSet::new()),
+            recorded: RecordedChanges::default(),
         };
         if server == Server::Up {
             std::fs::write(&follow.path, "").expect("create the file");
@@ -119,18 +100,11 @@ impl Harness for Follow {
     }
 
     fn key(&self, id: i64) -> Value {
-        json!({"id": id})
+        super::recorded::key(id)
     }
 
     fn row(&self, id: i64, updated: bool) -> Value {
-        json!({
-            "id": id,
-            "product": format!("item {id}"),
-            "qty": if updated { id + 100 } else { id },
-            "paid": id % 2 == 0,
-            "note": null,
-            "price": format!("{id}.25"),
-        })
+        super::recorded::row(id, updated)
     }
 
     fn traits(&self) -> Traits {
@@ -146,10 +120,7 @@ impl Harness for Follow {
                     .is_some_and(|position| position.parse::<u64>().is_ok()),
                 "the recorded position: {change}"
             );
-            assert_eq!(
-                change["commit_time"], "2026-11-25T10:00:01.000Z",
-                "{change}"
-            );
+            assert_eq!(change["commit_time"], COMMIT_TIME, "{change}");
         }
     }
 

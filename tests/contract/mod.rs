@@ -14,6 +14,7 @@ pub mod polling;
 pub mod postgres;
 pub mod postgres_logical;
 pub mod postgres_polling;
+pub mod recorded;
 
 use std::collections::{HashMap, HashSet};
 use std::ops::RangeInclusive;

@@ -3,24 +3,21 @@
 //! publishes them); each listener has a durable consumer (its persistent position), and a
 //! server that is down is one not started yet.
 
-use std::collections::HashSet;
 use std::ops::RangeInclusive;
-use std::sync::Mutex;
 
 use serde_json::{Value, json};
 
+use super::recorded::{COMMIT_TIME, RecordedChanges, TABLE};
 use super::{Harness, Server, Traits};
 use crate::support::nats::NatsServer;
 
 pub struct JetStream {
     server: NatsServer,
-    /// Rows updated so far: their delete's `before` is the updated row.
-    updated: Mutex<HashSet<i64>>,
+    recorded: RecordedChanges,
 }
 
-/// The table of the recorded changes; also the subject they are published on and the
-/// listener's subject filter (so the listener's `table` is the changes' table).
-const TABLE: &str = "shop.orders";
+// The recorded changes' table is also the subject they are published on and the listener's
+// subject filter (so the listener's `table` is the changes' table).
 const STREAM: &str = "CONTRACT";
 
 impl JetStream {
@@ -45,29 +42,9 @@ impl JetStream {
 
     /// Publishes change lines, each acknowledged by JetStream, as the sink publishes a batch.
     async fn publish(&self, changes: impl Iterator<Item = (&'static str, i64)>) {
-        let lines: Vec<String> = {
-            let mut updated = self.updated.lock().expect("not poisoned");
-            changes
-                .map(|(op, id)| {
-                    let (before, after) = match op {
-                        "insert" => (Value::Null, self.row(id, false)),
-                        "update" => {
-                            updated.insert(id);
-                            (self.row(id, false), self.row(id, true))
-                        }
-                        _ => (self.row(id, updated.contains(&id)), Value::Null),
-                    };
-                    json!({
-                        "type": "change", "listener": "shop/shop.orders", "table": TABLE,
-                        "op": op, "key": self.key(id), "before": before, "after": after,
-                        "position": format!("0/{id:X}"),
-                        "commit_time": "2026-11-25T10:00:01.000Z",
-                        "captured_at": "2026-11-25T10:00:01.004Z",
-                    })
-                    .to_string()
-                })
-                .collect()
-        };
+        let lines: Vec<String> = changes
+            .map(|(op, id)| self.recorded.line(op, id, format!("0/{id:X}")).to_string())
+            .collect();
         let jetstream = self.jetstream().await;
         let mut acks = Vec::new();
         for line in lines {
@@ -91,7 +68,7 @@ impl Harness for JetStream {
                 Server::Up => NatsServer::start().await,
                 Server::Down => NatsServer::down(),
             },
-            updated: Mutex::new(HashSet::new()),
+            recorded: RecordedChanges::default(),
         };
         if server == Server::Up {
             harness.create_stream().await;
@@ -144,18 +121,11 @@ impl Harness for JetStream {
     }
 
     fn key(&self, id: i64) -> Value {
-        json!({"id": id})
+        super::recorded::key(id)
     }
 
     fn row(&self, id: i64, updated: bool) -> Value {
-        json!({
-            "id": id,
-            "product": format!("item {id}"),
-            "qty": if updated { id + 100 } else { id },
-            "paid": id % 2 == 0,
-            "note": null,
-            "price": format!("{id}.25"),
-        })
+        super::recorded::row(id, updated)
     }
 
     fn traits(&self) -> Traits {
@@ -175,7 +145,7 @@ impl Harness for JetStream {
                 json!({"listener": "shop/shop.orders", "position": format!("0/{id:X}")}),
                 "where it came from: {change}"
             );
-            assert_eq!(change["commit_time"], "2026-11-25T10:00:01.000Z");
+            assert_eq!(change["commit_time"], COMMIT_TIME);
         }
     }
 

@@ -1,4 +1,6 @@
-//! The top line: the databases, the changes so far and the changes per second.
+//! The top line: the databases, the sinks' states (`nats: running`, `nats: retrying —
+//! connection refused (nats://127.0.0.1:4222)`), the changes so far and the changes per
+//! second.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -11,6 +13,7 @@ use std::sync::atomic::Ordering;
 use crate::replay::ReplayProgress;
 use crate::tui::format;
 use crate::tui::frame::FrameData;
+use unicode_width::UnicodeWidthStr;
 
 /// Seconds of total rate the header's sparkline shows.
 const RATE_HISTORY: usize = 20;
@@ -45,14 +48,38 @@ pub fn render(frame: &mut Frame, area: Rect, data: &FrameData) {
             .join(", ")
     };
     let room = (area.width as usize).saturating_sub(right.width() + badge.width() + 3);
-    let left = Line::from(vec![
+    // The sinks' states come first: a sink retrying is news, the databases are not.
+    let sinks: Vec<(String, ratatui::style::Style)> = data
+        .sinks
+        .iter()
+        .map(|sink| {
+            let mut text = format!("{}: {}", sink.name, sink.state.as_str());
+            if let Some(reason) = &sink.reason {
+                text.push_str(&format!(" — {reason}"));
+            }
+            (text, theme.state(sink.state))
+        })
+        .collect();
+    let sinks_width: usize = sinks.iter().map(|(text, _)| text.width() + 3).sum();
+    // The databases keep a few columns, enough to tell which.
+    let databases_room = room - sinks_width.min(room.saturating_sub(6));
+    let databases = format::ellipsize(&databases, databases_room).into_owned();
+    let mut left = vec![
         badge,
         Span::raw(" "),
-        Span::styled(
-            format::ellipsize(&databases, room).into_owned(),
-            theme.label(),
-        ),
-    ]);
+        Span::styled(databases.clone(), theme.label()),
+    ];
+    let mut rest = room.saturating_sub(databases.width());
+    for (text, style) in sinks {
+        if rest < 4 {
+            break;
+        }
+        left.push(Span::styled(" · ", theme.dim()));
+        let text = format::ellipsize(&text, rest - 3).into_owned();
+        rest = rest.saturating_sub(text.width() + 3);
+        left.push(Span::styled(text, style));
+    }
+    let left = Line::from(left);
     frame.render_widget(Paragraph::new(left), area);
     frame.render_widget(Paragraph::new(right).right_aligned(), area);
 }

@@ -4,20 +4,21 @@
 use std::collections::HashMap;
 
 use ratatui::Frame;
-use ratatui::layout::{Alignment, Constraint, Rect};
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, HighlightSpacing, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Borders, Cell, HighlightSpacing, Paragraph, Row, Table, TableState};
 use serde_json::Value;
 use unicode_width::UnicodeWidthStr;
 
-use crate::change::{Change, Op};
+use crate::change::{Change, Note, NoteKind, Op};
 use crate::tui::detail::changed_fields;
 use crate::tui::format;
-use crate::tui::frame::FrameData;
-use crate::tui::log_index::highlights;
+use crate::tui::frame::{FrameData, LogEntry};
+use crate::tui::log_index::{NoteParts, highlights};
 use crate::tui::render::{SELECTED_MARK, panel, scrollbar, tx_log};
 use crate::tui::state::{Focus, UiState};
+use crate::tui::transactions::TxSummary;
 
 /// "10:00:01.004"
 pub(super) const TIME_WIDTH: u16 = 12;
@@ -67,10 +68,25 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
     } else {
         Span::styled(" not following: End follows ", theme.key())
     };
-    let block = panel(theme, focused)
-        .title(Line::from(title))
-        .title_bottom(Line::styled(" times: captured ", theme.dim()))
-        .title_bottom(Line::from(follow).right_aligned());
+    let times = Line::styled(" times: captured ", theme.dim());
+    let follow = Line::from(follow).right_aligned();
+    let block = panel(theme, focused).title(Line::from(title));
+    let pinned = pinned_rows(data.pinned, area.height.saturating_sub(2) as usize);
+    let (area, block) = if pinned == 0 {
+        (area, block.title_bottom(times).title_bottom(follow))
+    } else {
+        // The pinned rows close the panel, under the scrolling rows.
+        let [rows, below] =
+            Layout::vertical([Constraint::Fill(1), Constraint::Length(pinned as u16 + 1)])
+                .areas(area);
+        let closing = panel(theme, focused)
+            .borders(Borders::LEFT | Borders::RIGHT | Borders::BOTTOM)
+            .title_bottom(times)
+            .title_bottom(follow);
+        render_pinned(frame, below, closing, &data.pinned[..pinned], data);
+        let open = block.borders(Borders::LEFT | Borders::RIGHT | Borders::TOP);
+        (rows, open)
+    };
 
     if let Some(grouped) = &log.grouped {
         tx_log::render(frame, area, block, state, data, grouped);
@@ -94,22 +110,38 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
         return;
     }
 
-    let keys: Vec<String> = log
+    // A change's table and key, a note's subject and what happened, in the same columns.
+    let columns: Vec<(String, String)> = log
         .rows
         .iter()
-        .map(|(_, change)| match (&change.old_key, &change.key) {
-            (Some(old), Some(new)) => format::key_change(old, new, KEY_WIDTH.1 as usize),
-            _ => format::fields(change.key.as_ref(), None, KEY_WIDTH.1 as usize),
+        .map(|(_, entry)| match entry {
+            LogEntry::Change(change) => (
+                change.table.to_string(),
+                match (&change.old_key, &change.key) {
+                    (Some(old), Some(new)) => format::key_change(old, new, KEY_WIDTH.1 as usize),
+                    _ => format::fields(change.key.as_ref(), None, KEY_WIDTH.1 as usize),
+                },
+            ),
+            LogEntry::Note(note) => {
+                let parts = NoteParts::of(note);
+                (parts.subject, parts.what)
+            }
         })
         .collect();
     let widest = |widths: &mut dyn Iterator<Item = usize>| widths.max().unwrap_or(0) as u16;
-    let table_width = widest(&mut log.rows.iter().map(|(_, c)| c.table.width()))
+    let table_width = widest(&mut columns.iter().map(|(table, _)| table.width()))
         .clamp(TABLE_WIDTH.0, TABLE_WIDTH.1);
-    let key_width = widest(&mut keys.iter().map(|k| k.width())).clamp(KEY_WIDTH.0, KEY_WIDTH.1);
+    let key_width =
+        widest(&mut columns.iter().map(|(_, key)| key.width())).clamp(KEY_WIDTH.0, KEY_WIDTH.1);
     // Two listeners on one table: say which one each row is from.
     let listener_width = ambiguous(data).then(|| {
-        widest(&mut log.rows.iter().map(|(_, c)| identifier(c).width()))
-            .clamp(LISTENER_WIDTH.0, LISTENER_WIDTH.1)
+        widest(
+            &mut log
+                .rows
+                .iter()
+                .map(|(_, entry)| entry_identifier(entry).width()),
+        )
+        .clamp(LISTENER_WIDTH.0, LISTENER_WIDTH.1)
     });
     let used = SELECTED_MARK.width() as u16
         + TIME_WIDTH
@@ -122,33 +154,43 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
 
     let marks = highlights(&state.filter);
     let mark = |text: String, base: Style| highlighted(text, &marks, base, theme.changed());
-    let rows = log.rows.iter().zip(&keys).map(|((_, change), key)| {
-        let listener = listener_width.map(|width| {
-            Cell::from(Span::styled(
-                format::ellipsize(identifier(change), width as usize).into_owned(),
-                theme.label(),
-            ))
+    let rows = log
+        .rows
+        .iter()
+        .zip(&columns)
+        .map(|((_, entry), (table, key))| {
+            let listener = listener_width.map(|width| {
+                Cell::from(Span::styled(
+                    format::ellipsize(entry_identifier(entry), width as usize).into_owned(),
+                    theme.label(),
+                ))
+            });
+            let change = match entry {
+                LogEntry::Change(change) => change,
+                LogEntry::Note(note) => {
+                    return note_row(note, listener, (table, key), preview_width, data);
+                }
+            };
+            Row::new(listener.into_iter().chain([
+                Cell::from(Span::styled(
+                    format::clock(&change.captured_at, data.info.zone),
+                    theme.dim(),
+                )),
+                Cell::from(Span::styled(change.op.as_str(), theme.op(change.op))),
+                Cell::from(mark(
+                    format::ellipsize(table, table_width as usize).into_owned(),
+                    Style::new(),
+                )),
+                Cell::from(mark(
+                    format::ellipsize(key, key_width as usize).into_owned(),
+                    theme.key(),
+                )),
+                Cell::from(mark(
+                    format::ellipsize(&preview(change, preview_width), preview_width).into_owned(),
+                    Style::new(),
+                )),
+            ]))
         });
-        Row::new(listener.into_iter().chain([
-            Cell::from(Span::styled(
-                format::clock(&change.captured_at, data.info.zone),
-                theme.dim(),
-            )),
-            Cell::from(Span::styled(change.op.as_str(), theme.op(change.op))),
-            Cell::from(mark(
-                format::ellipsize(&change.table, table_width as usize).into_owned(),
-                Style::new(),
-            )),
-            Cell::from(mark(
-                format::ellipsize(key, key_width as usize).into_owned(),
-                theme.key(),
-            )),
-            Cell::from(mark(
-                format::ellipsize(&preview(change, preview_width), preview_width).into_owned(),
-                Style::new(),
-            )),
-        ]))
-    });
     let widths = listener_width.map(Constraint::Length).into_iter().chain([
         Constraint::Length(TIME_WIDTH),
         Constraint::Length(OP_WIDTH),
@@ -175,6 +217,49 @@ pub fn render(frame: &mut Frame, area: Rect, state: &UiState, data: &FrameData) 
         theme,
         (log.in_view, log.window.rows, log.window.top),
     );
+}
+
+/// Pinned rows at most: the newest streamed transactions beyond are left out.
+const PINNED_MAX: usize = 3;
+
+/// Rows the pinned streamed transactions take out of `log_rows`: one each, never more than
+/// half of them.
+pub fn pinned_rows(pinned: &[TxSummary], log_rows: usize) -> usize {
+    pinned.len().min(PINNED_MAX).min(log_rows / 2)
+}
+
+/// Streamed transactions under the log's rows, in the grouped view's shape: `⏵ tx 901 ·
+/// running · 180,000 changes so far · public.events`, a rolled-back one in the warning style.
+fn render_pinned(
+    frame: &mut Frame,
+    area: Rect,
+    block: ratatui::widgets::Block,
+    pinned: &[TxSummary],
+    data: &FrameData,
+) {
+    let theme = data.info.theme;
+    let width = block.inner(area).width as usize;
+    let lines: Vec<Line> = pinned
+        .iter()
+        .map(|summary| {
+            let style = if summary.rolled_back {
+                theme.warning()
+            } else {
+                theme.notice()
+            };
+            let mut text = summary.describe(data.info.zone);
+            if data.listeners.len() > 1 {
+                text.push_str(&format!(" · {}", summary.listener));
+            }
+            let room = width.saturating_sub(SELECTED_MARK.width() + 2);
+            Line::from(vec![
+                Span::raw(" ".repeat(SELECTED_MARK.width())),
+                Span::styled("⏵ ", theme.dim()),
+                Span::styled(format::ellipsize(&text, room).into_owned(), style),
+            ])
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
 /// `text` in `base` style, the parts equal (ignoring ASCII case) to one of `marks` in `mark`.
@@ -207,10 +292,46 @@ fn highlighted(text: String, marks: &[String], base: Style, mark: Style) -> Line
     Line::from(spans)
 }
 
+/// A note's row, in the change columns: when, its kind where a change has its op (styled
+/// apart: an error as one), subject and what happened, then its text.
+fn note_row<'a>(
+    note: &Note,
+    listener: Option<Cell<'a>>,
+    (subject, what): (&str, &str),
+    text_width: usize,
+    data: &FrameData,
+) -> Row<'a> {
+    let theme = data.info.theme;
+    let parts = NoteParts::of(note);
+    let style = match note.kind {
+        NoteKind::Error { .. } => theme.error(),
+        _ => theme.notice(),
+    };
+    Row::new(listener.into_iter().chain([
+        Cell::from(Span::styled(
+            format::clock(&note.captured_at, data.info.zone),
+            theme.dim(),
+        )),
+        Cell::from(Span::styled(parts.kind, style)),
+        Cell::from(Span::styled(subject.to_string(), style)),
+        Cell::from(Span::styled(what.to_string(), style)),
+        Cell::from(Span::styled(
+            format::ellipsize(&parts.text, text_width).into_owned(),
+            style,
+        )),
+    ]))
+}
+
 /// The listener's identifier: its identity up to the `/` (`orders` of `orders/public.orders`).
-fn identifier(change: &Change) -> &str {
-    let identity = change.identity();
+fn identifier(identity: &str) -> &str {
     identity.split_once('/').map_or(identity, |(name, _)| name)
+}
+
+fn entry_identifier(entry: &LogEntry) -> &str {
+    match entry {
+        LogEntry::Change(change) => identifier(change.identity()),
+        LogEntry::Note(note) => identifier(&note.listener),
+    }
 }
 
 /// Whether a table in view has changes from more than one listener, going by the rows in
@@ -225,7 +346,8 @@ fn ambiguous(data: &FrameData) -> bool {
         .log
         .rows
         .iter()
-        .map(|(_, change)| (&*change.table, change.identity()));
+        .filter_map(|(_, entry)| entry.change())
+        .map(|change| (&*change.table, change.identity()));
     let mut shared: Vec<&str> = Vec::new();
     for (table, identity) in from_listeners.chain(from_rows) {
         let first = *first_listener.entry(table).or_insert(identity);
@@ -236,7 +358,8 @@ fn ambiguous(data: &FrameData) -> bool {
     data.log
         .rows
         .iter()
-        .any(|(_, change)| shared.contains(&&*change.table))
+        .filter_map(|(_, entry)| entry.change())
+        .any(|change| shared.contains(&&*change.table))
 }
 
 /// What a change did, in about `width` columns: the fields an update changed (old → new), an

@@ -8,7 +8,7 @@ mod header;
 mod help;
 mod listener_detail;
 pub(crate) mod listeners;
-mod log;
+pub(crate) mod log;
 mod prompt;
 mod timings;
 mod tx_detail;
@@ -118,7 +118,7 @@ pub fn draw(frame: &mut Frame, state: &UiState, data: &FrameData) {
     match &state.popup {
         Some(Popup::Help { scroll }) => help::render(frame, *scroll, data),
         Some(Popup::Detail(view)) => detail::render(frame, view, data),
-        Some(Popup::Transaction(view)) => tx_detail::render(frame, view, data),
+        Some(Popup::Transaction(view) | Popup::Note(view)) => tx_detail::render(frame, view, data),
         Some(Popup::Add(dialog)) => add_dialog::render(frame, dialog, data),
         Some(Popup::Listener { identity, scroll }) => {
             listener_detail::render(frame, identity, *scroll, data)
@@ -135,7 +135,9 @@ pub fn popup_scroll(area: Rect, state: &UiState, data: &FrameData) -> Option<(us
     match &state.popup {
         Some(Popup::Help { .. }) => Some(help::scroll_extent(area, data)),
         Some(Popup::Detail(view)) => Some(detail::scroll_extent(area, view)),
-        Some(Popup::Transaction(view)) => Some(tx_detail::scroll_extent(area, view)),
+        Some(Popup::Transaction(view) | Popup::Note(view)) => {
+            Some(tx_detail::scroll_extent(area, view))
+        }
         Some(Popup::Listener { identity, .. }) => {
             Some(listener_detail::scroll_extent(area, identity, data))
         }

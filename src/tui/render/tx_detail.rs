@@ -1,5 +1,6 @@
 //! The popup of a whole transaction: its facts (listener, commit, tables, messages), then
-//! every change with what it did to its row, changed fields highlighted.
+//! every change with what it did to its row, changed fields highlighted. A note of the plain
+//! log (schema change, error, message) shows the same way: facts, then its text.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Margin, Rect};
@@ -44,10 +45,7 @@ pub fn scroll_extent(screen: Rect, view: &TxView) -> (usize, usize) {
 pub fn render(frame: &mut Frame, view: &TxView, data: &FrameData) {
     let theme = data.info.theme;
     let area = area(frame.area(), view);
-    let block = panel(theme, true).title(Line::styled(
-        format!(" Transaction {} ", view.title),
-        theme.title(),
-    ));
+    let block = panel(theme, true).title(Line::styled(format!(" {} ", view.title), theme.title()));
     let inner = block.inner(area);
     frame.render_widget(Clear, area);
     frame.render_widget(block, area);

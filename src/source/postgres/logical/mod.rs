@@ -783,7 +783,13 @@ impl Session<'_> {
                     (_, _, PgOutputMessage::StreamAbort { xid, subxid }) => {
                         if xid == subxid {
                             // The file goes with it.
-                            self.streamed.remove(&xid);
+                            if let Some(spool) = self.streamed.remove(&xid) {
+                                ctx.note_rolled_back(RunningTransaction {
+                                    id: xid.to_string().into(),
+                                    changes: spool.changes,
+                                    tables: spool.tables.clone(),
+                                });
+                            }
                             self.publish_detail(ctx);
                         } else if let Some(spool) = self.streamed.get_mut(&xid) {
                             spool.abort_subtransaction(subxid);
