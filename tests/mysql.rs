@@ -27,6 +27,20 @@ async fn execute(server: &MariaDb, database: &str, sql: &str) {
     conn.disconnect().await.expect("disconnect");
 }
 
+/// A new database of `server` with a table `t` of `columns`, watched by a headless cdc-tui
+/// with the binlog listener `l`: the database, the listener's identity, and cdc-tui.
+async fn watch_new_table(
+    server: &MariaDb,
+    prefix: &str,
+    columns: &str,
+) -> (String, String, Headless) {
+    let db = server.create_database(prefix).await;
+    execute(server, &db, &format!("CREATE TABLE t ({columns})")).await;
+    let table = format!("{db}.t");
+    let cdc = Headless::start(&config(&server.url(&db), &table, "")).await;
+    (db, format!("l/{table}"), cdc)
+}
+
 /// The schema notes of the listener `listener`.
 fn schema_notes<'a>(seen: &'a [Value], listener: &str) -> Vec<&'a Value> {
     seen.iter()
@@ -250,11 +264,8 @@ async fn a_binlog_without_full_row_images_fails_with_advice() {
     ];
     for (option, phrases) in cases {
         let server = MariaDb::start(&[option]).await;
-        let db = server.create_database("settings").await;
-        execute(&server, &db, "CREATE TABLE t (id INT PRIMARY KEY)").await;
-        let table = format!("{db}.t");
-        let listener = format!("l/{table}");
-        let mut cdc = Headless::start(&config(&server.url(&db), &table, "")).await;
+        let (_, listener, mut cdc) =
+            watch_new_table(&server, "settings", "id INT PRIMARY KEY").await;
         cdc.wait_for_state(&listener, "failed").await;
         let reason = reason_of(&cdc.seen, &listener, "failed");
         for phrase in phrases {
@@ -269,11 +280,8 @@ async fn a_binlog_without_full_row_images_fails_with_advice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compressed_binlog_fails_the_listener_with_advice() {
     let server = MariaDb::start(&[]).await;
-    let db = server.create_database("compressed").await;
-    execute(&server, &db, "CREATE TABLE t (id INT PRIMARY KEY, v TEXT)").await;
-    let table = format!("{db}.t");
-    let listener = format!("l/{table}");
-    let mut cdc = Headless::start(&config(&server.url(&db), &table, "")).await;
+    let (db, listener, mut cdc) =
+        watch_new_table(&server, "compressed", "id INT PRIMARY KEY, v TEXT").await;
     cdc.wait_for_state(&listener, "running").await;
     execute(&server, &db, "INSERT INTO t VALUES (1, 'plain')").await;
     cdc.wait_for_changes(&listener, 1).await;
@@ -295,6 +303,7 @@ async fn a_compressed_binlog_fails_the_listener_with_advice() {
     cdc.signal_and_wait("TERM").await;
 
     // A new run on the compressing server fails at once, before reading.
+    let table = format!("{db}.t");
     let mut cdc = Headless::start(&config(&server.url(&db), &table, "")).await;
     cdc.wait_for_state(&listener, "failed").await;
     let reason = reason_of(&cdc.seen, &listener, "failed");
@@ -404,11 +413,7 @@ async fn a_first_run_starts_where_start_says() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purged_binlog_is_reported_as_a_gap_and_capture_goes_on() {
     let server = MariaDb::start(&[]).await;
-    let db = server.create_database("purged").await;
-    execute(&server, &db, "CREATE TABLE t (id INT PRIMARY KEY)").await;
-    let table = format!("{db}.t");
-    let listener = format!("l/{table}");
-    let mut cdc = Headless::start(&config(&server.url(&db), &table, "")).await;
+    let (db, listener, mut cdc) = watch_new_table(&server, "purged", "id INT PRIMARY KEY").await;
     cdc.wait_for_state(&listener, "running").await;
     execute(&server, &db, "INSERT INTO t VALUES (1)").await;
     cdc.wait_for_changes(&listener, 1).await;
@@ -437,11 +442,7 @@ async fn a_purged_binlog_is_reported_as_a_gap_and_capture_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_restart_is_retried_and_resumes_where_it_was() {
     let mut server = MariaDb::start(&[]).await;
-    let db = server.create_database("restart").await;
-    execute(&server, &db, "CREATE TABLE t (id INT PRIMARY KEY)").await;
-    let table = format!("{db}.t");
-    let listener = format!("l/{table}");
-    let mut cdc = Headless::start(&config(&server.url(&db), &table, "")).await;
+    let (db, listener, mut cdc) = watch_new_table(&server, "restart", "id INT PRIMARY KEY").await;
     cdc.wait_for_state(&listener, "running").await;
     execute(&server, &db, "INSERT INTO t VALUES (1)").await;
     cdc.wait_for_changes(&listener, 1).await;
@@ -571,11 +572,8 @@ async fn rows_written_before_a_later_alter_keep_their_columns() {
     ];
     for (option, names) in cases {
         let server = MariaDb::start(&[option]).await;
-        let db = server.create_database("history").await;
-        execute(&server, &db, "CREATE TABLE t (id INT PRIMARY KEY, qty INT)").await;
-        let table = format!("{db}.t");
-        let listener = format!("l/{table}");
-        let mut cdc = Headless::start(&config(&server.url(&db), &table, "")).await;
+        let (db, listener, mut cdc) =
+            watch_new_table(&server, "history", "id INT PRIMARY KEY, qty INT").await;
         cdc.wait_for_state(&listener, "running").await;
         execute(&server, &db, "INSERT INTO t VALUES (1, 10)").await;
         cdc.wait_for_changes(&listener, 1).await;
