@@ -331,6 +331,9 @@ pub enum NoteKind {
         commit_time: Option<DateTime<Utc>>,
         changes: u64,
         tables: Vec<Arc<str>>,
+        /// Changes of rolled-back subtransactions (savepoints) left out, where the source saw
+        /// them (PostgreSQL's streamed transactions); in the line only when there were some.
+        discarded: u64,
     },
     /// An application's annotation (PostgreSQL's `pg_logical_emit_message`), in place.
     Message {
@@ -375,6 +378,7 @@ impl Serialize for Note {
                 commit_time,
                 changes,
                 tables,
+                discarded,
             } => {
                 map.serialize_entry("type", "transaction")?;
                 map.serialize_entry("listener", &*self.listener)?;
@@ -384,6 +388,9 @@ impl Serialize for Note {
                 map.serialize_entry("changes", changes)?;
                 let tables: Vec<&str> = tables.iter().map(|table| &**table).collect();
                 map.serialize_entry("tables", &tables)?;
+                if *discarded > 0 {
+                    map.serialize_entry("discarded", discarded)?;
+                }
             }
             NoteKind::Message {
                 prefix,
@@ -622,6 +629,31 @@ mod tests {
                 "\n"
             )
         );
+    }
+
+    #[test]
+    fn a_transaction_note_says_discarded_only_when_savepoints_dropped_changes() {
+        let line = |discarded| {
+            let note = Note {
+                listener: "app/public.*".into(),
+                captured_at: Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 1).unwrap(),
+                kind: NoteKind::Transaction {
+                    id: "901".into(),
+                    position: "0/1A2B3C0".into(),
+                    commit_time: None,
+                    changes: 5,
+                    tables: vec!["public.events".into()],
+                    discarded,
+                },
+            };
+            let mut line = Vec::new();
+            note.write_json_line(&mut line);
+            String::from_utf8(line).unwrap()
+        };
+        let head = r#"{"type":"transaction","listener":"app/public.*","id":"901","position":"0/1A2B3C0","commit_time":null,"changes":5,"tables":["public.events"]"#;
+        let captured = r#""captured_at":"2026-11-25T10:00:01.000Z"}"#;
+        assert_eq!(line(0), format!("{head},{captured}\n"));
+        assert_eq!(line(120), format!("{head},\"discarded\":120,{captured}\n"));
     }
 
     #[test]

@@ -18,3 +18,4 @@ pub mod secret;
 pub mod signals;
 pub mod source;
 pub mod tui;
+pub mod units;

@@ -124,8 +124,10 @@ struct Status {
 pub struct RunningTransaction {
     /// The transaction's id (PostgreSQL: its xid).
     pub id: Arc<str>,
-    /// Its changes received so far.
+    /// Its changes received so far, without those of rolled-back subtransactions.
     pub changes: u64,
+    /// Changes of its subtransactions that rolled back (savepoints): dropped, never delivered.
+    pub discarded: u64,
     /// The tables they are of, in order of first change.
     pub tables: Vec<Arc<str>>,
 }
@@ -641,6 +643,7 @@ mod tests {
             handle.note_rolled_back(RunningTransaction {
                 id: id.to_string().into(),
                 changes: id as u64,
+                discarded: 0,
                 tables: vec!["public.orders".into()],
             });
         }

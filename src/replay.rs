@@ -482,6 +482,7 @@ fn parse_record(line: &[u8]) -> Result<Record, String> {
             let position = text("position").unwrap_or_default();
             let commit_time = time(text("commit_time"));
             let changes = fields.get("changes").and_then(Value::as_u64).unwrap_or(0);
+            let discarded = fields.get("discarded").and_then(Value::as_u64).unwrap_or(0);
             let tables = fields
                 .get("tables")
                 .and_then(Value::as_array)
@@ -499,6 +500,7 @@ fn parse_record(line: &[u8]) -> Result<Record, String> {
                     commit_time,
                     changes,
                     tables,
+                    discarded,
                 },
             }
         }
@@ -579,7 +581,7 @@ mod tests {
         let text = r#"{"type":"status","listener":"app/public.*","state":"running","reason":null,"at":"2026-11-25T10:00:00.000Z"}
 {"type":"change","listener":"app/public.*","table":"public.orders","op":"insert","key":{"id":1},"before":null,"after":{"id":1},"position":"0/1","commit_time":"2026-11-25T10:00:01.000Z","tx":{"id":"812","position":"0/9","index":1},"captured_at":"2026-11-25T10:00:01.004Z"}
 {"type":"change","listener":"app/public.*","table":"public.items","op":"delete","key":{"id":2},"before":null,"after":null,"position":"0/2","commit_time":"2026-11-25T10:00:01.000Z","tx":{"id":"812","position":"0/9","index":2},"captured_at":"2026-11-25T10:00:01.004Z"}
-{"type":"transaction","listener":"app/public.*","id":"812","position":"0/9","commit_time":"2026-11-25T10:00:01.000Z","changes":2,"tables":["public.orders","public.items"],"captured_at":"2026-11-25T10:00:01.004Z"}
+{"type":"transaction","listener":"app/public.*","id":"812","position":"0/9","commit_time":"2026-11-25T10:00:01.000Z","changes":2,"tables":["public.orders","public.items"],"discarded":3,"captured_at":"2026-11-25T10:00:01.004Z"}
 {"type":"flush","batch":1,"changes":2,"packets":[],"waited_ms":12.5,"flush_ms":0.8}
 
 {"type":"status","listener":"app/public.*","state":"stopped","reason":null,"at":"2026-11-25T10:00:02.000Z"}
@@ -598,6 +600,10 @@ mod tests {
             (
                 entries.iter().map(|c| c.captured_at).collect::<Vec<_>>(),
                 notes.notes.len(),
+                notes.notes.iter().find_map(|n| match n.note.kind {
+                    NoteKind::Transaction { discarded, .. } => Some(discarded),
+                    _ => None,
+                }),
             )
         });
         assert_eq!(view.value.0.len(), 2);
@@ -606,6 +612,11 @@ mod tests {
             "2026-11-25T10:00:01.004+00:00"
         );
         assert_eq!(view.value.1, 1, "the transaction note");
+        assert_eq!(
+            view.value.2,
+            Some(3),
+            "with its savepoints' discarded changes"
+        );
     }
 
     #[test]

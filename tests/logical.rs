@@ -877,15 +877,7 @@ async fn confirmed_flush_never_passes_an_unflushed_commit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wal_level_replica_fails_saying_how_to_fix_it() {
-    let cluster = PgCluster::start(ClusterOptions::default().setting("wal_level", "replica"))
-        .await
-        .expect("a wal_level = replica cluster");
-    cluster.create_database("replica").await.expect("database");
-    let client = cluster.connect("replica").await.expect("connect");
-    client
-        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
-        .await
-        .expect("create table");
+    let cluster = support::wal_level_replica_cluster().await;
     let identity = "replica/public.t";
     let mut headless = Headless::start(&config(
         &cluster.url("replica"),

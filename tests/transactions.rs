@@ -265,6 +265,18 @@ async fn streamed_transactions_arrive_whole_at_commit_and_rollbacks_never() {
     let transactions = lines(&cdc.seen, &["transaction"]);
     assert_eq!(transactions.len(), 2, "{transactions:#?}");
     assert_eq!(transactions[0]["changes"], 6000);
+    // The savepoint's changes the server had streamed before its rollback were counted as
+    // they were dropped (those still in the server's memory then were never sent).
+    let discarded = transactions[0]["discarded"]
+        .as_u64()
+        .expect("a discarded count");
+    assert!((1..=1000).contains(&discarded), "{:#}", transactions[0]);
+    assert_eq!(
+        transactions[1].get("discarded"),
+        None,
+        "only where some were: {:#}",
+        transactions[1]
+    );
     assert!(
         spools(cdc.path()).is_empty(),
         "no spool left after the ends"
@@ -372,6 +384,33 @@ async fn a_running_transaction_shows_in_the_snapshot_and_nothing_of_it_is_flushe
         "{detail}"
     );
     assert!(run.lines().is_empty(), "nothing of it before its commit");
+    // A savepoint rolled back while it runs: what the server had streamed of it is counted
+    // as discarded (and no longer as the transaction's).
+    writer
+        .batch_execute(
+            "SAVEPOINT a;
+             INSERT INTO events SELECT i, repeat('r', 100) FROM generate_series(100001, 101000) i;
+             ROLLBACK TO a;",
+        )
+        .await
+        .unwrap();
+    let after = support::eventually("the savepoint's changes discarded", async || {
+        match handle.snapshot().running.first() {
+            Some(running) if running.discarded > 0 => Ok(running.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(after.discarded <= 1000, "{after:?}");
+    assert!(
+        after.changes <= 5000,
+        "the savepoint's not counted: {after:?}"
+    );
+    let detail = handle.snapshot().detail.unwrap_or_default();
+    assert!(
+        detail.contains(" discarded (rolled-back savepoint)"),
+        "{detail}"
+    );
     writer.batch_execute("COMMIT").await.unwrap();
     support::eventually("its 5,000 changes", async || match run.lines().len() {
         5000 => Ok(()),

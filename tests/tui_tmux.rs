@@ -15,61 +15,19 @@ fn listener_row<'a>(screen: &'a str, identity: &str) -> Option<&'a str> {
 #[tokio::test]
 async fn the_tui_counts_inserts_pauses_helps_and_quits_cleanly() {
     let db = TestDb::new("tui_tmux").await;
-    let client = db.client().await;
-    client
-        .batch_execute(
-            "CREATE TABLE orders (id bigserial PRIMARY KEY, item text NOT NULL, \
-             updated_at timestamptz NOT NULL DEFAULT clock_timestamp())",
-        )
-        .await
-        .unwrap();
+    let client = orders_table(&db).await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("cdc.toml"),
-        format!(
-            r#"
-[[database]]
-name = "shop"
-kind = "postgres"
-url = "{url}"
-
-[[listener]]
-identifier = "orders"
-database = "shop"
-table = "public.orders"
-strategy = "polling"
-cursor_column = "updated_at"
-interval_ms = 100
-"#,
-            url = db.url
-        ),
-    )
-    .unwrap();
+    write_config(dir.path(), &db.url, POLLING_ORDERS);
     let tmux = Tmux::start_tui("tui", dir.path(), "", 140, 40);
     let identity = "orders/public.orders";
-    tmux.wait_for("the listener running", |screen| {
-        listener_row(screen, identity).is_some_and(|row| row.contains("running"))
-    })
-    .await;
+    wait_running(&tmux, identity).await;
     assert_eq!(
         tmux.run(&["display", "-p", "-t", "cdc", "#{alternate_on}"])
             .trim(),
         "1"
     );
 
-    client
-        .execute(
-            "INSERT INTO orders (item) SELECT 'item ' || n FROM generate_series(1, 123) n",
-            &[],
-        )
-        .await
-        .unwrap();
-    let screen = tmux
-        .wait_for("123 inserts", |screen| {
-            listener_row(screen, identity)
-                .is_some_and(|row| row.split_whitespace().any(|word| word == "123"))
-        })
-        .await;
+    let screen = insert_orders(&client, &tmux, 123).await;
     println!("main screen during activity:\n{screen}");
 
     tmux.keys("p");
@@ -105,10 +63,16 @@ interval_ms = 100
 
 /// How many changes the grouped log's running transaction shows so far, if one is on screen.
 fn running_so_far(screen: &str) -> Option<u64> {
-    let line = screen
-        .lines()
-        .find(|line| line.contains("changes so far"))?;
-    let count = line.split(" · running · ").nth(1)?.split(' ').next()?;
+    so_far(
+        screen
+            .lines()
+            .find(|line| line.contains("changes so far"))?,
+    )
+}
+
+/// The count of a running transaction's row: `tx 901 · running · 3,120 changes so far · …`.
+fn so_far(row: &str) -> Option<u64> {
+    let count = row.split(" · running · ").nth(1)?.split(' ').next()?;
     count.replace(',', "").parse().ok()
 }
 
@@ -153,36 +117,16 @@ async fn a_running_transaction_grows_on_screen_then_shows_as_one_committed_row()
         .custom_flags(O_NONBLOCK)
         .open(&fifo)
         .unwrap();
-    std::fs::write(
-        dir.path().join("cdc.toml"),
-        format!(
-            r#"
-[pipeline]
-chunk_size = 50
-
-[sinks]
-jsonl = "events.jsonl"
-
-[[database]]
-name = "shop"
-kind = "postgres"
-url = "{url}"
-
-[[listener]]
-identifier = "app"
-database = "shop"
-table = "public.events"
-strategy = "logical"
-"#,
-            url = db.url
+    write_config(
+        dir.path(),
+        &db.url,
+        &format!(
+            "[pipeline]\nchunk_size = 50\n\n[sinks]\njsonl = \"events.jsonl\"\n\n{}",
+            logical_listener("app", "public.events")
         ),
-    )
-    .unwrap();
+    );
     let tmux = Tmux::start_tui("tui-tx", dir.path(), "", 140, 40);
-    tmux.wait_for("the listener running", |screen| {
-        listener_row(screen, "app/public.events").is_some_and(|row| row.contains("running"))
-    })
-    .await;
+    wait_running(&tmux, "app/public.events").await;
     tmux.keys("t");
     client
         .batch_execute(
@@ -250,22 +194,8 @@ async fn a_replay_of_a_recorded_headless_run_shows_the_recorded_counters() {
         .batch_execute("CREATE TABLE orders (id bigserial PRIMARY KEY, item text NOT NULL)")
         .await
         .unwrap();
-    let mut headless = support::Headless::start(&format!(
-        r#"
-[[database]]
-name = "shop"
-kind = "postgres"
-url = "{url}"
-
-[[listener]]
-identifier = "app"
-database = "shop"
-table = "public.orders"
-strategy = "logical"
-"#,
-        url = db.url
-    ))
-    .await;
+    let mut headless =
+        support::Headless::start(&config(&db.url, &logical_listener("app", "public.orders"))).await;
     let identity = "app/public.orders";
     headless.wait_for_state(identity, "running").await;
     client
@@ -327,13 +257,22 @@ strategy = "logical"
     assert_eq!(tmux.exit_status().await, "0", "q exits 0");
 }
 
-/// A `cdc.toml` of one database and the given `[[listener]]` (and any further) tables.
+/// A config of one database and the given `[[listener]]` (and any further) tables.
+fn config(url: &str, rest: &str) -> String {
+    format!("[[database]]\nname = \"shop\"\nkind = \"postgres\"\nurl = \"{url}\"\n\n{rest}")
+}
+
+/// [`config`] as the dir's `cdc.toml`.
 fn write_config(dir: &std::path::Path, url: &str, rest: &str) {
-    std::fs::write(
-        dir.join("cdc.toml"),
-        format!("[[database]]\nname = \"shop\"\nkind = \"postgres\"\nurl = \"{url}\"\n\n{rest}"),
+    std::fs::write(dir.join("cdc.toml"), config(url, rest)).unwrap();
+}
+
+/// A logical listener on the shop database.
+fn logical_listener(identifier: &str, table: &str) -> String {
+    format!(
+        "[[listener]]\nidentifier = \"{identifier}\"\ndatabase = \"shop\"\ntable = \"{table}\"\n\
+         strategy = \"logical\"\n"
     )
-    .unwrap();
 }
 
 /// The screen's text with the box drawing taken out and the words run together, so text
@@ -359,12 +298,30 @@ cursor_column = "updated_at"
 interval_ms = 100
 "#;
 
-/// Polling starts from the time it starts: rows are inserted only once it runs.
-async fn wait_running(tmux: &Tmux) {
+/// Waits for the listener's row to say `running` (polling starts from the time it starts:
+/// rows are inserted only once it runs).
+async fn wait_running(tmux: &Tmux, identity: &str) {
     tmux.wait_for("the listener running", |screen| {
-        listener_row(screen, "orders/public.orders").is_some_and(|row| row.contains("running"))
+        listener_row(screen, identity).is_some_and(|row| row.contains("running"))
     })
     .await;
+}
+
+/// Inserts `count` orders and waits for the orders listener's row to count them; the screen.
+async fn insert_orders(client: &tokio_postgres::Client, tmux: &Tmux, count: i64) -> String {
+    client
+        .execute(
+            "INSERT INTO orders (item) SELECT 'item ' || n FROM generate_series(1, $1::int8) n",
+            &[&count],
+        )
+        .await
+        .unwrap();
+    let total = count.to_string();
+    tmux.wait_for(&format!("{count} inserts"), |screen| {
+        listener_row(screen, "orders/public.orders")
+            .is_some_and(|row| row.split_whitespace().any(|word| word == total))
+    })
+    .await
 }
 
 async fn orders_table(db: &TestDb) -> tokio_postgres::Client {
@@ -381,22 +338,12 @@ async fn orders_table(db: &TestDb) -> tokio_postgres::Client {
 
 #[tokio::test]
 async fn a_wal_level_replica_failure_reads_in_full_with_i_at_80x24() {
-    let cluster = pgcluster::PgCluster::start(
-        pgcluster::ClusterOptions::default().setting("wal_level", "replica"),
-    )
-    .await
-    .expect("a wal_level = replica cluster");
-    cluster.create_database("replica").await.expect("database");
-    let client = cluster.connect("replica").await.expect("connect");
-    client
-        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
-        .await
-        .expect("create table");
+    let cluster = support::wal_level_replica_cluster().await;
     let dir = tempfile::tempdir().unwrap();
     write_config(
         dir.path(),
         &cluster.url("replica"),
-        "[[listener]]\nidentifier = \"t\"\ndatabase = \"shop\"\ntable = \"public.t\"\nstrategy = \"logical\"\n",
+        &logical_listener("t", "public.t"),
     );
     let tmux = Tmux::start_tui("tui-replica", dir.path(), "", 80, 24);
     tmux.wait_for("the listener failed", |screen| {
@@ -513,19 +460,8 @@ async fn a_column_filter_finds_the_row() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), &db.url, POLLING_ORDERS);
     let tmux = Tmux::start_tui("tui-filter", dir.path(), "", 120, 30);
-    wait_running(&tmux).await;
-    client
-        .execute(
-            "INSERT INTO orders (item) SELECT 'item ' || n FROM generate_series(1, 40) n",
-            &[],
-        )
-        .await
-        .unwrap();
-    tmux.wait_for("40 inserts", |screen| {
-        listener_row(screen, "orders/public.orders")
-            .is_some_and(|row| row.split_whitespace().any(|word| word == "40"))
-    })
-    .await;
+    wait_running(&tmux, "orders/public.orders").await;
+    insert_orders(&client, &tmux, 40).await;
     tmux.keys("/");
     tmux.keys("id=4");
     tmux.keys("Enter");
@@ -554,19 +490,8 @@ async fn w_writes_the_lines_headless_output_has_for_the_same_events() {
         &format!("[sinks]\njsonl = \"sink.jsonl\"\n{POLLING_ORDERS}"),
     );
     let tmux = Tmux::start_tui("tui-export", dir.path(), "", 140, 40);
-    wait_running(&tmux).await;
-    client
-        .execute(
-            "INSERT INTO orders (item) SELECT 'item ' || n FROM generate_series(1, 6) n",
-            &[],
-        )
-        .await
-        .unwrap();
-    tmux.wait_for("6 inserts", |screen| {
-        listener_row(screen, "orders/public.orders")
-            .is_some_and(|row| row.split_whitespace().any(|word| word == "6"))
-    })
-    .await;
+    wait_running(&tmux, "orders/public.orders").await;
+    insert_orders(&client, &tmux, 6).await;
     tmux.keys("w");
     tmux.wait_for("the path asked", |screen| {
         screen.contains("Write events to a file")
@@ -604,9 +529,7 @@ async fn w_writes_the_lines_headless_output_has_for_the_same_events() {
 /// The count of the streamed transaction pinned under the log while it runs (`⏵ tx 901 ·
 /// running · 3,120 changes so far · public.events`), if one is on screen.
 fn streamed_so_far(screen: &str) -> Option<u64> {
-    let line = screen.lines().find(|line| line.contains("⏵ tx"))?;
-    let count = line.split(" · running · ").nth(1)?.split(' ').next()?;
-    count.replace(',', "").parse().ok()
+    so_far(screen.lines().find(|line| line.contains("⏵ tx"))?)
 }
 
 /// The listener row's insert count.
@@ -636,17 +559,9 @@ async fn streaming_tui(
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("{}?options=-c%20logical_decoding_work_mem%3D64kB", db.url);
-    write_config(
-        dir.path(),
-        &url,
-        "[[listener]]\nidentifier = \"big\"\ndatabase = \"shop\"\ntable = \"public.events\"\n\
-         strategy = \"logical\"\n",
-    );
+    write_config(dir.path(), &url, &logical_listener("big", "public.events"));
     let tmux = Tmux::start_tui(label, dir.path(), "", 140, 40);
-    tmux.wait_for("the listener running", |screen| {
-        listener_row(screen, "big/public.events").is_some_and(|row| row.contains("running"))
-    })
-    .await;
+    wait_running(&tmux, "big/public.events").await;
     tmux.keys("t");
     let long = db.client().await;
     (db, dir, tmux, client, long)
@@ -755,17 +670,9 @@ async fn a_new_column_shows_as_a_schema_row_in_place_and_enter_shows_it_whole() 
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    write_config(
-        dir.path(),
-        &db.url,
-        "[[listener]]\nidentifier = \"app\"\ndatabase = \"shop\"\ntable = \"public.*\"\n\
-         strategy = \"logical\"\n",
-    );
+    write_config(dir.path(), &db.url, &logical_listener("app", "public.*"));
     let tmux = Tmux::start_tui("tui-schema", dir.path(), "", 140, 40);
-    tmux.wait_for("the listener running", |screen| {
-        listener_row(screen, "app/public.*").is_some_and(|row| row.contains("running"))
-    })
-    .await;
+    wait_running(&tmux, "app/public.*").await;
     client
         .batch_execute(
             "INSERT INTO orders VALUES (1, 2);

@@ -9,18 +9,8 @@ use serde_json::Value;
 use crate::change::Row;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
-/// `1234567` → `1,234,567`.
-pub fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (at, digit) in digits.chars().enumerate() {
-        if at > 0 && (digits.len() - at).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
+/// `1234567` → `1,234,567` (shared with capture code, which never imports the UI).
+pub use crate::units::count;
 
 /// A rate in at most six columns: `950/s`, `12.5k/s`, `3.1M/s`.
 pub fn rate(per_second: u64) -> String {
@@ -196,9 +186,6 @@ mod tests {
 
     #[test]
     fn numbers() {
-        assert_eq!(count(0), "0");
-        assert_eq!(count(999), "999");
-        assert_eq!(count(1_234_567), "1,234,567");
         assert_eq!(rate(950), "950/s");
         assert_eq!(rate(12_500), "12.5k/s");
         assert_eq!(rate(250_000), "250k/s");

@@ -5,6 +5,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::registry::{Lag, ServerLag};
+use crate::units;
 
 /// No capture for this long: the listener is idle, and its lag is the time since the last commit.
 const IDLE_AFTER: TimeDelta = TimeDelta::seconds(5);
@@ -112,7 +113,7 @@ pub fn described(lag: &Lag, now: DateTime<Utc>) -> Vec<(String, Level)> {
         lines.push((
             format!(
                 "{} of WAL on the server past the acknowledged position",
-                human_bytes(bytes)
+                units::bytes(bytes)
             ),
             bytes_level(&ServerLag {
                 wal_status: None,
@@ -126,7 +127,7 @@ pub fn described(lag: &Lag, now: DateTime<Utc>) -> Vec<(String, Level)> {
         let status = server.wal_status.as_deref().unwrap_or("unknown");
         let safe = server.safe_wal_size.map_or_else(
             || "no limit (max_slot_wal_keep_size = -1)".to_string(),
-            |safe| human_bytes(safe.max(0) as u64),
+            |safe| units::bytes(safe.max(0) as u64),
         );
         let warning = match risk {
             Level::Normal => "",
@@ -169,22 +170,6 @@ fn short_bytes(bytes: u64) -> String {
         format!("{value:.1}{}", UNITS[unit])
     } else {
         format!("{value:.0}{}", UNITS[unit])
-    }
-}
-
-/// `24.1 KiB`.
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

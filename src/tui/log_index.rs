@@ -245,11 +245,20 @@ impl NoteParts {
                     .map_or_else(String::new, |tx| format!("tx {}", tx.id)),
                 content.clone(),
             ),
-            NoteKind::Transaction { id, changes, .. } => (
+            NoteKind::Transaction {
+                id,
+                changes,
+                discarded,
+                ..
+            } => (
                 "commit",
                 String::new(),
                 format!("tx {id}"),
-                format!("{changes} changes"),
+                if *discarded > 0 {
+                    format!("{changes} changes, {discarded} discarded (rolled-back savepoint)")
+                } else {
+                    format!("{changes} changes")
+                },
             ),
         };
         NoteParts {

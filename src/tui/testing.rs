@@ -85,6 +85,16 @@ pub fn change_of(
 }
 
 /// The databases the add dialog offers: `catalog` (MongoDB) and `shop` (PostgreSQL).
+/// `change` as the `index`th of transaction `id`.
+pub fn in_tx(mut change: Change, id: &str, index: u32) -> Change {
+    change.tx = Some(TxRef {
+        id: id.into(),
+        position: format!("0/1A2B{id}").into(),
+        index,
+    });
+    change
+}
+
 pub fn database_choices() -> Vec<DatabaseChoice> {
     vec![
         DatabaseChoice {
@@ -277,14 +287,6 @@ impl Shop {
     /// transaction, and tx 813 still running (two changes, no transaction line yet).
     pub fn push_transactions(&self) {
         let orders = &self.handles[0];
-        let in_tx = |mut change: Change, id: &str, index: u32| {
-            change.tx = Some(TxRef {
-                id: id.into(),
-                position: format!("0/1A2B{id}").into(),
-                index,
-            });
-            change
-        };
         let item = |id: i64, millis: i64| {
             change_of(
                 orders,
@@ -349,6 +351,7 @@ impl Shop {
             commit_time: Some(at(1000)),
             changes: 5,
             tables: Vec::new(),
+            discarded: 0,
         });
         self.log
             .extend_with_notes(checkout, vec![(0, message), (5, committed)]);

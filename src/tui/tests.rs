@@ -8,7 +8,7 @@ use crate::registry::ListenerState;
 use crate::tui::effect::Effect;
 use crate::tui::keys::Action;
 use crate::tui::state::{Focus, Mode, Popup, UiState, View};
-use crate::tui::testing::{Shop, change_of};
+use crate::tui::testing::{Shop, change_of, in_tx};
 use crate::tui::theme::Theme;
 use crate::tui::transactions::TxView;
 
@@ -31,6 +31,43 @@ fn press(shop: &Shop, state: &mut UiState, actions: &[Action]) -> Vec<Effect> {
 
 fn screen(shop: &mut Shop, state: &mut UiState, width: u16, height: u16) -> String {
     shop.draw(state, width, height).backend().to_string()
+}
+
+/// Opens what an effect asks for (a change's detail, a transaction's), as the event loop does.
+fn open(shop: &Shop, state: &mut UiState, effect: &Effect) {
+    match *effect {
+        Effect::OpenDetail(number) => state.show_detail(number, shop.feed.entry(number).unwrap()),
+        Effect::OpenTransaction(anchor) => {
+            let (summary, changes) = shop.feed.transaction(anchor).unwrap();
+            state.show_transaction(TxView::new(anchor, &summary, &changes, shop.info.zone));
+        }
+        _ => {}
+    }
+}
+
+/// Twenty changes in the log and `filter` applied.
+fn filtered(filter: &str) -> (Shop, UiState) {
+    let shop = Shop::new(100);
+    shop.push_changes(20);
+    let state = UiState {
+        filter: filter.into(),
+        ..UiState::default()
+    };
+    (shop, state)
+}
+
+/// The shop's transactions grouped (`t`), the log focused, drawn once.
+fn grouped_transactions() -> (Shop, UiState) {
+    let mut shop = Shop::new(100);
+    shop.push_transactions();
+    let mut state = UiState::default();
+    press(
+        &shop,
+        &mut state,
+        &[Action::ToggleGrouping, Action::SwitchFocus],
+    );
+    shop.draw(&mut state, 120, 30);
+    (shop, state)
 }
 
 #[test]
@@ -126,8 +163,7 @@ fn detail_of_an_update() {
     press(&shop, &mut state, &[Action::SwitchFocus, Action::Up]);
     let effects = press(&shop, &mut state, &[Action::OpenDetail]);
     assert_eq!(effects, [Effect::OpenDetail(8)]);
-    let change = shop.feed.entry(8).unwrap();
-    state.show_detail(8, change);
+    open(&shop, &mut state, &effects[0]);
     insta::assert_snapshot!(screen(&mut shop, &mut state, 120, 30));
 }
 
@@ -275,21 +311,7 @@ fn any_screen_size_draws_without_panicking() {
         let mut state = UiState::default();
         shop.draw(&mut state, 100, 30);
         for effect in press(&shop, &mut state, actions) {
-            match effect {
-                Effect::OpenDetail(number) => {
-                    state.show_detail(number, shop.feed.entry(number).unwrap());
-                }
-                Effect::OpenTransaction(anchor) => {
-                    let (summary, changes) = shop.feed.transaction(anchor).unwrap();
-                    state.show_transaction(crate::tui::transactions::TxView::new(
-                        anchor,
-                        &summary,
-                        &changes,
-                        shop.info.zone,
-                    ));
-                }
-                _ => {}
-            }
+            open(&shop, &mut state, &effect);
         }
         for (width, height) in [(1, 1), (12, 3), (30, 8), (50, 12), (79, 23), (250, 70)] {
             shop.draw(&mut state, width, height);
@@ -308,9 +330,7 @@ fn no_color_means_no_colour_at_all() {
     };
     for actions in [&[][..], &[Action::OpenDetail][..], &[Action::Help][..]] {
         for effect in press(&shop, &mut state, actions) {
-            if let Effect::OpenDetail(number) = effect {
-                state.show_detail(number, shop.feed.entry(number).unwrap());
-            }
+            open(&shop, &mut state, &effect);
         }
         let terminal = shop.draw(&mut state, 120, 40);
         let buffer = terminal.backend().buffer();
@@ -340,15 +360,7 @@ fn grouped_by_transaction_collapsed_with_a_label_and_one_running() {
 
 #[test]
 fn grouped_by_transaction_expanded() {
-    let mut shop = Shop::new(100);
-    shop.push_transactions();
-    let mut state = UiState::default();
-    press(
-        &shop,
-        &mut state,
-        &[Action::ToggleGrouping, Action::SwitchFocus],
-    );
-    shop.draw(&mut state, 120, 30);
+    let (mut shop, mut state) = grouped_transactions();
     // The cursor from the newest row (tx 813) up to the plain change, then tx 812.
     press(&shop, &mut state, &[Action::Up, Action::Up, Action::Expand]);
     let expanded = screen(&mut shop, &mut state, 120, 30);
@@ -371,15 +383,7 @@ fn grouped_by_transaction_expanded() {
 
 #[test]
 fn a_whole_transaction_in_its_detail() {
-    let mut shop = Shop::new(100);
-    shop.push_transactions();
-    let mut state = UiState::default();
-    press(
-        &shop,
-        &mut state,
-        &[Action::ToggleGrouping, Action::SwitchFocus],
-    );
-    shop.draw(&mut state, 120, 30);
+    let (mut shop, mut state) = grouped_transactions();
     let effects = press(
         &shop,
         &mut state,
@@ -388,13 +392,7 @@ fn a_whole_transaction_in_its_detail() {
     let [Effect::OpenTransaction(anchor)] = effects[..] else {
         panic!("{effects:?}");
     };
-    let (summary, changes) = shop.feed.transaction(anchor).unwrap();
-    state.show_transaction(crate::tui::transactions::TxView::new(
-        anchor,
-        &summary,
-        &changes,
-        shop.info.zone,
-    ));
+    open(&shop, &mut state, &effects[0]);
     let screen = screen(&mut shop, &mut state, 120, 50);
     assert!(screen.contains("orders: 4 → 5"), "{screen}");
     // y copies the whole transaction, from its popup as from its row.
@@ -591,12 +589,7 @@ fn two_listeners_on_one_table_are_told_apart_in_the_log() {
 
 #[test]
 fn a_filter_with_an_unknown_prefix_says_so() {
-    let mut shop = Shop::new(100);
-    shop.push_changes(20);
-    let mut state = UiState {
-        filter: "colour:red".into(),
-        ..UiState::default()
-    };
+    let (mut shop, mut state) = filtered("colour:red");
     let screen = screen(&mut shop, &mut state, 100, 30);
     assert!(screen.contains("unknown filter field colour:"), "{screen}");
     insta::assert_snapshot!(screen);
@@ -604,12 +597,7 @@ fn a_filter_with_an_unknown_prefix_says_so() {
 
 #[test]
 fn the_filter_finds_a_row_by_column_and_n_moves_between_matches() {
-    let mut shop = Shop::new(100);
-    shop.push_changes(20);
-    let mut state = UiState {
-        filter: "id=1004".into(),
-        ..UiState::default()
-    };
+    let (mut shop, mut state) = filtered("id=1004");
     shop.draw(&mut state, 100, 30);
     assert_eq!(shop.feed.index().len(), 1);
     state.filter = "op:update".into();
@@ -686,12 +674,7 @@ fn the_lag_column_warns_past_its_thresholds() {
 
 #[test]
 fn w_writes_what_the_filter_shows_as_headless_lines() {
-    let mut shop = Shop::new(100);
-    shop.push_changes(20);
-    let mut state = UiState {
-        filter: "op:update".into(),
-        ..UiState::default()
-    };
+    let (mut shop, mut state) = filtered("op:update");
     shop.draw(&mut state, 100, 30);
     let effects = press(&shop, &mut state, &[Action::Export]);
     assert_eq!(effects, []);
@@ -836,11 +819,13 @@ fn a_streamed_transaction_running_and_one_rolled_back_are_pinned_under_the_log()
     orders.set_running_transactions(vec![RunningTransaction {
         id: "901".into(),
         changes: 180_000,
+        discarded: 0,
         tables: vec!["public.events".into()],
     }]);
     orders.note_rolled_back(RunningTransaction {
         id: "902".into(),
         changes: 1_200,
+        discarded: 0,
         tables: vec!["public.events".into(), "public.audit".into()],
     });
     let mut state = UiState::default();
@@ -868,6 +853,7 @@ fn a_streamed_transaction_running_and_one_rolled_back_are_pinned_under_the_log()
     orders.set_running_transactions(vec![RunningTransaction {
         id: "901".into(),
         changes: 250_000,
+        discarded: 0,
         tables: vec!["public.events".into()],
     }]);
     let plain = screen(&mut shop, &mut state, 120, 30);
@@ -881,7 +867,7 @@ fn a_streamed_transaction_running_and_one_rolled_back_are_pinned_under_the_log()
         plain.contains("tx 901 · running · 250,000 changes so far"),
         "{plain}"
     );
-    let mut change = change_of(
+    let change = change_of(
         &orders,
         Op::Insert,
         "public.events",
@@ -890,14 +876,88 @@ fn a_streamed_transaction_running_and_one_rolled_back_are_pinned_under_the_log()
         json!({"id": 1}),
         3000,
     );
-    change.tx = Some(crate::change::TxRef {
-        id: "901".into(),
-        position: "0/1A2C000".into(),
-        index: 1,
-    });
-    shop.log.extend(vec![change]);
+    shop.log.extend(vec![in_tx(change, "901", 1)]);
     let plain = screen(&mut shop, &mut state, 120, 30);
     assert!(!plain.contains("⏵ tx 901"), "{plain}");
+}
+
+#[test]
+fn a_streamed_transaction_shows_the_changes_of_its_rolled_back_savepoint_as_discarded() {
+    use crate::change::Note;
+    use crate::registry::RunningTransaction;
+    let mut shop = Shop::new(100);
+    let orders = shop.handle(0).clone();
+    orders.set_running_transactions(vec![RunningTransaction {
+        id: "901".into(),
+        changes: 2,
+        discarded: 120,
+        tables: vec!["public.events".into()],
+    }]);
+    let mut state = UiState::default();
+    press(&shop, &mut state, &[Action::ToggleGrouping]);
+    let running = screen(&mut shop, &mut state, 120, 30);
+    assert!(
+        running.contains(
+            "⏵ tx 901 · running · 2 changes so far · 120 discarded (rolled-back savepoint) · \
+             public.events"
+        ),
+        "{running}"
+    );
+    insta::assert_snapshot!("savepoint_discarded_running", running);
+
+    // It commits: its two changes and its transaction line, which counts what was left out.
+    orders.set_running_transactions(Vec::new());
+    let changes: Vec<_> = (1..=2)
+        .map(|index| {
+            let change = change_of(
+                &orders,
+                Op::Insert,
+                "public.events",
+                json!({"id": index}),
+                serde_json::Value::Null,
+                json!({"id": index}),
+                3000 + i64::from(index),
+            );
+            in_tx(change, "901", index)
+        })
+        .collect();
+    let committed = Note {
+        listener: orders.identity_arc(),
+        captured_at: crate::tui::testing::at(3002),
+        kind: NoteKind::Transaction {
+            id: "901".into(),
+            position: "0/1A2B901".into(),
+            commit_time: Some(crate::tui::testing::at(3000)),
+            changes: 2,
+            tables: vec!["public.events".into()],
+            discarded: 120,
+        },
+    };
+    shop.log.extend_with_notes(changes, vec![(2, committed)]);
+    let grouped = screen(&mut shop, &mut state, 120, 30);
+    assert!(
+        grouped.contains(
+            "tx 901 · 10:00:03.000 · 2 changes · 120 discarded (rolled-back savepoint) · \
+             events +2"
+        ),
+        "{grouped}"
+    );
+    assert!(!grouped.contains("⏵ tx 901"), "no longer pinned: {grouped}");
+    insta::assert_snapshot!(grouped);
+
+    // Its detail says so too.
+    press(&shop, &mut state, &[Action::SwitchFocus]);
+    let effects = press(&shop, &mut state, &[Action::OpenDetail]);
+    assert!(
+        matches!(effects[..], [Effect::OpenTransaction(_)]),
+        "{effects:?}"
+    );
+    open(&shop, &mut state, &effects[0]);
+    let detail = screen(&mut shop, &mut state, 120, 30);
+    assert!(
+        detail.contains("discarded  120 (rolled-back savepoint)"),
+        "{detail}"
+    );
 }
 
 #[test]

@@ -70,6 +70,8 @@ pub struct TxSummary {
     pub id: Arc<str>,
     /// Changes seen, including those that have left the log.
     pub changes: u64,
+    /// Changes of its rolled-back subtransactions (savepoints), dropped by the source.
+    pub discarded: u64,
     pub tables: Vec<TableTally>,
     /// The `message` contents of the transaction, in order.
     pub labels: Vec<String>,
@@ -89,27 +91,39 @@ pub struct Committed {
 impl TxSummary {
     /// `tx 812 · 12:00:01.123 · 5 changes · orders +1, order_items +3, customers ~1`, or
     /// `tx 901 · running · 180,000 changes so far · events +180,000` while in progress, or
-    /// `tx 901 · rolled back · 180,000 changes discarded · public.events`.
+    /// `tx 901 · rolled back · 180,000 changes discarded · public.events`; with
+    /// `· 120 discarded (rolled-back savepoint)` after the count when savepoints rolled back.
     pub fn describe(&self, zone: FixedOffset) -> String {
-        let changes = format::count(self.changes);
-        let plural = if self.changes == 1 { "" } else { "s" };
-        let head = match &self.committed {
+        let counted = |count: u64| {
+            let plural = if count == 1 { "" } else { "s" };
+            format!("{} change{plural}", format::count(count))
+        };
+        let mut text = match &self.committed {
+            // Everything it had went, its savepoints' changes too.
             _ if self.rolled_back => format!(
-                "tx {} · rolled back · {changes} change{plural} discarded",
-                self.id
+                "tx {} · rolled back · {} discarded",
+                self.id,
+                counted(self.changes + self.discarded)
             ),
             Some(committed) => {
                 let time = committed.commit_time.unwrap_or(self.first_captured);
-                format!(
-                    "tx {} · {} · {changes} change{plural}",
-                    self.id,
-                    format::clock(&time, zone)
-                )
+                let clock = format::clock(&time, zone);
+                format!("tx {} · {clock} · {}", self.id, counted(self.changes))
             }
-            None => format!("tx {} · running · {changes} change{plural} so far", self.id),
+            None => format!(
+                "tx {} · running · {} so far",
+                self.id,
+                counted(self.changes)
+            ),
         };
+        if self.discarded > 0 && !self.rolled_back {
+            text.push_str(&format!(
+                " · {} discarded (rolled-back savepoint)",
+                format::count(self.discarded)
+            ));
+        }
         let tables: Vec<String> = self.tables.iter().map(TableTally::describe).collect();
-        format!("{head} · {}", tables.join(", "))
+        format!("{text} · {}", tables.join(", "))
     }
 }
 
@@ -126,6 +140,7 @@ impl TxSummary {
             listener: listener.clone(),
             id: transaction.id.clone(),
             changes: transaction.changes,
+            discarded: transaction.discarded,
             tables: (transaction.tables.iter())
                 .map(|table| TableTally {
                     table: table.clone(),
@@ -288,6 +303,7 @@ impl TxGroups {
                         listener: key.0,
                         id: key.1,
                         changes: 0,
+                        discarded: 0,
                         tables: Vec::new(),
                         labels,
                         first_captured: change.captured_at,
@@ -352,6 +368,7 @@ impl TxGroups {
                 id,
                 position,
                 commit_time,
+                discarded,
                 ..
             } => {
                 let key: TxKey = (note.listener.clone(), id.clone());
@@ -360,6 +377,7 @@ impl TxGroups {
                     return false;
                 };
                 if let Some(item) = self.tx_mut(anchor) {
+                    item.summary.discarded = *discarded;
                     item.summary.committed = Some(Committed {
                         commit_time: *commit_time,
                         position: position.clone(),
@@ -511,6 +529,10 @@ impl TxView {
             )
         };
         facts.push(("changes", shown));
+        if summary.discarded > 0 {
+            let discarded = format::count(summary.discarded);
+            facts.push(("discarded", format!("{discarded} (rolled-back savepoint)")));
+        }
         let tables: Vec<String> = summary.tables.iter().map(TableTally::describe).collect();
         facts.push(("tables", tables.join(", ")));
         for label in &summary.labels {
@@ -725,6 +747,7 @@ mod tests {
             commit_time: Some(at(5)),
             changes,
             tables: Vec::new(),
+            discarded: 0,
         })
     }
 

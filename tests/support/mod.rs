@@ -61,6 +61,21 @@ pub async fn cluster() -> &'static PgCluster {
         .await
 }
 
+/// A cluster of its own with `wal_level = replica` (no logical replication), whose database
+/// `replica` has a table `t`; the test stops it.
+pub async fn wal_level_replica_cluster() -> PgCluster {
+    let cluster = PgCluster::start(ClusterOptions::default().setting("wal_level", "replica"))
+        .await
+        .expect("a wal_level = replica cluster");
+    cluster.create_database("replica").await.expect("database");
+    let client = cluster.connect("replica").await.expect("connect");
+    client
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .expect("create table");
+    cluster
+}
+
 /// A URL of the shared cluster for `user` with `password` (percent-encoded here).
 pub async fn url_as(user: &str, password: &str, database: &str) -> String {
     format!(

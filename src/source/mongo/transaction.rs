@@ -37,6 +37,7 @@ impl Open {
             commit_time: self.commit_time,
             changes: u64::from(self.changes),
             tables: self.tables.clone(),
+            discarded: 0,
         }
     }
 }

@@ -1018,6 +1018,7 @@ impl Reader {
                 commit_time: tx.commit_time,
                 changes: u64::from(tx.changes),
                 tables: tx.tables,
+                discarded: 0,
             })
             .await?;
         }

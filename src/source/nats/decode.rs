@@ -245,6 +245,7 @@ fn debezium_transaction(status: String, record: &Map<String, Value>) -> Result<D
             .and_then(DateTime::from_timestamp_millis),
         changes: record.get("event_count").and_then(Value::as_u64).unwrap_or(0),
         tables,
+        discarded: 0,
     }))
 }
 
@@ -284,6 +285,7 @@ fn cdc_tui(mut record: Map<String, Value>, position: Arc<str>) -> Result<Decoded
                 .and_then(Value::as_array)
                 .map(|tables| tables.iter().filter_map(Value::as_str).map(Arc::from).collect())
                 .unwrap_or_default(),
+            discarded: record.get("discarded").and_then(Value::as_u64).unwrap_or(0),
         })),
         "message" => Ok(Decoded::Note(NoteKind::Message {
             prefix: text(&mut record, "prefix").unwrap_or_default(),
@@ -350,10 +352,14 @@ mod tests {
         let flush = json!({"type": "flush", "batch": 1});
         assert!(matches!(decode(None, &flush), Decoded::Skip));
         let transaction = json!({"type": "transaction", "id": "812", "position": "0/1",
-            "commit_time": null, "changes": 2, "tables": ["public.orders"]});
+            "commit_time": null, "changes": 2, "tables": ["public.orders"], "discarded": 3});
         assert!(matches!(
             decode(None, &transaction),
-            Decoded::Note(NoteKind::Transaction { changes: 2, .. })
+            Decoded::Note(NoteKind::Transaction {
+                changes: 2,
+                discarded: 3,
+                ..
+            })
         ));
     }
 

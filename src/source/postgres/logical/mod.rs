@@ -59,7 +59,8 @@
 //! one larger than the server's `logical_decoding_work_mem` is sent while it runs, in blocks
 //! between Stream Start and Stream Stop: its messages wait on disk ([`spool`]) until its Stream
 //! Commit, then go through the same path as any transaction's, without those of rolled-back
-//! subtransactions; a Stream Abort drops the file. The detail shows each such transaction
+//! subtransactions (counted: `discarded` on the running transaction and the `transaction`
+//! line); a Stream Abort drops the file. The detail shows each such transaction
 //! while it runs (`tx 901 · running · 180,000 changes so far · public.events`). Each change is
 //! sent to the handler as it is decoded (never a whole transaction in memory), with the commit
 //! LSN as its `position`. At each commit the commit's end LSN is remembered with the sequence
@@ -94,6 +95,7 @@ use tokio_postgres::Client;
 use crate::change::{ChangeEvent, NoteKind, TxRef};
 use crate::registry::{Control, RunningTransaction};
 use crate::secret::DatabaseUrl;
+use crate::units;
 use crate::source::kind::parse_options;
 use crate::source::postgres::pgoutput::{
     self, PgOutputMessage, Relation, pg_timestamp_to_unix_micros,
@@ -591,19 +593,6 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
     }
 }
 
-/// `180000` → `180,000`.
-fn grouped(number: u64) -> String {
-    let digits = number.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (at, digit) in digits.chars().enumerate() {
-        if at > 0 && (digits.len() - at).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
 /// Where a listener's streamed transactions wait: `streaming/<identity>` in the state dir.
 fn spool_dir(ctx: &SourceContext) -> PathBuf {
     let name: String = (ctx.identity().chars())
@@ -657,6 +646,8 @@ struct Transaction {
     tables: Vec<Arc<str>>,
     /// Its changes so far (messages not counted).
     changes: u64,
+    /// Changes of its rolled-back subtransactions, left out (streamed transactions only).
+    discarded: u64,
     commit_time: Option<DateTime<Utc>>,
     /// Changes of the watched table seen so far in it.
     seen: u64,
@@ -787,12 +778,14 @@ impl Session<'_> {
                                 ctx.note_rolled_back(RunningTransaction {
                                     id: xid.to_string().into(),
                                     changes: spool.changes,
+                                    discarded: spool.discarded,
                                     tables: spool.tables.clone(),
                                 });
                             }
                             self.publish_detail(ctx);
                         } else if let Some(spool) = self.streamed.get_mut(&xid) {
                             spool.abort_subtransaction(subxid);
+                            self.publish_detail(ctx);
                         }
                         Ok(())
                     }
@@ -1021,10 +1014,9 @@ impl Session<'_> {
                 "pgoutput: a change of streamed transaction {top} outside its stream"
             )));
         };
-        if let Err(error) = spool.push(xid, payload) {
+        if let Err(error) = spool.push(xid, payload, oids.len() as u64) {
             return Err(self.spool_error(top, &error));
         }
-        spool.changes += oids.len() as u64;
         for label in labels {
             if !spool.tables.contains(&label) {
                 spool.tables.push(label);
@@ -1034,7 +1026,7 @@ impl Session<'_> {
             return Err(SourceError::permanent(format!(
                 "transaction {top} streamed more than {} of changes while it runs; they wait in \
                  {} until it commits, and cdc-tui stops here rather than fill the disk",
-                setup::human_bytes(spool::SPOOL_LIMIT as i64),
+                units::bytes(spool::SPOOL_LIMIT),
                 self.spool_dir.display()
             )));
         }
@@ -1063,10 +1055,14 @@ impl Session<'_> {
             )));
         };
         self.publish_detail(ctx);
+        let discarded = spool.discarded;
         let mut replay = spool
             .replay()
             .map_err(|error| self.spool_error(commit.xid, &error))?;
         self.begin(ctx, commit.commit_lsn, commit.xid, commit.commit_time);
+        if let Some(tx) = &mut self.tx {
+            tx.discarded = discarded;
+        }
         loop {
             let payload = match replay.next_message() {
                 Ok(Some(payload)) => payload,
@@ -1094,6 +1090,7 @@ impl Session<'_> {
             xid: xid.to_string().into(),
             tables: Vec::new(),
             changes: 0,
+            discarded: 0,
             commit_time: DateTime::from_timestamp_micros(pg_timestamp_to_unix_micros(commit_time)),
             seen: 0,
             skip,
@@ -1113,6 +1110,7 @@ impl Session<'_> {
                 commit_time: tx.commit_time,
                 changes: tx.changes,
                 tables: tx.tables,
+                discarded: tx.discarded,
             })
             .await?;
         }
@@ -1298,8 +1296,14 @@ impl Session<'_> {
         for (xid, spool) in &self.streamed {
             let mut line = format!(
                 "tx {xid} · running · {} changes so far",
-                grouped(spool.changes)
+                units::count(spool.changes)
             );
+            if spool.discarded > 0 {
+                line.push_str(&format!(
+                    " · {} discarded (rolled-back savepoint)",
+                    units::count(spool.discarded)
+                ));
+            }
             if !spool.tables.is_empty() {
                 line.push_str(&format!(" · {}", spool.tables.join(", ")));
             }
@@ -1307,6 +1311,7 @@ impl Session<'_> {
             running.push(RunningTransaction {
                 id: xid.to_string().into(),
                 changes: spool.changes,
+                discarded: spool.discarded,
                 tables: spool.tables.clone(),
             });
         }
@@ -1363,15 +1368,6 @@ mod tests {
         assert_eq!(SentThrough::parse("0/16B3748#12"), None);
         assert_eq!(SentThrough::parse("0/16B3748#12#0/1#3"), None);
         assert_eq!(SentThrough::parse("junk"), None);
-    }
-
-    #[test]
-    fn counts_are_grouped_by_thousands() {
-        assert_eq!(grouped(0), "0");
-        assert_eq!(grouped(999), "999");
-        assert_eq!(grouped(1000), "1,000");
-        assert_eq!(grouped(180_000), "180,000");
-        assert_eq!(grouped(1_000_000), "1,000,000");
     }
 
     #[test]

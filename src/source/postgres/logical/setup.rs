@@ -13,6 +13,7 @@ use crate::source::postgres::pgoutput::ReplicaIdentity;
 use crate::source::postgres::logical::filter::RowFilter;
 use crate::source::postgres::scope::Scope;
 use crate::source::postgres::{TableName, classify, quote_ident};
+use crate::units;
 
 /// What the stream needs to know about the server.
 #[derive(Debug, Clone)]
@@ -636,7 +637,8 @@ impl SlotUsage {
     pub fn describe(&self, kind: &str, slot: &str) -> String {
         let held = self
             .retained_bytes
-            .map_or_else(|| "no".to_string(), human_bytes);
+            // The server's LSN difference; never below 0 while the slot has a restart LSN.
+            .map_or_else(|| "no".to_string(), |bytes| units::bytes(bytes.max(0) as u64));
         let status = match self.wal_status.as_deref() {
             Some("reserved") => String::new(),
             Some(status) => format!(" (wal_status {status})"),
@@ -685,22 +687,6 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
 /// An LSN as PostgreSQL prints it: `0/16B3748`.
 pub fn format_lsn(lsn: u64) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
-}
-
-/// `1234567` → `1.2 MiB`.
-pub fn human_bytes(bytes: i64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value.abs() >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 #[cfg(test)]
@@ -798,12 +784,5 @@ mod tests {
             "generated column \"Tax Rate\" is not in the changes: logical replication never \
              sends virtual generated columns (polling reads them)"
         );
-    }
-
-    #[test]
-    fn bytes_read_as_people_read_them() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
     }
 }

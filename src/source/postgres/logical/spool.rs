@@ -6,7 +6,7 @@
 //! (`length`, `xid`, payload); removed when the transaction ends, and the whole folder at the
 //! start of every session (a crash leaves the server to send the transaction again).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -21,10 +21,14 @@ pub struct Spool {
     file: BufWriter<File>,
     /// Bytes written so far.
     pub bytes: u64,
-    /// Changes of watched tables so far, aborted subtransactions' included.
+    /// Changes of watched tables so far, without those of aborted subtransactions.
     pub changes: u64,
+    /// Changes of aborted subtransactions (rolled-back savepoints): kept on disk, left out.
+    pub discarded: u64,
     /// The watched tables those changes are of, in order of first change.
     pub tables: Vec<Arc<str>>,
+    /// Changes so far by (sub)transaction, for what an abort drops.
+    changes_by_xid: HashMap<u32, u64>,
     /// Subtransactions rolled back: their messages are left out at the commit.
     aborted: HashSet<u32>,
 }
@@ -38,24 +42,35 @@ impl Spool {
             path,
             bytes: 0,
             changes: 0,
+            discarded: 0,
             tables: Vec::new(),
+            changes_by_xid: HashMap::new(),
             aborted: HashSet::new(),
         })
     }
 
-    /// Keeps one message of (sub)transaction `xid`.
-    pub fn push(&mut self, xid: u32, payload: &[u8]) -> io::Result<()> {
+    /// Keeps one message of (sub)transaction `xid`, holding `changes` changes of watched tables.
+    pub fn push(&mut self, xid: u32, payload: &[u8], changes: u64) -> io::Result<()> {
         let length = u32::try_from(payload.len())
             .map_err(|_| io::Error::other("a message over 4 GiB"))?;
         self.file.write_all(&length.to_be_bytes())?;
         self.file.write_all(&xid.to_be_bytes())?;
         self.file.write_all(payload)?;
         self.bytes += 8 + u64::from(length);
+        if changes > 0 {
+            self.changes += changes;
+            *self.changes_by_xid.entry(xid).or_default() += changes;
+        }
         Ok(())
     }
 
+    /// A subtransaction rolled back (the server may say so more than once: it counts once).
     pub fn abort_subtransaction(&mut self, subxid: u32) {
-        self.aborted.insert(subxid);
+        if self.aborted.insert(subxid) {
+            let dropped = self.changes_by_xid.remove(&subxid).unwrap_or(0);
+            self.changes -= dropped;
+            self.discarded += dropped;
+        }
     }
 
     /// The messages kept, in order, without those of aborted subtransactions.
@@ -119,11 +134,14 @@ mod tests {
     fn a_commit_replays_in_order_without_aborted_subtransactions() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::create(dir.path(), 901).unwrap();
-        spool.push(901, b"first").unwrap();
-        spool.push(905, b"in a savepoint rolled back").unwrap();
-        spool.push(906, b"in a savepoint kept").unwrap();
-        spool.push(901, b"last").unwrap();
+        spool.push(901, b"first", 1).unwrap();
+        spool.push(905, b"in a savepoint rolled back", 2).unwrap();
+        spool.push(906, b"in a savepoint kept", 1).unwrap();
+        spool.push(901, b"last", 1).unwrap();
+        assert_eq!((spool.changes, spool.discarded), (5, 0));
         spool.abort_subtransaction(905);
+        spool.abort_subtransaction(905);
+        assert_eq!((spool.changes, spool.discarded), (3, 2), "counted once");
         let path = dir.path().join("901.spool");
         assert!(path.exists());
         let mut replay = spool.replay().unwrap();
