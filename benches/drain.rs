@@ -24,12 +24,16 @@
 //!   (the `running` of its `status` answers, asked every 100 ms) before the COMMIT, the time
 //!   from the COMMIT returning to the last change on stdout, and peak RSS (`VmHWM`).
 //!
+//! * **mysql**, **mysql-memory**: the drain and memory benchmarks on a throwaway MariaDB
+//!   against `mariadb-binlog` ([`mysql`]).
+//!
 //! Run: `cargo bench --bench drain`; options after `--`:
-//! `--only drain,scopes,latency,memory,streamed`, `--rounds N` (3), `--latency-seconds N` (20),
-//! `--memory-changes N` (1,000,000), `--streamed-rows N` (1,000,000). `CDC_BENCH_WRAP` runs the headless contenders under a
-//! profiler. `CDC_BENCH_BASELINE=<path of another cdc-tui binary>` adds that binary as one
-//! more headless contender of the drain, for a before/after comparison within one run.
-//! BENCHMARKS.md has the figures and how to read them.
+//! `--only drain,scopes,latency,memory,streamed,mysql,mysql-memory`, `--rounds N` (3),
+//! `--latency-seconds N` (20), `--memory-changes N` (1,000,000), `--streamed-rows N`
+//! (1,000,000). `CDC_BENCH_WRAP` runs the headless contenders under a profiler.
+//! `CDC_BENCH_BASELINE=<path of another cdc-tui binary>` adds that binary as one more headless
+//! contender of the drain, for a before/after comparison within one run. BENCHMARKS.md has the
+//! figures and how to read them.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -42,9 +46,13 @@ use chrono::{DateTime, Utc};
 use pgcluster::{ClusterOptions, PgCluster, find_server_bindir};
 use tokio_postgres::Client;
 
+#[path = "drain/mysql.rs"]
+mod mysql;
 #[path = "common/nats_server.rs"]
 mod nats_server;
 use nats_server::NatsServer;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 /// The release binary, built by `cargo bench` with the bench profile.
 const CDC_TUI: &str = env!("CARGO_BIN_EXE_cdc-tui");
@@ -83,6 +91,8 @@ struct Options {
     latency: bool,
     memory: bool,
     streamed: bool,
+    mysql: bool,
+    mysql_memory: bool,
     rounds: usize,
     latency_seconds: u64,
     memory_changes: u64,
@@ -97,6 +107,8 @@ impl Options {
             latency: true,
             memory: true,
             streamed: true,
+            mysql: true,
+            mysql_memory: true,
             rounds: 3,
             latency_seconds: 20,
             memory_changes: 1_000_000,
@@ -115,6 +127,8 @@ impl Options {
                     options.latency = false;
                     options.memory = false;
                     options.streamed = false;
+                    options.mysql = false;
+                    options.mysql_memory = false;
                     for part in parts.split(',') {
                         match part.trim() {
                             "drain" => options.drain = true,
@@ -122,12 +136,12 @@ impl Options {
                             "latency" => options.latency = true,
                             "memory" => options.memory = true,
                             "streamed" => options.streamed = true,
-                            other => {
-                                bail!(
-                                    "--only takes drain, scopes, latency, memory, streamed; not \
-                                     {other:?}"
-                                )
-                            }
+                            "mysql" => options.mysql = true,
+                            "mysql-memory" => options.mysql_memory = true,
+                            other => bail!(
+                                "--only takes drain, scopes, latency, memory, streamed, mysql, \
+                                 mysql-memory; not {other:?}"
+                            ),
                         }
                     }
                 }
@@ -141,8 +155,8 @@ impl Options {
                 }
                 other => bail!(
                     "unknown argument {other:?} (options: --only \
-                     drain,scopes,latency,memory,streamed, --rounds N, --latency-seconds N, \
-                     --memory-changes N, --streamed-rows N)"
+                     drain,scopes,latency,memory,streamed,mysql,mysql-memory, --rounds N, \
+                     --latency-seconds N, --memory-changes N, --streamed-rows N)"
                 ),
             }
         }
@@ -152,24 +166,36 @@ impl Options {
 }
 
 async fn run(options: Options) -> anyhow::Result<()> {
-    let bench = Bench::start().await?;
     println!("{}", machine());
-    if options.drain {
-        bench.drain(options.rounds).await?;
+    if options.drain || options.scopes || options.latency || options.memory || options.streamed {
+        let bench = Bench::start().await?;
+        if options.drain {
+            bench.drain(options.rounds).await?;
+        }
+        if options.scopes {
+            bench.scopes().await?;
+        }
+        if options.latency {
+            bench.latency(options.latency_seconds).await?;
+        }
+        if options.memory {
+            bench.memory(options.memory_changes).await?;
+        }
+        if options.streamed {
+            bench.streamed(options.streamed_rows).await?;
+        }
+        bench.cluster.stop().await?;
     }
-    if options.scopes {
-        bench.scopes().await?;
+    if options.mysql || options.mysql_memory {
+        let bench = mysql::MysqlBench::start().await?;
+        if options.mysql {
+            bench.drain(options.rounds).await?;
+        }
+        if options.mysql_memory {
+            bench.memory(options.memory_changes).await?;
+        }
+        bench.stop().await;
     }
-    if options.latency {
-        bench.latency(options.latency_seconds).await?;
-    }
-    if options.memory {
-        bench.memory(options.memory_changes).await?;
-    }
-    if options.streamed {
-        bench.streamed(options.streamed_rows).await?;
-    }
-    bench.cluster.stop().await?;
     Ok(())
 }
 
@@ -246,33 +272,14 @@ impl Workload {
         workload
     }
 
-    /// The workload's transactions, in order.
-    fn statements(&self, name: &str) -> Vec<String> {
-        let insert = |first: u64| {
-            format!(
-                "INSERT INTO {name} SELECT g, g % 1000, 'row ' || g || ' of the drain benchmark' \
-                 FROM generate_series({first}, {}) g",
-                first + TX_ROWS - 1
-            )
-        };
-        let update = |first: u64| {
-            format!(
-                "UPDATE {name} SET n = n + 1, note = note || ' (updated)' \
-                 WHERE id BETWEEN {first} AND {}",
-                first + TX_ROWS - 1
-            )
-        };
-        let delete = |first: u64| {
-            format!(
-                "DELETE FROM {name} WHERE id BETWEEN {first} AND {}",
-                first + TX_ROWS - 1
-            )
-        };
+    /// The workload's transactions, in order: each a step on the `TX_ROWS` ids from the
+    /// one given.
+    fn transactions(&self) -> Vec<(Step, u64)> {
         let steps = |count: u64| (0..count / TX_ROWS).map(|at| 1 + at * TX_ROWS);
         if !self.interleaved {
-            return (steps(self.inserts).map(insert))
-                .chain(steps(self.updates).map(update))
-                .chain(steps(self.deletes).map(|first| delete(self.updates + first)))
+            return (steps(self.inserts).map(|first| (Step::Insert, first)))
+                .chain(steps(self.updates).map(|first| (Step::Update, first)))
+                .chain(steps(self.deletes).map(|first| (Step::Delete, self.updates + first)))
                 .collect();
         }
         // Block k inserts ids 4000k+1 ..= 4000k+4000, updates the first 2000 of them and
@@ -282,13 +289,43 @@ impl Workload {
             .map(|at| {
                 let base = at / 7 * 4 * TX_ROWS + 1;
                 match at % 7 {
-                    step @ 0..=3 => insert(base + step * TX_ROWS),
-                    step @ (4 | 5) => update(base + (step - 4) * TX_ROWS),
-                    _ => delete(base + 2 * TX_ROWS),
+                    step @ 0..=3 => (Step::Insert, base + step * TX_ROWS),
+                    step @ (4 | 5) => (Step::Update, base + (step - 4) * TX_ROWS),
+                    _ => (Step::Delete, base + 2 * TX_ROWS),
                 }
             })
             .collect()
     }
+
+    /// The workload's transactions in PostgreSQL's SQL.
+    fn statements(&self, name: &str) -> Vec<String> {
+        (self.transactions().into_iter())
+            .map(|(step, first)| {
+                let last = first + TX_ROWS - 1;
+                match step {
+                    Step::Insert => format!(
+                        "INSERT INTO {name} SELECT g, g % 1000, 'row ' || g || ' of the drain \
+                         benchmark' FROM generate_series({first}, {last}) g"
+                    ),
+                    Step::Update => format!(
+                        "UPDATE {name} SET n = n + 1, note = note || ' (updated)' \
+                         WHERE id BETWEEN {first} AND {last}"
+                    ),
+                    Step::Delete => {
+                        format!("DELETE FROM {name} WHERE id BETWEEN {first} AND {last}")
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+/// What a workload transaction does to its `TX_ROWS` ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Insert,
+    Update,
+    Delete,
 }
 
 /// The end of a workload: the WAL position after each transaction, with the changes so far.

@@ -4,10 +4,13 @@
 //!
 //! A new kind is its folder plus one line in `register_kinds!`.
 
+pub mod ca_file;
 pub mod context;
 pub mod error;
 pub mod glob;
 pub mod kind;
+pub mod name_pattern;
+pub mod polling;
 pub mod supervisor;
 
 pub use context::{DRAIN_TIMEOUT, PendingPositions, SourceContext, Wake};

@@ -10,6 +10,7 @@ pub mod mysql;
 pub mod mysql_binlog;
 pub mod mysql_polling;
 pub mod nats_jetstream;
+pub mod polling;
 pub mod postgres;
 pub mod postgres_logical;
 pub mod postgres_polling;

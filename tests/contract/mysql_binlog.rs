@@ -1,5 +1,6 @@
-//! MySQL `binlog` under the contract, on MariaDB: a replica of the listener's own, row images
-//! before and after, positions that are MariaDB GTIDs (`domain-server-sequence`).
+//! MySQL `binlog` under the contract, on MariaDB (or the server of `CDC_TEST_MYSQL_URL`): a
+//! replica of the listener's own, row images before and after, positions that are MariaDB
+//! GTIDs (`domain-server-sequence`), MySQL GTIDs (`uuid:n`) or `file:pos`.
 
 use serde_json::Value;
 
@@ -10,11 +11,20 @@ pub type Binlog = Mysql<BinlogStrategy>;
 
 pub struct BinlogStrategy;
 
-/// The sequence number of a GTID `0-1-42`.
-fn sequence(gtid: &str) -> u64 {
-    let parts: Vec<&str> = gtid.split('-').collect();
-    assert_eq!(parts.len(), 3, "a MariaDB GTID: {gtid}");
-    parts[2].parse().expect("a sequence number")
+/// What orders a change's position: the sequence number of a MariaDB GTID `0-1-42`; the
+/// transaction number of a MySQL GTID `uuid:42` (one source server here); the file and
+/// offset of `binlog.000003:1234`.
+fn sequence(position: &str) -> (String, u64) {
+    let parts: Vec<&str> = position.split('-').collect();
+    if parts.len() == 3 {
+        return (String::new(), parts[2].parse().expect("a sequence number"));
+    }
+    let (before, number) = position.rsplit_once(':').expect("a GTID or file:pos");
+    let number = number.parse().expect("a number after ':'");
+    match before.len() == 36 && before.matches('-').count() == 4 {
+        true => (String::new(), number),
+        false => (before.to_string(), number),
+    }
 }
 
 impl Strategy for BinlogStrategy {
@@ -32,9 +42,9 @@ impl Strategy for BinlogStrategy {
     }
 
     fn check_changes(changes: &[&Value]) {
-        let sequences: Vec<u64> = changes
+        let sequences: Vec<(String, u64)> = changes
             .iter()
-            .map(|change| sequence(change["position"].as_str().expect("a GTID")))
+            .map(|change| sequence(change["position"].as_str().expect("a position")))
             .collect();
         assert!(
             sequences.windows(2).all(|pair| pair[0] <= pair[1]),

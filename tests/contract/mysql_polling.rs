@@ -1,11 +1,11 @@
-//! MySQL `polling` under the contract: `updated_at` (TIMESTAMP(6), set on every write) is the
-//! cursor, polled every 100 ms. Polling has no `before` and no commit time, and after a
-//! restart it cannot tell inserts from updates and reads the saved cursor's rows again.
+//! MySQL `polling` under the contract, as every polling strategy ([`super::polling`]):
+//! `updated_at` is a TIMESTAMP(6) set on every write.
 
 use serde_json::Value;
 
+use super::Traits;
 use super::mysql::{Mysql, Strategy};
-use super::{Before, Traits};
+use super::polling;
 
 pub type Polling = Mysql<PollingStrategy>;
 
@@ -15,27 +15,14 @@ impl Strategy for PollingStrategy {
     const NAME: &'static str = "polling";
 
     fn listener_keys() -> String {
-        "cursor_column = \"updated_at\"\ninterval_ms = 100".to_string()
+        polling::listener_keys()
     }
 
     fn traits() -> Traits {
-        Traits {
-            before: Before::Null,
-            op_after_restart: "update",
-            repeats_saved: true,
-            pause_holds: true,
-        }
+        polling::traits()
     }
 
     fn check_changes(changes: &[&Value]) {
-        for change in changes {
-            if change["op"] != "delete" {
-                assert_eq!(
-                    change["position"], change["after"]["updated_at"],
-                    "the position is the cursor: {change}"
-                );
-            }
-            assert!(change["commit_time"].is_null(), "{change}");
-        }
+        polling::check_changes(changes);
     }
 }

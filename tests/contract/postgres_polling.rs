@@ -1,11 +1,10 @@
-//! PostgreSQL `polling` under the contract: `updated_at` is the cursor, polled every 100 ms.
-//! Polling has no `before` and no commit time, and after a restart it cannot tell inserts
-//! from updates (it reports `update`) and reads the saved cursor's rows again.
+//! PostgreSQL `polling` under the contract, as every polling strategy ([`super::polling`]).
 
 use serde_json::Value;
 
+use super::Traits;
+use super::polling;
 use super::postgres::{Postgres, Strategy};
-use super::{Before, Traits};
 
 pub type Polling = Postgres<PollingStrategy>;
 
@@ -15,27 +14,14 @@ impl Strategy for PollingStrategy {
     const NAME: &'static str = "polling";
 
     fn listener_keys(_slot: &str) -> String {
-        "cursor_column = \"updated_at\"\ninterval_ms = 100".to_string()
+        polling::listener_keys()
     }
 
     fn traits() -> Traits {
-        Traits {
-            before: Before::Null,
-            op_after_restart: "update",
-            repeats_saved: true,
-            pause_holds: true,
-        }
+        polling::traits()
     }
 
     fn check_changes(changes: &[&Value]) {
-        for change in changes {
-            if change["op"] != "delete" {
-                assert_eq!(
-                    change["position"], change["after"]["updated_at"],
-                    "the position is the cursor: {change}"
-                );
-            }
-            assert!(change["commit_time"].is_null(), "{change}");
-        }
+        polling::check_changes(changes);
     }
 }

@@ -2,6 +2,11 @@
 //! with a row-based binlog on a free port of 127.0.0.1 (as the `mysql` user when root), ready
 //! once it accepts connections, with a user `cdc` that logs in with a password over TCP.
 //!
+//! With `CDC_TEST_MYSQL_URL` set (`mysql://root:pw@host:3306/`, a user that may create
+//! databases and read the binlog), [`shared`] is that server instead (a MySQL 8, say): each
+//! test still makes a database of its own in it and drops it after. Servers a test starts
+//! itself ([`MariaDb::start`]: to stop, restart or reconfigure) stay throwaway MariaDBs.
+//!
 //! Stopped on every path: [`MariaDb::stop`] and `Drop` end the server; a watchdog (a shell
 //! reading a pipe from this process, which reaches end-of-file however the process ends)
 //! kills it and removes its directory when a test binary exits with the server in a static.
@@ -25,11 +30,33 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 static SHARED: OnceCell<MariaDb> = OnceCell::const_new();
 
-/// The server shared by the tests of one binary (each test uses databases of its own).
+/// The variable naming an external server for the shared-server tests.
+pub const EXTERNAL_URL: &str = "CDC_TEST_MYSQL_URL";
+
+/// The server shared by the tests of one binary (each test uses databases of its own): the
+/// one `CDC_TEST_MYSQL_URL` names, else a throwaway MariaDB.
 pub async fn shared() -> &'static MariaDb {
     SHARED
-        .get_or_init(|| async { MariaDb::start(&[]).await })
+        .get_or_init(|| async {
+            match external_url() {
+                Some(url) => MariaDb::external(&url),
+                None => MariaDb::start(&[]).await,
+            }
+        })
         .await
+}
+
+/// `CDC_TEST_MYSQL_URL`, when set and not empty.
+pub fn external_url() -> Option<String> {
+    std::env::var(EXTERNAL_URL)
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+/// Whether the shared server is an external one: tests that hold MariaDB's own behaviour
+/// (its GTIDs, its JSON text) check this and skip.
+pub fn shared_is_external() -> bool {
+    external_url().is_some()
 }
 
 /// Whether MariaDB's server binaries are installed.
@@ -55,6 +82,15 @@ pub struct MariaDb {
     extra: Vec<String>,
     server: Option<Child>,
     watchdog: Option<(Child, ChildStdin)>,
+    /// An external server (`CDC_TEST_MYSQL_URL`): reached with these, never started here.
+    external: Option<External>,
+}
+
+/// How to reach an external server.
+struct External {
+    host: String,
+    user: String,
+    password: String,
 }
 
 impl MariaDb {
@@ -106,6 +142,7 @@ impl MariaDb {
             extra: extra.iter().map(|option| option.to_string()).collect(),
             server: None,
             watchdog: None,
+            external: None,
         };
         server.watchdog = Some(server.spawn_watchdog());
         server.start_server().await;
@@ -120,8 +157,43 @@ impl MariaDb {
         server
     }
 
+    /// The server `url` names (`CDC_TEST_MYSQL_URL`); its user makes and drops the tests'
+    /// databases.
+    pub fn external(url: &str) -> MariaDb {
+        let opts = mysql_async::Opts::from_url(url)
+            .unwrap_or_else(|error| panic!("{EXTERNAL_URL} does not parse: {error}"));
+        MariaDb {
+            dir: tempfile::Builder::new()
+                .prefix("cdc-tui-mysql-")
+                .tempdir()
+                .expect("a temp dir"),
+            port: opts.tcp_port(),
+            extra: Vec::new(),
+            server: None,
+            watchdog: None,
+            external: Some(External {
+                host: opts.ip_or_hostname().to_string(),
+                user: opts.user().unwrap_or("root").to_string(),
+                password: opts.pass().unwrap_or_default().to_string(),
+            }),
+        }
+    }
+
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    fn host(&self) -> &str {
+        self.external
+            .as_ref()
+            .map_or("127.0.0.1", |external| &external.host)
+    }
+
+    /// The user tests connect as, with its password.
+    fn login(&self) -> (&str, &str) {
+        self.external.as_ref().map_or((USER, PASSWORD), |external| {
+            (&external.user, &external.password)
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -138,19 +210,24 @@ impl MariaDb {
 
     /// `mysql://cdc:…@127.0.0.1:port/db`.
     pub fn url(&self, database: &str) -> String {
-        self.url_as(USER, PASSWORD, database)
+        let (user, password) = self.login();
+        self.url_as(user, password, database)
     }
 
     pub fn url_as(&self, user: &str, password: &str, database: &str) -> String {
         format!(
-            "mysql://{user}:{}@127.0.0.1:{}/{database}",
+            "mysql://{user}:{}@{}:{}/{database}",
             super::percent_encode(password),
+            self.host(),
             self.port
         )
     }
 
-    /// A connection as root over the server's socket.
+    /// A connection as root over the server's socket (an external server: as its user).
     pub async fn root(&self) -> Conn {
+        if self.external.is_some() {
+            return self.connect_to(None).await;
+        }
         let opts = OptsBuilder::default()
             .socket(Some(self.socket().to_string_lossy().into_owned()))
             .user(Some("root"));
@@ -159,23 +236,35 @@ impl MariaDb {
 
     /// A connection as the test user to `database` (over TCP).
     pub async fn connect(&self, database: &str) -> Conn {
+        self.connect_to(Some(database)).await
+    }
+
+    async fn connect_to(&self, database: Option<&str>) -> Conn {
+        let (user, password) = self.login();
         let opts = OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
+            .ip_or_hostname(self.host())
             .tcp_port(self.port)
-            .user(Some(USER))
-            .pass(Some(PASSWORD))
-            .db_name(Some(database))
+            .user(Some(user))
+            .pass(Some(password))
+            .db_name(database)
             .prefer_socket(false);
         Conn::new(opts).await.expect("connect as the test user")
+    }
+
+    /// Whether this is the external server of `CDC_TEST_MYSQL_URL`.
+    pub fn is_external(&self) -> bool {
+        self.external.is_some()
     }
 
     /// A fresh database named after `prefix`, unique within this binary's run.
     pub async fn create_database(&self, prefix: &str) -> String {
         static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let name = format!(
-            "{prefix}_{}",
-            COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
+        let count = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = match self.external {
+            // Unique across runs too: a failed run leaves its databases behind.
+            Some(_) => format!("cdc_test_{prefix}_{}_{count}", std::process::id()),
+            None => format!("{prefix}_{count}"),
+        };
         let mut conn = self.root().await;
         conn.query_drop(format!("CREATE DATABASE `{name}`"))
             .await
@@ -184,8 +273,22 @@ impl MariaDb {
         name
     }
 
+    /// Drops a database of [`MariaDb::create_database`] (on an external server, the test's
+    /// own clean-up).
+    pub async fn drop_database(&self, name: &str) {
+        let mut conn = self.root().await;
+        conn.query_drop(format!("DROP DATABASE `{name}`"))
+            .await
+            .expect("drop the database");
+        conn.disconnect().await.expect("disconnect");
+    }
+
     /// Starts `mariadbd` (on the same port and data) and waits until it accepts connections.
     pub async fn start_server(&mut self) {
+        assert!(
+            self.external.is_none(),
+            "an external server is not started here"
+        );
         assert!(self.server.is_none(), "the server is already running");
         let mut command = Command::new(find_program("mariadbd").expect("mariadbd"));
         command

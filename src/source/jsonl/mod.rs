@@ -30,7 +30,8 @@ use crate::registry::Control;
 use crate::secret::DatabaseUrl;
 use crate::source::kind::{check_scheme, parse_options};
 use crate::source::{
-    DRAIN_TIMEOUT, OptionError, PendingPositions, SourceContext, SourceError, SourceKind, Strategy, Wake,
+    DRAIN_TIMEOUT, OptionError, PendingPositions, SourceContext, SourceError, SourceKind, Strategy,
+    Wake,
 };
 
 const DEFAULT_INTERVAL_MS: u64 = 200;
@@ -63,7 +64,10 @@ impl SourceKind for Jsonl {
     ) -> Result<(), (&'static str, String)> {
         check_scheme(self, url)?;
         if file_path(url).as_os_str().is_empty() {
-            return Err(("url", "name a file, as in file:///var/log/events.jsonl".into()));
+            return Err((
+                "url",
+                "name a file, as in file:///var/log/events.jsonl".into(),
+            ));
         }
         Ok(())
     }
@@ -250,10 +254,9 @@ async fn follow(ctx: &mut SourceContext) -> Result<(), SourceError> {
             ctx.set_running();
         }
         line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .await
-            .map_err(|error| SourceError::transient(format!("reading {}: {error}", path.display())))?;
+        let read = reader.read_until(b'\n', &mut line).await.map_err(|error| {
+            SourceError::transient(format!("reading {}: {error}", path.display()))
+        })?;
         if read == 0 || line.last() != Some(&b'\n') {
             // At the end, or a line still being written: look again after a while.
             if read > 0 {
@@ -300,7 +303,10 @@ async fn finish(
     Err(error)
 }
 
-fn save_flushed(ctx: &SourceContext, pending: &mut PendingPositions<u64>) -> Result<(), SourceError> {
+fn save_flushed(
+    ctx: &SourceContext,
+    pending: &mut PendingPositions<u64>,
+) -> Result<(), SourceError> {
     match pending.take_flushed(ctx.flushed_seq()) {
         Some(offset) => ctx.save_position(&offset.to_string()),
         None => Ok(()),
@@ -422,9 +428,12 @@ mod tests {
         );
         assert!(decode(b"not json", &TableFilter::new("*")).is_err());
         assert!(
-            decode(br#"{"type":"change","table":"t","op":"upsert"}"#, &TableFilter::new("*"))
-                .unwrap_err()
-                .contains("unknown op")
+            decode(
+                br#"{"type":"change","table":"t","op":"upsert"}"#,
+                &TableFilter::new("*")
+            )
+            .unwrap_err()
+            .contains("unknown op")
         );
     }
 

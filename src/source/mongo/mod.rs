@@ -34,10 +34,10 @@ use std::path::Path;
 
 use chrono::Utc;
 use futures_util::future::BoxFuture;
+use mongodb::Client;
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::{Error as DriverError, ErrorKind as DriverErrorKind};
 use mongodb::options::ClientOptions;
-use mongodb::Client;
 use tokio::time::Instant;
 
 use serde::Deserialize;
@@ -322,8 +322,8 @@ fn ending(error: SourceError) -> Ending {
 
 async fn capture(ctx: &mut SourceContext, progress: &mut Progress) -> Result<(), SourceError> {
     let listener = ChangeStreamOptions::parse(&ctx.config().options)?;
-    let scope = Scope::parse(&ctx.config().table, &ctx.config().exclude)
-        .map_err(SourceError::permanent)?;
+    let scope =
+        Scope::parse(&ctx.config().table, &ctx.config().exclude).map_err(SourceError::permanent)?;
     let target = scope.target();
     let user_filter = listener.filter()?;
     let (names, complete) = scope.server_match();
@@ -353,7 +353,8 @@ async fn capture(ctx: &mut SourceContext, progress: &mut Progress) -> Result<(),
         Some(text) => Some(Position::decode(&text).map_err(SourceError::permanent)?),
         None => saved_position(ctx)?,
     };
-    let (stream, lost) = open_stream(ctx, &watched, &mut options, start, &detail, has_filter).await?;
+    let (stream, lost) =
+        open_stream(ctx, &watched, &mut options, start, &detail, has_filter).await?;
     ctx.set_running();
     let initial = stream
         .resume_token()
@@ -582,9 +583,9 @@ impl Listening {
         if lifecycle == Lifecycle::Invalidated {
             // Not kept as a position: a stream cannot resume after an invalidate, only start
             // after it; a restart resumes before it and comes here again.
-            let token = position.resume_token().map_err(|error| {
-                ending(SourceError::permanent(error))
-            })?;
+            let token = position
+                .resume_token()
+                .map_err(|error| ending(SourceError::permanent(error)))?;
             let stream = stream::open(&self.watched, &self.options, Start::AfterInvalidate(token))
                 .await
                 .map_err(|error| (classify(&error, &ctx.url), ERROR_DRAIN_TIMEOUT))?;
@@ -665,13 +666,11 @@ async fn open_stream(
                 .map_err(|error| classify(&error, &ctx.url))?;
             Ok((stream, start))
         }
-        Err(error) if has_filter && rejects_filter(&error) => {
-            Err(SourceError::permanent(format!(
-                "{}; check the listener's filter (the server runs it as the change stream's \
+        Err(error) if has_filter && rejects_filter(&error) => Err(SourceError::permanent(format!(
+            "{}; check the listener's filter (the server runs it as the change stream's \
                  $match)",
-                describe(&error, &ctx.url)
-            )))
-        }
+            describe(&error, &ctx.url)
+        ))),
         Err(error) => Err(classify(&error, &ctx.url)),
     }
 }
@@ -999,7 +998,10 @@ mod tests {
             .filter()
             .unwrap()
             .unwrap();
-        assert!(parsed.get_object_id("fullDocument.owner").is_ok(), "{parsed}");
+        assert!(
+            parsed.get_object_id("fullDocument.owner").is_ok(),
+            "{parsed}"
+        );
         for bad in ["status = paid", "[1]", "{\"a\": "] {
             let error = options(bad).unwrap_err();
             assert_eq!(error.key, "filter");

@@ -130,8 +130,13 @@ impl Scope {
     }
 
     pub fn matches(&self, namespace: &Namespace) -> bool {
-        self.include.iter().any(|pattern| pattern.matches(namespace))
-            && !self.exclude.iter().any(|pattern| pattern.matches(namespace))
+        self.include
+            .iter()
+            .any(|pattern| pattern.matches(namespace))
+            && !self
+                .exclude
+                .iter()
+                .any(|pattern| pattern.matches(namespace))
     }
 
     /// Whether collections of `db` may be in the scope (for a dropped database).
@@ -214,7 +219,9 @@ const LIFECYCLE_ALWAYS: [&str; 2] = ["dropDatabase", "invalidate"];
 
 /// `a, b` → `a`, `b`.
 fn split_list(text: &str) -> impl Iterator<Item = &str> {
-    text.split(',').map(str::trim).filter(|item| !item.is_empty())
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
 }
 
 #[cfg(test)]

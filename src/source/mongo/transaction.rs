@@ -149,7 +149,13 @@ mod tests {
         let (orders, items): (Arc<str>, Arc<str>) = ("shop.orders".into(), "shop.items".into());
         let at = |p: &str| -> Arc<str> { p.into() };
         let single = txs.change(None, &orders, &at("p1"), None);
-        assert_eq!(single, Placed { ended: None, tx: None });
+        assert_eq!(
+            single,
+            Placed {
+                ended: None,
+                tx: None
+            }
+        );
         let first = txs.change(Some("s:1"), &orders, &at("p2"), None);
         assert_eq!(first.ended, None);
         let tx = first.tx.unwrap();

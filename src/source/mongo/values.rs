@@ -42,7 +42,10 @@ impl fmt::Display for Namespace {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lifecycle {
     Dropped(Namespace),
-    Renamed { from: Namespace, to: Option<Namespace> },
+    Renamed {
+        from: Namespace,
+        to: Option<Namespace>,
+    },
     DatabaseDropped(String),
     /// The stream ends here (a database stream, after its database was dropped).
     Invalidated,

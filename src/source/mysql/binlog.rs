@@ -17,7 +17,7 @@
 //! decoded. Column names, types and keys come from `information_schema`, read again after
 //! DDL on the table's database.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,11 +31,12 @@ use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::change::{ChangeEvent, NoteKind, Op, Row, TxRef};
 use crate::change::format_time;
+use crate::change::{ChangeEvent, NoteKind, Op, Row, TxRef};
 use crate::registry::Control;
 use crate::secret::DatabaseUrl;
 use crate::source::kind::parse_options;
+use crate::source::mysql::position::{GtidSet, GtidState, Position, uuid};
 use crate::source::mysql::scope::Scope;
 use crate::source::mysql::table::{ColumnInfo, ColumnKind, TableInfo};
 use crate::source::mysql::value::binlog_to_json;
@@ -52,6 +53,18 @@ pub struct Binlog;
 struct BinlogOptions {
     /// The replica id this listener registers with; default: one derived from its identity.
     server_id: Option<u32>,
+    /// Where a listener without a saved position starts: `end` (the default), `beginning`
+    /// (the oldest binlog the server still has), or a position (`binlog.000003:4`, a MariaDB
+    /// GTID state, a MySQL GTID set).
+    start: Option<String>,
+}
+
+/// Where a listener without a saved position starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Start {
+    End,
+    Beginning,
+    At(Position),
 }
 
 impl BinlogOptions {
@@ -63,7 +76,24 @@ impl BinlogOptions {
                 "0 is no replica's id: use 1 to 4294967295, unique among the server's replicas",
             ));
         }
+        parsed.start()?;
         Ok(parsed)
+    }
+
+    fn start(&self) -> Result<Start, OptionError> {
+        match self.start.as_deref() {
+            None | Some("end") => Ok(Start::End),
+            Some("beginning") => Ok(Start::Beginning),
+            Some(text) => Position::parse(text).map(Start::At).map_err(|error| {
+                OptionError::new(
+                    "start",
+                    format!(
+                        "{error}: use end, beginning, or a position such as binlog.000003:4, \
+                         0-1-42 (MariaDB GTID) or uuid:1-42 (MySQL GTID set)"
+                    ),
+                )
+            }),
+        }
     }
 }
 
@@ -77,7 +107,7 @@ impl Strategy for Binlog {
     }
 
     fn option_keys(&self) -> &'static [&'static str] {
-        &["server_id"]
+        &["server_id", "start"]
     }
 
     fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
@@ -101,80 +131,21 @@ fn default_server_id(identity: &str) -> u32 {
     1_000_000 + hash % 3_000_000_000
 }
 
-/// MariaDB's GTID state: per replication domain, the last transaction's server and sequence.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct GtidState(BTreeMap<u32, (u32, u64)>);
-
-impl GtidState {
-    fn parse(text: &str) -> Result<GtidState, String> {
-        let mut state = BTreeMap::new();
-        for gtid in text.split(',').map(str::trim).filter(|gtid| !gtid.is_empty()) {
-            let mut parts = gtid.split('-').map(str::parse::<u64>);
-            match (parts.next(), parts.next(), parts.next(), parts.next()) {
-                (Some(Ok(domain)), Some(Ok(server)), Some(Ok(sequence)), None) => {
-                    let domain = u32::try_from(domain).map_err(|_| format!("{gtid:?}"))?;
-                    let server = u32::try_from(server).map_err(|_| format!("{gtid:?}"))?;
-                    state.insert(domain, (server, sequence));
-                }
-                _ => return Err(format!("{gtid:?} is no MariaDB GTID (domain-server-sequence)")),
-            }
-        }
-        Ok(GtidState(state))
-    }
-}
-
-impl std::fmt::Display for GtidState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (n, (domain, (server, sequence))) in self.0.iter().enumerate() {
-            if n > 0 {
-                f.write_str(",")?;
-            }
-            write!(f, "{domain}-{server}-{sequence}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Where a stream starts or resumes: after a MariaDB GTID state, or at a file and offset.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Position {
-    Gtid(GtidState),
-    File { file: String, offset: u64 },
-}
-
-impl Position {
-    /// `mysql-bin.000003:1234` or `0-1-42[,1-2-7]` (an empty state: the binlog's start).
-    fn parse(text: &str) -> Result<Position, String> {
-        match text.rsplit_once(':') {
-            Some((file, offset)) => Ok(Position::File {
-                file: file.to_string(),
-                offset: offset
-                    .parse()
-                    .map_err(|_| format!("{text:?}: the offset after ':' is no number"))?,
-            }),
-            None => GtidState::parse(text).map(Position::Gtid),
-        }
-    }
-}
-
-impl std::fmt::Display for Position {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Position::Gtid(state) => state.fmt(f),
-            Position::File { file, offset } => write!(f, "{file}:{offset}"),
-        }
-    }
-}
-
 /// What the server is and where its binlog ends now.
 struct Server {
     mariadb: bool,
+    /// MySQL with `gtid_mode = ON`: positions are GTID sets.
+    mysql_gtids: bool,
     version: String,
     current: Position,
 }
 
 /// `SELECT` of one row of settings, each as text.
-async fn settings(conn: &mut Conn, sql: &str, url: &DatabaseUrl) -> Result<Vec<Option<String>>, SourceError> {
+async fn settings(
+    conn: &mut Conn,
+    sql: &str,
+    url: &DatabaseUrl,
+) -> Result<Vec<Option<String>>, SourceError> {
     let row: Option<mysql_async::Row> = conn
         .query_first(sql)
         .await
@@ -187,6 +158,21 @@ async fn settings(conn: &mut Conn, sql: &str, url: &DatabaseUrl) -> Result<Vec<O
                 .flatten()
         })
         .collect())
+}
+
+/// `SELECT` of one setting, as text (empty when NULL).
+async fn setting(conn: &mut Conn, sql: &str, url: &DatabaseUrl) -> Result<String, SourceError> {
+    let values = settings(conn, sql, url).await?;
+    Ok(values.into_iter().next().flatten().unwrap_or_default())
+}
+
+/// A MariaDB GTID state or a MySQL GTID set the server printed (`what` names the setting).
+fn server_gtids(text: &str, mariadb: bool, what: &str) -> Result<Position, SourceError> {
+    let position = match mariadb {
+        true => GtidState::parse(text).map(Position::Gtid),
+        false => GtidSet::parse(text).map(Position::GtidSet),
+    };
+    position.map_err(|error| SourceError::permanent(format!("{what}: {error}")))
 }
 
 /// Checks that the server writes a binlog this listener can read, with advice where not.
@@ -222,31 +208,49 @@ async fn check_server(conn: &mut Conn, url: &DatabaseUrl) -> Result<Server, Sour
              binlog_row_image = FULL"
         )));
     }
-    let current = current_position(conn, mariadb, url).await?;
-    Ok(Server {
+    if mariadb && setting(conn, "SELECT @@global.log_bin_compress", url).await? == "1" {
+        return Err(SourceError::permanent(COMPRESSED_ADVICE));
+    }
+    let mysql_gtids = !mariadb
+        && setting(conn, "SELECT @@global.gtid_mode", url)
+            .await?
+            .eq_ignore_ascii_case("ON");
+    let mut server = Server {
         mariadb,
+        mysql_gtids,
         version,
-        current,
-    })
+        current: Position::File {
+            file: String::new(),
+            offset: 4,
+        },
+    };
+    server.current = current_position(conn, &server, url).await?;
+    Ok(server)
 }
 
-/// Where the binlog ends now: MariaDB's GTID state, else the file and offset.
+/// Where the binlog ends now: MariaDB's GTID state, MySQL's executed GTID set, else the file
+/// and offset.
 async fn current_position(
     conn: &mut Conn,
-    mariadb: bool,
+    server: &Server,
     url: &DatabaseUrl,
 ) -> Result<Position, SourceError> {
-    if mariadb {
-        let values = settings(conn, "SELECT @@gtid_binlog_pos", url).await?;
-        let state = values.into_iter().next().flatten().unwrap_or_default();
-        return GtidState::parse(&state)
-            .map(Position::Gtid)
-            .map_err(SourceError::permanent);
+    if server.mariadb {
+        let state = setting(conn, "SELECT @@gtid_binlog_pos", url).await?;
+        return server_gtids(&state, true, "@@gtid_binlog_pos");
     }
-    let status: Option<mysql_async::Row> = conn
-        .query_first("SHOW MASTER STATUS")
-        .await
-        .map_err(|error| classify(&error, url))?;
+    if server.mysql_gtids {
+        let set = setting(conn, "SELECT @@global.gtid_executed", url).await?;
+        return server_gtids(&set, false, "@@gtid_executed");
+    }
+    // MySQL 8.4 renamed it SHOW BINARY LOG STATUS (and has no SHOW MASTER STATUS).
+    let status: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
+        Err(mysql_async::Error::Server(error)) if error.code == 1064 => {
+            conn.query_first("SHOW BINARY LOG STATUS").await
+        }
+        other => other,
+    }
+    .map_err(|error| classify(&error, url))?;
     let status = status.ok_or_else(|| {
         SourceError::permanent(
             "SHOW MASTER STATUS shows nothing: the server writes no binlog, or the user lacks \
@@ -256,6 +260,33 @@ async fn current_position(
     let file: String = status.get(0).unwrap_or_default();
     let offset: u64 = status.get(1).unwrap_or(4);
     Ok(Position::File { file, offset })
+}
+
+/// The start of the oldest binlog the server still has: on MariaDB the GTID state there
+/// (`BINLOG_GTID_POS`), on MySQL with GTIDs what was purged before it (`@@gtid_purged`),
+/// else its first file at offset 4.
+async fn oldest_position(
+    conn: &mut Conn,
+    server: &Server,
+    url: &DatabaseUrl,
+) -> Result<Position, SourceError> {
+    if server.mysql_gtids {
+        let set = setting(conn, "SELECT @@global.gtid_purged", url).await?;
+        return server_gtids(&set, false, "@@gtid_purged");
+    }
+    let first: Option<mysql_async::Row> = conn
+        .query_first("SHOW BINARY LOGS")
+        .await
+        .map_err(|error| classify(&error, url))?;
+    let file: String = first
+        .and_then(|row| row.get(0))
+        .ok_or_else(|| SourceError::permanent("SHOW BINARY LOGS shows no binlog file"))?;
+    if server.mariadb {
+        let sql = format!("SELECT BINLOG_GTID_POS({}, 4)", quote_literal(&file));
+        let state = setting(conn, &sql, url).await?;
+        return server_gtids(&state, true, "BINLOG_GTID_POS");
+    }
+    Ok(Position::File { file, offset: 4 })
 }
 
 async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
@@ -291,14 +322,30 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
     let start = match saved {
         Some(text) => Position::parse(&text)
             .map_err(|error| SourceError::permanent(format!("the saved position: {error}")))?,
-        None => server.current.clone(),
+        None => match options.start()? {
+            Start::End => server.current.clone(),
+            Start::Beginning => oldest_position(&mut sql, &server, &url).await?,
+            Start::At(position) => position,
+        },
     };
+    let start = match server.mariadb {
+        true => start,
+        false => start.for_mysql(),
+    };
+    if let Some(problem) = start_mismatch(&start, &server) {
+        return Err(SourceError::permanent(problem));
+    }
     // A retry of this run starts where it started, not at the binlog's end by then.
     if ctx.sent_through.is_none() {
         ctx.sent_through = Some(start.to_string());
     }
     let flavor = if server.mariadb { "MariaDB" } else { "MySQL" };
-    let version = server.version.split('-').next().unwrap_or_default().to_string();
+    let version = server
+        .version
+        .split('-')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     ctx.set_detail(Some(format!("server_id {server_id}; {flavor} {version}")));
     let mut reader = Reader {
         scope,
@@ -313,7 +360,7 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
         pending: PendingPositions::default(),
         skip,
     };
-    let mut stream = open_stream(&url, server_id, server.mariadb, &start).await?;
+    let mut stream = open_stream(&url, server_id, &server, &start).await?;
     // A purged position shows on the first read: the changes since are lost, which waiting
     // will not mend, so the listener says so and goes on from the binlog's end.
     let first = stream.next().await;
@@ -327,12 +374,12 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
                 format_time(&Utc::now())
             );
             tracing::warn!(listener = ctx.identity(), "{message}");
-            let current = current_position(&mut reader.sql, server.mariadb, &url).await?;
+            let current = current_position(&mut reader.sql, &server, &url).await?;
             reader.position = current.clone();
             reader.committed = Some(current.to_string());
             // A retry goes on from here, not into the gap again.
             ctx.sent_through = Some(current.to_string());
-            stream = open_stream(&url, server_id, server.mariadb, &current).await?;
+            stream = open_stream(&url, server_id, &server, &current).await?;
             ctx.set_detail(Some(message.clone()));
             ctx.set_running_because(message);
             stream.next().await
@@ -345,15 +392,32 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
     reader.read(ctx, stream, first).await
 }
 
+/// Why `start` does not fit the server (a GTID position where it has none of that kind).
+fn start_mismatch(start: &Position, server: &Server) -> Option<String> {
+    match start {
+        Position::Gtid(_) if !server.mariadb => Some(format!(
+            "the position {start} is a MariaDB GTID, and the server is MySQL"
+        )),
+        Position::GtidSet(_) if server.mariadb => Some(format!(
+            "the position {start} is a MySQL GTID set, and the server is MariaDB"
+        )),
+        Position::GtidSet(_) if !server.mysql_gtids => Some(format!(
+            "the position {start} is a GTID set, and the server runs with gtid_mode OFF: \
+             set start to a file:pos, or remove the saved position under the state dir"
+        )),
+        _ => None,
+    }
+}
+
 /// Registers as a replica and asks for the binlog from `start`.
 async fn open_stream(
     url: &DatabaseUrl,
     server_id: u32,
-    mariadb: bool,
+    server: &Server,
     start: &Position,
 ) -> Result<BinlogStream, SourceError> {
     let mut conn = connect(url).await?;
-    if mariadb {
+    if server.mariadb {
         // Capability 4: MariaDB sends its GTID events as they are (not as empty queries).
         let mut setup = "SET @mariadb_slave_capability = 4".to_string();
         if let Position::Gtid(state) = start {
@@ -371,27 +435,32 @@ async fn open_stream(
     let request = match start {
         // MariaDB starts from @slave_connect_state when the file name is empty.
         Position::Gtid(_) => request.with_pos(4),
+        // COM_BINLOG_DUMP_GTID: the server sends every transaction not in the set.
+        Position::GtidSet(set) => (request.with_gtid().with_pos(4))
+            .with_gtid_set(set.sids().map_err(SourceError::permanent)?),
         Position::File { file, offset } => request.with_filename(file.as_bytes()).with_pos(*offset),
     };
-    conn.get_binlog_stream(request).await.map_err(|error| match &error {
-        // Registering as a replica without the privilege: MariaDB says "access denied".
-        mysql_async::Error::Server(server) if [1045, 1227].contains(&server.code) => {
-            SourceError::permanent(url.redact(&format!(
-                "{} (error {}): reading the binlog needs the replication privileges: GRANT \
+    conn.get_binlog_stream(request)
+        .await
+        .map_err(|error| match &error {
+            // Registering as a replica without the privilege: MariaDB says "access denied".
+            mysql_async::Error::Server(server) if [1045, 1227].contains(&server.code) => {
+                SourceError::permanent(url.redact(&format!(
+                    "{} (error {}): reading the binlog needs the replication privileges: GRANT \
                  REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO the user (MariaDB: \
                  REPLICATION REPLICA, BINLOG MONITOR), or use strategy = \"polling\"",
-                server.message, server.code
-            )))
-        }
-        _ => classify(&error, url),
-    })
+                    server.message, server.code
+                )))
+            }
+            _ => classify(&error, url),
+        })
 }
 
 /// The transaction being read.
 struct Tx {
     id: Arc<str>,
-    /// MariaDB's GTID of it, applied to the state at its commit.
-    gtid: Option<(u32, u32, u64)>,
+    /// Its GTID, applied to the position at its commit.
+    gtid: Option<TxGtid>,
     commit_time: Option<DateTime<Utc>>,
     /// A DDL statement with no COMMIT after it (MariaDB's standalone GTID flag).
     standalone: bool,
@@ -399,8 +468,24 @@ struct Tx {
     tables: Vec<Arc<str>>,
 }
 
+/// A transaction's GTID.
+enum TxGtid {
+    /// MariaDB: domain, server, sequence.
+    Mariadb(u32, u32, u64),
+    /// MySQL: the source (`uuid` or `uuid:tag`) and the transaction's number.
+    Mysql(String, u64),
+}
+
 /// MariaDB's event types that `mysql_common` does not decode.
 const MARIADB_GTID_EVENT: u8 = 162;
+/// MariaDB's compressed events (`log_bin_compress = ON`): QUERY_COMPRESSED_EVENT and the
+/// compressed write, update and delete rows events, versions 1 and 2.
+const MARIADB_COMPRESSED_EVENTS: std::ops::RangeInclusive<u8> = 165..=171;
+/// Why a compressed binlog fails the listener, and what to do.
+const COMPRESSED_ADVICE: &str = "the server compresses its binlog events (log_bin_compress = \
+     ON), which this listener cannot decode: set log_bin_compress = OFF (SET GLOBAL \
+     log_bin_compress = OFF; events written before stay compressed, so start after them), or \
+     use strategy = \"polling\"";
 /// MariaDB's GTID event flag: a statement without BEGIN and COMMIT (DDL).
 const FL_STANDALONE: u8 = 1;
 /// How often positions of transactions without changes of the scope are saved.
@@ -507,7 +592,11 @@ impl Reader {
     }
 
     /// On a stop or failure, waits for the changes in flight to flush and saves their position.
-    async fn finish(&mut self, ctx: &mut SourceContext, error: SourceError) -> Result<(), SourceError> {
+    async fn finish(
+        &mut self,
+        ctx: &mut SourceContext,
+        error: SourceError,
+    ) -> Result<(), SourceError> {
         if ctx.drain(DRAIN_TIMEOUT).await {
             self.acknowledge(ctx)?;
         }
@@ -531,7 +620,7 @@ impl Reader {
                 let server = header.server_id();
                 self.tx = Some(Tx {
                     id: format!("{domain}-{server}-{sequence}").into(),
-                    gtid: Some((domain, server, sequence)),
+                    gtid: Some(TxGtid::Mariadb(domain, server, sequence)),
                     commit_time: time,
                     standalone: data[12] & FL_STANDALONE != 0,
                     changes: 0,
@@ -540,9 +629,15 @@ impl Reader {
             }
             return Ok(());
         }
-        let data = event
-            .read_data()
-            .map_err(|error| SourceError::transient(format!("a binlog event does not decode: {error}")))?;
+        if MARIADB_COMPRESSED_EVENTS.contains(&header.event_type_raw()) {
+            return Err(SourceError::permanent(format!(
+                "a compressed event at {}:{end}: {COMPRESSED_ADVICE}",
+                self.file
+            )));
+        }
+        let data = event.read_data().map_err(|error| {
+            SourceError::transient(format!("a binlog event does not decode: {error}"))
+        })?;
         match data {
             Some(EventData::RotateEvent(rotate)) => {
                 self.file = rotate.name().into_owned();
@@ -554,9 +649,13 @@ impl Reader {
                 }
             }
             Some(EventData::GtidEvent(gtid)) => {
+                let source = match gtid.tag() {
+                    Some(tag) => format!("{}:{tag}", uuid(&gtid.sid())),
+                    None => uuid(&gtid.sid()),
+                };
                 self.tx = Some(Tx {
-                    id: format!("{}:{}", uuid(&gtid.sid()), gtid.gno()).into(),
-                    gtid: None,
+                    id: format!("{source}:{}", gtid.gno()).into(),
+                    gtid: Some(TxGtid::Mysql(source, gtid.gno())),
                     commit_time: time,
                     standalone: false,
                     changes: 0,
@@ -710,7 +809,10 @@ impl Reader {
         statement: &str,
     ) -> Result<(), SourceError> {
         let words: Vec<&str> = statement.split_whitespace().take(4).collect();
-        let verb = words.first().map(|w| w.to_ascii_uppercase()).unwrap_or_default();
+        let verb = words
+            .first()
+            .map(|w| w.to_ascii_uppercase())
+            .unwrap_or_default();
         if !["ALTER", "CREATE", "DROP", "RENAME", "TRUNCATE"].contains(&verb.as_str()) {
             return Ok(());
         }
@@ -731,7 +833,9 @@ impl Reader {
             return Ok(());
         }
         if verb == "ALTER"
-            && words.get(1).is_some_and(|w| w.eq_ignore_ascii_case("TABLE"))
+            && words
+                .get(1)
+                .is_some_and(|w| w.eq_ignore_ascii_case("TABLE"))
             && let Some(name) = words.get(2)
         {
             let (database, table) = split_name(name, default_database);
@@ -739,7 +843,9 @@ impl Reader {
             if self.scope.matches(&database, &table)
                 && let Some(old) = self.shapes.get(&key).cloned()
             {
-                if let Some(new) = TableInfo::read(&mut self.sql, &database, &table, &self.url).await? {
+                if let Some(new) =
+                    TableInfo::read(&mut self.sql, &database, &table, &self.url).await?
+                {
                     let new = Arc::new(new);
                     self.shapes.insert(key, new.clone());
                     if let Some(detail) = new.differences(&old) {
@@ -754,11 +860,16 @@ impl Reader {
                 return Ok(());
             }
         }
-        self.shapes.retain(|(database, _), _| database != default_database);
+        self.shapes
+            .retain(|(database, _), _| database != default_database);
         Ok(())
     }
 
-    async fn emit_truncate(&mut self, ctx: &mut SourceContext, label: Arc<str>) -> Result<(), SourceError> {
+    async fn emit_truncate(
+        &mut self,
+        ctx: &mut SourceContext,
+        label: Arc<str>,
+    ) -> Result<(), SourceError> {
         self.send(
             ctx,
             ChangeEvent {
@@ -790,9 +901,10 @@ impl Reader {
             self.skip -= 1;
             return Ok(());
         }
-        change.position = tx
-            .as_ref()
-            .map_or_else(|| self.position.to_string().into(), |tx| tx.position.clone());
+        change.position = tx.as_ref().map_or_else(
+            || self.position.to_string().into(),
+            |tx| tx.position.clone(),
+        );
         change.commit_time = commit_time;
         let index = tx.as_ref().map(|tx| tx.index);
         change.tx = tx;
@@ -844,7 +956,11 @@ impl Reader {
             let values: Vec<Value> = info
                 .key
                 .iter()
-                .map(|&index| row.iter().nth(index).map_or(Value::Null, |(_, v)| v.clone()))
+                .map(|&index| {
+                    row.iter()
+                        .nth(index)
+                        .map_or(Value::Null, |(_, v)| v.clone())
+                })
                 .collect();
             Row::new(info.key_names.clone(), values).with_raw_json(&info.key_raw_json)
         };
@@ -877,15 +993,21 @@ impl Reader {
     /// The end of a transaction: its note, and the position after it to save once flushed.
     async fn commit(&mut self, ctx: &mut SourceContext, end: u64) -> Result<(), SourceError> {
         let tx = self.tx.take();
-        match (&mut self.position, tx.as_ref().and_then(|tx| tx.gtid)) {
-            (Position::Gtid(state), Some((domain, server, sequence))) => {
+        match (
+            &mut self.position,
+            tx.as_ref().and_then(|tx| tx.gtid.as_ref()),
+        ) {
+            (Position::Gtid(state), Some(&TxGtid::Mariadb(domain, server, sequence))) => {
                 state.0.insert(domain, (server, sequence));
+            }
+            (Position::GtidSet(set), Some(TxGtid::Mysql(source, number))) => {
+                set.add(source, *number);
             }
             (Position::File { file, offset }, _) => {
                 file.clone_from(&self.file);
                 *offset = end;
             }
-            (Position::Gtid(_), None) => {}
+            (Position::Gtid(_) | Position::GtidSet(_), _) => {}
         }
         if let Some(tx) = tx
             && tx.changes > 0
@@ -955,31 +1077,31 @@ fn split_name(name: &str, default_database: &str) -> (String, String) {
     }
 }
 
-/// A MySQL server UUID in its usual spelling.
-fn uuid(sid: &[u8; 16]) -> String {
-    let hex: String = sid.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn positions_read_back_as_written() {
-        for text in ["0-1-42", "0-1-42,1-7-3", "binlog.000003:1234"] {
-            assert_eq!(Position::parse(text).unwrap().to_string(), text);
-        }
-        assert_eq!(Position::parse("").unwrap(), Position::Gtid(GtidState::default()));
-        assert!(Position::parse("0-1").is_err());
-        assert!(Position::parse("binlog.000001:x").is_err());
+    fn start_takes_end_beginning_or_a_position() {
+        let parse = |text: &str| BinlogOptions::parse(&toml::from_str(text).unwrap());
+        let start = |text: &str| parse(text).unwrap().start().unwrap();
+        assert_eq!(start(""), Start::End);
+        assert_eq!(start("start = \"end\""), Start::End);
+        assert_eq!(start("start = \"beginning\""), Start::Beginning);
+        assert_eq!(
+            start("start = \"binlog.000002:4\""),
+            Start::At(Position::File {
+                file: "binlog.000002".into(),
+                offset: 4
+            })
+        );
+        assert_eq!(
+            start("start = \"0-1-42\""),
+            Start::At(Position::parse("0-1-42").unwrap())
+        );
+        let error = parse("start = \"yesterday\"").unwrap_err();
+        assert_eq!(error.key, "start");
+        assert!(error.message.contains("beginning"), "{}", error.message);
     }
 
     #[test]
@@ -993,7 +1115,13 @@ mod tests {
     #[test]
     fn statement_names_split_into_database_and_table() {
         assert_eq!(split_name("`a b`.`c`", "d"), ("a b".into(), "c".into()));
-        assert_eq!(split_name("shop.orders;", "d"), ("shop".into(), "orders".into()));
-        assert_eq!(split_name("orders", "shop"), ("shop".into(), "orders".into()));
+        assert_eq!(
+            split_name("shop.orders;", "d"),
+            ("shop".into(), "orders".into())
+        );
+        assert_eq!(
+            split_name("orders", "shop"),
+            ("shop".into(), "orders".into())
+        );
     }
 }

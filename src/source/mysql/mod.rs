@@ -4,6 +4,7 @@
 
 pub mod binlog;
 pub mod polling;
+pub mod position;
 pub mod scope;
 pub mod table;
 pub mod value;
@@ -16,6 +17,7 @@ use mysql_async::{Conn, Opts, OptsBuilder, SslOpts};
 
 use crate::config::schema::DatabaseConfig;
 use crate::secret::DatabaseUrl;
+use crate::source::ca_file;
 use crate::source::kind::check_scheme;
 use crate::source::mysql::scope::Scope;
 use crate::source::{SourceError, SourceKind, Strategy};
@@ -47,18 +49,10 @@ impl SourceKind for Mysql {
         config_dir: &Path,
     ) -> Result<(), (&'static str, String)> {
         check_scheme(self, url)?;
+        ca_file::check(database, url, config_dir, "ssl-ca")?;
         let url = self
             .connection_url(database, config_dir)
             .map_err(|e| ("url", e))?;
-        if let Some(ca_file) = &database.ca_file {
-            let path = config_dir.join(ca_file);
-            if let Err(error) = std::fs::File::open(&path) {
-                return Err((
-                    "ca_file",
-                    format!("cannot read {}: {error}", path.display()),
-                ));
-            }
-        }
         Target::parse(&url).map(|_| ()).map_err(|e| ("url", e))
     }
 
@@ -68,20 +62,7 @@ impl SourceKind for Mysql {
         database: &DatabaseConfig,
         config_dir: &Path,
     ) -> Result<DatabaseUrl, String> {
-        let url = database.resolve_url()?;
-        let Some(ca_file) = &database.ca_file else {
-            return Ok(url);
-        };
-        let text = url.expose();
-        if text.contains("ssl-ca=") {
-            return Err("the URL names a CA file too (ssl-ca): give one of them".into());
-        }
-        let separator = if text.contains('?') { '&' } else { '?' };
-        let path = config_dir.join(ca_file);
-        Ok(DatabaseUrl::new(format!(
-            "{text}{separator}ssl-ca={}",
-            crate::source::postgres::tls::percent_encode_path(&path)
-        )))
+        ca_file::add_to_url(database, config_dir, "ssl-ca")
     }
 
     fn check_table(&self, table: &str) -> Result<(), String> {

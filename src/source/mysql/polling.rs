@@ -18,69 +18,22 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Value as MyValue};
-use serde::Deserialize;
 
 use crate::change::{ChangeEvent, Op, Row};
 use crate::registry::Control;
 use crate::secret::DatabaseUrl;
-use crate::source::kind::parse_options;
 use crate::source::mysql::scope::Scope;
 use crate::source::mysql::table::TableInfo;
 use crate::source::mysql::value::text_to_json;
 use crate::source::mysql::{classify, connect, quote_ident, quote_literal};
+use crate::source::polling::{self, PollingOptions};
 use crate::source::{
     DRAIN_TIMEOUT, OptionError, PendingPositions, Prompt, SourceContext, SourceError, Strategy,
     Wake,
 };
 
-pub const DEFAULT_INTERVAL_MS: u64 = 500;
-pub const DEFAULT_MAX_TRACKED_ROWS: usize = 200_000;
-
 /// `strategy = "polling"`.
 pub struct Polling;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PollingOptions {
-    cursor_column: Option<String>,
-    #[serde(default = "default_interval_ms")]
-    interval_ms: u64,
-    #[serde(default = "default_max_tracked_rows")]
-    max_tracked_rows: usize,
-}
-
-fn default_interval_ms() -> u64 {
-    DEFAULT_INTERVAL_MS
-}
-
-fn default_max_tracked_rows() -> usize {
-    DEFAULT_MAX_TRACKED_ROWS
-}
-
-impl PollingOptions {
-    fn parse(options: &toml::Table) -> Result<(PollingOptions, String), OptionError> {
-        let parsed: PollingOptions = parse_options(options)?;
-        let cursor_column = match &parsed.cursor_column {
-            None => {
-                return Err(OptionError::new(
-                    "cursor_column",
-                    "polling needs a cursor_column that increases on insert and update",
-                ));
-            }
-            Some(column) if column.is_empty() => {
-                return Err(OptionError::new("cursor_column", "must not be empty"));
-            }
-            Some(column) => column.clone(),
-        };
-        if parsed.interval_ms == 0 {
-            return Err(OptionError::new("interval_ms", "must be at least 1"));
-        }
-        if parsed.max_tracked_rows == 0 {
-            return Err(OptionError::new("max_tracked_rows", "must be at least 1"));
-        }
-        Ok((parsed, cursor_column))
-    }
-}
 
 impl Strategy for Polling {
     fn name(&self) -> &'static str {
@@ -88,20 +41,15 @@ impl Strategy for Polling {
     }
 
     fn note(&self) -> &'static str {
-        "queries the table by a cursor column"
+        polling::NOTE
     }
 
     fn option_keys(&self) -> &'static [&'static str] {
-        &["cursor_column", "interval_ms", "max_tracked_rows"]
+        polling::OPTION_KEYS
     }
 
     fn prompts(&self) -> &'static [Prompt] {
-        &[Prompt {
-            key: "cursor_column",
-            label: "cursor",
-            default: "updated_at",
-            help: "a column that increases on every insert and update",
-        }]
+        polling::PROMPTS
     }
 
     fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
@@ -174,12 +122,17 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
     let mut previous: Option<RowState> = None;
     let mut pending = PendingPositions::default();
     loop {
-        let poll = poll_once(&mut conn, &shape, options.max_tracked_rows, previous.as_ref())
-            .await
-            .map_err(|error| match error {
-                PollError::Sql(error) => classify(&error, &url),
-                PollError::Source(error) => error,
-            })?;
+        let poll = poll_once(
+            &mut conn,
+            &shape,
+            options.max_tracked_rows,
+            previous.as_ref(),
+        )
+        .await
+        .map_err(|error| match error {
+            PollError::Sql(error) => classify(&error, &url),
+            PollError::Source(error) => error,
+        })?;
         let mut changes = Vec::new();
         match &previous {
             Some(_) => changes.extend(poll.changes),
@@ -208,7 +161,11 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
             .or_else(|| last_position.clone())
             .unwrap_or_default();
         for (op, key, after, position) in changes {
-            let position = if op == Op::Delete { deleted_at.clone() } else { position };
+            let position = if op == Op::Delete {
+                deleted_at.clone()
+            } else {
+                position
+            };
             let change = ChangeEvent {
                 table: label.clone(),
                 op,
@@ -388,7 +345,11 @@ async fn full_rows(
             let values: Vec<serde_json::Value> = (raw.into_iter().zip(&info.columns))
                 .map(|(value, column)| text_to_json(value, &column.kind))
                 .collect();
-            let key = info.key.iter().map(|&index| values[index].clone()).collect();
+            let key = info
+                .key
+                .iter()
+                .map(|&index| values[index].clone())
+                .collect();
             let key = Row::new(info.key_names.clone(), key).with_raw_json(&info.key_raw_json);
             let after = Row::new(info.names.clone(), values).with_raw_json(&info.raw_json);
             (key_text, key, after, cursor)

@@ -2,23 +2,14 @@
 //! comma-separated list of them) less `exclude`d ones. Names are matched as written (MySQL
 //! on Linux keeps table names' case); a part in backticks is taken literally, `*` included.
 
-use crate::source::glob::glob_matches;
+use crate::source::name_pattern::{Part, Quoting, parse_parts, split_list};
 
-/// One part of a pattern: a name, or a glob over names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Exact(String),
-    Glob(String),
-}
-
-impl Part {
-    fn matches(&self, name: &str) -> bool {
-        match self {
-            Part::Exact(exact) => exact == name,
-            Part::Glob(glob) => glob_matches(glob, name),
-        }
-    }
-}
+/// MySQL's quoting: backticks, names kept as written.
+const QUOTING: Quoting = Quoting {
+    quote: '`',
+    fold_case: false,
+    advice: "quote a name with spaces in backticks, as in `My Table`",
+};
 
 /// `db.table`, either part a glob.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,54 +20,7 @@ struct Pattern {
 
 impl Pattern {
     fn parse(text: &str) -> Result<Pattern, String> {
-        let mut parts = Vec::new();
-        let mut chars = text.trim().chars().peekable();
-        loop {
-            let part = if chars.peek() == Some(&'`') {
-                chars.next();
-                let mut name = String::new();
-                loop {
-                    match chars.next() {
-                        Some('`') if chars.peek() == Some(&'`') => {
-                            chars.next();
-                            name.push('`');
-                        }
-                        Some('`') => break,
-                        Some(c) => name.push(c),
-                        None => return Err(format!("{text:?}: a quoted name is not closed")),
-                    }
-                }
-                Part::Exact(name)
-            } else {
-                let mut name = String::new();
-                while let Some(&c) = chars.peek() {
-                    if c == '.' {
-                        break;
-                    }
-                    if c == '`' || c.is_whitespace() {
-                        return Err(format!(
-                            "{text:?}: quote a name with spaces in backticks, as in `My Table`"
-                        ));
-                    }
-                    name.push(c);
-                    chars.next();
-                }
-                if name.contains('*') {
-                    Part::Glob(name)
-                } else {
-                    Part::Exact(name)
-                }
-            };
-            if matches!(&part, Part::Exact(name) | Part::Glob(name) if name.is_empty()) {
-                return Err(format!("{text:?}: an empty name"));
-            }
-            parts.push(part);
-            match chars.next() {
-                None => break,
-                Some('.') => continue,
-                Some(_) => return Err(format!("{text:?}: expected '.' after a quoted name")),
-            }
-        }
+        let parts = parse_parts(text, &QUOTING)?;
         match <[Part; 2]>::try_from(parts) {
             Ok([database, table]) => Ok(Pattern { database, table }),
             Err(_) => Err(format!(
@@ -103,7 +47,7 @@ const SYSTEM_DATABASES: [&str; 4] = ["mysql", "information_schema", "performance
 impl Scope {
     /// `table` is one pattern or several separated by commas (outside backticks).
     pub fn parse(table: &str, exclude: &[String]) -> Result<Scope, String> {
-        let include = split_list(table)
+        let include = split_list(table, QUOTING.quote)
             .iter()
             .map(|pattern| Pattern::parse(pattern))
             .collect::<Result<Vec<_>, _>>()?;
@@ -158,29 +102,6 @@ pub fn display_part(name: &str) -> String {
     }
 }
 
-/// `a, `b,c`.d` → `a`, `` `b,c`.d ``: commas outside backticks separate.
-fn split_list(text: &str) -> Vec<String> {
-    let mut items = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    for c in text.chars() {
-        match c {
-            '`' => {
-                quoted = !quoted;
-                current.push(c);
-            }
-            ',' if !quoted => items.push(std::mem::take(&mut current)),
-            c => current.push(c),
-        }
-    }
-    items.push(current);
-    items
-        .into_iter()
-        .map(|item| item.trim().to_string())
-        .filter(|item| !item.is_empty())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,7 +116,10 @@ mod tests {
         assert!(!scope.matches("Shop", "orders"), "names keep their case");
         let all = Scope::parse("*.*", &[]).unwrap();
         assert!(all.matches("anything", "t"));
-        assert!(!all.matches("mysql", "user"), "the server's own databases are left out");
+        assert!(
+            !all.matches("mysql", "user"),
+            "the server's own databases are left out"
+        );
         let quoted = Scope::parse("`my db`.`a*b`", &[]).unwrap();
         assert!(quoted.matches("my db", "a*b"));
         assert!(!quoted.matches("my db", "axb"));
@@ -207,7 +131,11 @@ mod tests {
         for bad in ["orders", "a.b.c", "`open", "my db.t", "a.", ""] {
             assert!(Scope::parse(bad, &[]).is_err(), "{bad:?} should be refused");
         }
-        assert!(Scope::parse("orders", &[]).unwrap_err().contains("db.table"));
+        assert!(
+            Scope::parse("orders", &[])
+                .unwrap_err()
+                .contains("db.table")
+        );
     }
 
     #[test]

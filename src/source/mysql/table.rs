@@ -142,7 +142,10 @@ impl TableInfo {
             .filter_map(|name| columns.iter().position(|column| &column.name == name))
             .collect();
         let names: Columns = columns.iter().map(|c| c.name.as_str().into()).collect();
-        let key_columns: Columns = key.iter().map(|&i| columns[i].name.as_str().into()).collect();
+        let key_columns: Columns = key
+            .iter()
+            .map(|&i| columns[i].name.as_str().into())
+            .collect();
         let json = |indexes: &mut dyn Iterator<Item = usize>| -> RawJsonColumns {
             let flags: Vec<bool> = indexes
                 .map(|index| columns[index].kind == ColumnKind::Json)

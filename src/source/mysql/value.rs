@@ -84,7 +84,8 @@ fn bytes_to_json(bytes: Vec<u8>, kind: &ColumnKind, source: Source) -> Value {
         ColumnKind::Integer { .. } => number_text(&bytes),
         ColumnKind::Float => {
             let text = String::from_utf8_lossy(&bytes);
-            text.parse().map_or(Value::String(text.into_owned()), float_number)
+            text.parse()
+                .map_or(Value::String(text.into_owned()), float_number)
         }
         ColumnKind::Year => {
             // The binlog's YEAR is 1900 + a byte, so year 0000 arrives as 1900 (which no
@@ -240,7 +241,10 @@ mod tests {
             "2024-01-01 00:00:00.000042"
         );
         assert_eq!(
-            binlog(MyValue::Bytes(b"1704067200".to_vec()), &ColumnKind::Timestamp { fsp: 0 }),
+            binlog(
+                MyValue::Bytes(b"1704067200".to_vec()),
+                &ColumnKind::Timestamp { fsp: 0 }
+            ),
             "2024-01-01 00:00:00"
         );
     }
@@ -248,7 +252,10 @@ mod tests {
     #[test]
     fn labels_bits_and_bytes_print_as_mysql_shows_them() {
         let labels = vec!["small".to_string(), "large".to_string()];
-        assert_eq!(binlog(MyValue::Int(2), &ColumnKind::Enum(labels.clone())), "large");
+        assert_eq!(
+            binlog(MyValue::Int(2), &ColumnKind::Enum(labels.clone())),
+            "large"
+        );
         assert_eq!(
             binlog(MyValue::Bytes(vec![0b11]), &ColumnKind::Set(labels.clone())),
             "small,large"
@@ -262,11 +269,17 @@ mod tests {
             "00101"
         );
         assert_eq!(
-            binlog(MyValue::Bytes(vec![0, 255]), &ColumnKind::Binary { pad_to: None }),
+            binlog(
+                MyValue::Bytes(vec![0, 255]),
+                &ColumnKind::Binary { pad_to: None }
+            ),
             "\\x00ff"
         );
         assert_eq!(
-            binlog(MyValue::Bytes(vec![1]), &ColumnKind::Binary { pad_to: Some(2) }),
+            binlog(
+                MyValue::Bytes(vec![1]),
+                &ColumnKind::Binary { pad_to: Some(2) }
+            ),
             "\\x0100"
         );
         let unsigned = ColumnKind::Integer {
@@ -278,7 +291,10 @@ mod tests {
         };
         assert_eq!(binlog(MyValue::Int(-1), &small), 255);
         assert_eq!(
-            binlog(MyValue::Bytes(vec![0xe9]), &ColumnKind::Text { latin1: true }),
+            binlog(
+                MyValue::Bytes(vec![0xe9]),
+                &ColumnKind::Text { latin1: true }
+            ),
             "é"
         );
         assert_eq!(binlog(MyValue::Float(0.1), &ColumnKind::Float), 0.1);
@@ -289,7 +305,9 @@ mod tests {
         assert_eq!(
             text_to_json(
                 MyValue::Bytes(b"18446744073709551615".to_vec()),
-                &ColumnKind::Integer { unsigned_bits: None }
+                &ColumnKind::Integer {
+                    unsigned_bits: None
+                }
             ),
             u64::MAX
         );

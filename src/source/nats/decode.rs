@@ -59,8 +59,8 @@ impl Decoder {
             // Debezium's tombstone after a delete (for Kafka's compaction).
             return Ok(Decoded::Skip);
         }
-        let value: Value = serde_json::from_slice(payload)
-            .map_err(|error| format!("not JSON ({error})"))?;
+        let value: Value =
+            serde_json::from_slice(payload).map_err(|error| format!("not JSON ({error})"))?;
         let Value::Object(mut record) = value else {
             return Err("not a JSON object".into());
         };
@@ -109,7 +109,11 @@ impl Decoder {
             _ => return Err("a Debezium event without its source block".into()),
         };
         let text = |name: &str| source.get(name).and_then(Value::as_str);
-        let table = match (text("schema"), text("db"), text("table").or(text("collection"))) {
+        let table = match (
+            text("schema"),
+            text("db"),
+            text("table").or(text("collection")),
+        ) {
             (Some(schema), _, Some(table)) => format!("{schema}.{table}"),
             (None, Some(db), Some(table)) => format!("{db}.{table}"),
             _ => return Err("a Debezium source block without its table".into()),
@@ -243,7 +247,10 @@ fn debezium_transaction(status: String, record: &Map<String, Value>) -> Result<D
             .get("ts_ms")
             .and_then(Value::as_i64)
             .and_then(DateTime::from_timestamp_millis),
-        changes: record.get("event_count").and_then(Value::as_u64).unwrap_or(0),
+        changes: record
+            .get("event_count")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
         tables,
         discarded: 0,
     }))
@@ -283,7 +290,13 @@ fn cdc_tui(mut record: Map<String, Value>, position: Arc<str>) -> Result<Decoded
             tables: record
                 .get("tables")
                 .and_then(Value::as_array)
-                .map(|tables| tables.iter().filter_map(Value::as_str).map(Arc::from).collect())
+                .map(|tables| {
+                    tables
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(Arc::from)
+                        .collect()
+                })
                 .unwrap_or_default(),
             discarded: record.get("discarded").and_then(Value::as_u64).unwrap_or(0),
         })),
@@ -387,10 +400,7 @@ mod tests {
             );
             let tx = event.tx.unwrap();
             assert_eq!((&*tx.id, tx.index), ("556", 1));
-            assert_eq!(
-                event.commit_time.unwrap().timestamp_millis(),
-                1559033904863
-            );
+            assert_eq!(event.commit_time.unwrap().timestamp_millis(), 1559033904863);
         }
         let mut mongo = json!({
             "after": "{\"_id\": {\"$oid\": \"6482b1\"}, \"name\": \"x\"}",
@@ -399,9 +409,16 @@ mod tests {
         });
         let event = change(decode(Some(Format::Debezium), &mongo));
         assert_eq!(&*event.table, "inventory.customers");
-        assert_eq!(event.key.unwrap().get("_id"), Some(&json!({"$oid": "6482b1"})));
+        assert_eq!(
+            event.key.unwrap().get("_id"),
+            Some(&json!({"$oid": "6482b1"}))
+        );
         mongo["op"] = json!("x");
-        assert!(Decoder::new(None).decode(mongo.to_string().as_bytes(), 1, None).is_err());
+        assert!(
+            Decoder::new(None)
+                .decode(mongo.to_string().as_bytes(), 1, None)
+                .is_err()
+        );
         let end = json!({"status": "END", "id": "571:53195832", "event_count": 2,
             "data_collections": [{"data_collection": "s1.a", "event_count": 1}]});
         assert!(matches!(

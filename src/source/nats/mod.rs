@@ -33,7 +33,8 @@ use crate::registry::Control;
 use crate::secret::DatabaseUrl;
 use crate::source::kind::{check_scheme, parse_options};
 use crate::source::{
-    DRAIN_TIMEOUT, ErrorKind, OptionError, PendingPositions, SourceContext, SourceError, SourceKind, Strategy, Wake,
+    DRAIN_TIMEOUT, ErrorKind, OptionError, PendingPositions, SourceContext, SourceError,
+    SourceKind, Strategy, Wake,
 };
 
 pub use decode::Format;
@@ -196,9 +197,7 @@ impl JetStreamOptions {
                 .map_err(|_| {
                     OptionError::new(
                         "deliver",
-                        format!(
-                            "{time:?}: use new, all, or a time such as 2026-11-25T10:00:00Z"
-                        ),
+                        format!("{time:?}: use new, all, or a time such as 2026-11-25T10:00:00Z"),
                     )
                 }),
         }
@@ -236,12 +235,15 @@ async fn read_stream(ctx: &mut SourceContext) -> Result<(), SourceError> {
     let jetstream = connect(&url).await?;
     let stream_name = match &options.stream {
         Some(name) => name.clone(),
-        None => jetstream.stream_by_subject(filter.clone()).await.map_err(|error| {
-            SourceError::transient(format!(
-                "{}: no stream takes {filter} yet ({error}); name it with stream = \"…\"",
-                url.masked()
-            ))
-        })?,
+        None => jetstream
+            .stream_by_subject(filter.clone())
+            .await
+            .map_err(|error| {
+                SourceError::transient(format!(
+                    "{}: no stream takes {filter} yet ({error}); name it with stream = \"…\"",
+                    url.masked()
+                ))
+            })?,
     };
     let stream = jetstream.get_stream(&stream_name).await.map_err(|error| {
         SourceError::transient(format!("{}: stream {stream_name}: {error}", url.masked()))
@@ -380,74 +382,74 @@ impl Reading<'_> {
             durable,
             ..
         } = self;
-    loop {
-        if ctx.control() == Control::Pause {
-            while ctx.control() == Control::Pause {
-                ctx.idle_until(Instant::now()).await?;
-                acknowledge_flushed(ctx, pending).await?;
-            }
-            ctx.set_running();
-        }
-        let next = tokio::select! {
-            next = messages.next() => next,
-            wake = ctx.wait_until(Instant::now() + Duration::from_secs(3600)) => {
-                match wake {
-                    Wake::Flushed => acknowledge_flushed(ctx, pending).await?,
-                    Wake::Control if ctx.control() == Control::Stop => {
-                        return Err(SourceError::stopped());
-                    }
-                    Wake::Control | Wake::Deadline => {}
+        loop {
+            if ctx.control() == Control::Pause {
+                while ctx.control() == Control::Pause {
+                    ctx.idle_until(Instant::now()).await?;
+                    acknowledge_flushed(ctx, pending).await?;
                 }
+                ctx.set_running();
+            }
+            let next = tokio::select! {
+                next = messages.next() => next,
+                wake = ctx.wait_until(Instant::now() + Duration::from_secs(3600)) => {
+                    match wake {
+                        Wake::Flushed => acknowledge_flushed(ctx, pending).await?,
+                        Wake::Control if ctx.control() == Control::Stop => {
+                            return Err(SourceError::stopped());
+                        }
+                        Wake::Control | Wake::Deadline => {}
+                    }
+                    continue;
+                }
+            };
+            let message = match next {
+                Some(Ok(message)) => message,
+                Some(Err(error)) => {
+                    return Err(SourceError::transient(format!(
+                        "{}: reading {stream_name}: {error}",
+                        url.masked()
+                    )));
+                }
+                None => {
+                    return Err(SourceError::transient(format!(
+                        "{}: the consumer of {stream_name} ended",
+                        url.masked()
+                    )));
+                }
+            };
+            let (sequence, published) = {
+                let info = message.info().map_err(|error| {
+                    SourceError::transient(format!("a message without JetStream metadata: {error}"))
+                })?;
+                (info.stream_sequence, from_offset_time(info.published))
+            };
+            let (message, acker) = message.split();
+            // A durable consumer's resend of what this run already sent.
+            if sent_through_at_least(ctx, sequence) {
                 continue;
             }
-        };
-        let message = match next {
-            Some(Ok(message)) => message,
-            Some(Err(error)) => {
-                return Err(SourceError::transient(format!(
-                    "{}: reading {stream_name}: {error}",
-                    url.masked()
-                )));
+            let decoded = self.decoder.decode(&message.payload, sequence, published);
+            let decoded = decoded.unwrap_or_else(|why| {
+                Decoded::Error(format!(
+                    "subject {} sequence {sequence}: {why}",
+                    message.subject
+                ))
+            });
+            match decoded {
+                Decoded::Change(event) => ctx.emit(*event).await?,
+                Decoded::Note(kind) => ctx.note(kind).await?,
+                Decoded::Error(text) => {
+                    ctx.set_detail(Some(text.clone()));
+                    ctx.note(crate::change::NoteKind::Error { message: text })
+                        .await?;
+                }
+                Decoded::Skip => {}
             }
-            None => {
-                return Err(SourceError::transient(format!(
-                    "{}: the consumer of {stream_name} ended",
-                    url.masked()
-                )));
-            }
-        };
-        let (sequence, published) = {
-            let info = message.info().map_err(|error| {
-                SourceError::transient(format!("a message without JetStream metadata: {error}"))
-            })?;
-            (info.stream_sequence, from_offset_time(info.published))
-        };
-        let (message, acker) = message.split();
-        // A durable consumer's resend of what this run already sent.
-        if sent_through_at_least(ctx, sequence) {
-            continue;
+            ctx.sent_through = Some(sequence.to_string());
+            pending.push(ctx.last_sent_seq(), (sequence, durable.then_some(acker)));
+            acknowledge_flushed(ctx, pending).await?;
         }
-        let decoded = self.decoder.decode(&message.payload, sequence, published);
-        let decoded = decoded.unwrap_or_else(|why| {
-            Decoded::Error(format!(
-                "subject {} sequence {sequence}: {why}",
-                message.subject
-            ))
-        });
-        match decoded {
-            Decoded::Change(event) => ctx.emit(*event).await?,
-            Decoded::Note(kind) => ctx.note(kind).await?,
-            Decoded::Error(text) => {
-                ctx.set_detail(Some(text.clone()));
-                ctx.note(crate::change::NoteKind::Error { message: text })
-                    .await?;
-            }
-            Decoded::Skip => {}
-        }
-        ctx.sent_through = Some(sequence.to_string());
-        pending.push(ctx.last_sent_seq(), (sequence, durable.then_some(acker)));
-        acknowledge_flushed(ctx, pending).await?;
-    }
     }
 }
 
@@ -478,8 +480,10 @@ async fn acknowledge_flushed(
 }
 
 fn to_offset_time(time: DateTime<Utc>) -> time::OffsetDateTime {
-    let nanos = i128::from(time.timestamp()) * 1_000_000_000 + i128::from(time.timestamp_subsec_nanos());
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    let nanos =
+        i128::from(time.timestamp()) * 1_000_000_000 + i128::from(time.timestamp_subsec_nanos());
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
 fn from_offset_time(time: time::OffsetDateTime) -> Option<DateTime<Utc>> {
@@ -507,7 +511,10 @@ mod tests {
             Deliver::All
         );
         assert!(matches!(
-            parse("deliver = \"2026-11-25T10:00:00Z\"").unwrap().deliver().unwrap(),
+            parse("deliver = \"2026-11-25T10:00:00Z\"")
+                .unwrap()
+                .deliver()
+                .unwrap(),
             Deliver::From(_)
         ));
         assert_eq!(parse("deliver = \"yesterday\"").unwrap_err().key, "deliver");

@@ -16,6 +16,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::config::schema::DatabaseConfig;
 use crate::secret::DatabaseUrl;
+use crate::source::ca_file;
 use crate::source::kind::check_scheme;
 use crate::source::postgres::scope::{Scope, TablePattern};
 use crate::source::{SourceError, SourceKind, Strategy};
@@ -47,21 +48,7 @@ impl SourceKind for Postgres {
         config_dir: &Path,
     ) -> Result<(), (&'static str, String)> {
         check_scheme(self, url)?;
-        if let Some(ca_file) = &database.ca_file {
-            if url.expose().contains("sslrootcert=") {
-                return Err((
-                    "ca_file",
-                    "the URL names a CA file too (sslrootcert): give one of them".into(),
-                ));
-            }
-            let path = config_dir.join(ca_file);
-            if let Err(error) = std::fs::File::open(&path) {
-                return Err((
-                    "ca_file",
-                    format!("cannot read {}: {error}", path.display()),
-                ));
-            }
-        }
+        ca_file::check(database, url, config_dir, "sslrootcert")?;
         let url = self
             .connection_url(database, config_dir)
             .map_err(|e| ("url", e))?;
@@ -75,17 +62,7 @@ impl SourceKind for Postgres {
         database: &DatabaseConfig,
         config_dir: &Path,
     ) -> Result<DatabaseUrl, String> {
-        let url = database.resolve_url()?;
-        let Some(ca_file) = &database.ca_file else {
-            return Ok(url);
-        };
-        let path = config_dir.join(ca_file);
-        let text = url.expose();
-        let separator = if text.contains('?') { '&' } else { '?' };
-        Ok(DatabaseUrl::new(format!(
-            "{text}{separator}sslrootcert={}",
-            tls::percent_encode_path(&path)
-        )))
+        ca_file::add_to_url(database, config_dir, "sslrootcert")
     }
 
     fn check_table(&self, table: &str) -> Result<(), String> {

@@ -27,13 +27,12 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, pin_mut};
-use serde::Deserialize;
 use serde_json::Value;
 use tokio_postgres::{Client, IsolationLevel, SimpleQueryMessage, SimpleQueryRow};
 
 use crate::change::{ChangeEvent, Columns, Op, RawJsonColumns, Row};
 use crate::registry::Control;
-use crate::source::kind::parse_options;
+use crate::source::polling::{self, PollingOptions};
 use crate::source::postgres::scope::{Scope, Shape};
 use crate::source::postgres::value::{is_json, text_to_json};
 use crate::source::postgres::{TableName, classify, connect, quote_ident, quote_literal};
@@ -42,57 +41,8 @@ use crate::source::{
     Wake,
 };
 
-pub const DEFAULT_INTERVAL_MS: u64 = 500;
-pub const DEFAULT_MAX_TRACKED_ROWS: usize = 200_000;
-
 /// `strategy = "polling"`.
 pub struct Polling;
-
-/// A polling listener's keys.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PollingOptions {
-    /// A column that increases on insert and update.
-    cursor_column: Option<String>,
-    #[serde(default = "default_interval_ms")]
-    interval_ms: u64,
-    /// The most rows a poll compares to find updates and deletes.
-    #[serde(default = "default_max_tracked_rows")]
-    max_tracked_rows: usize,
-}
-
-fn default_interval_ms() -> u64 {
-    DEFAULT_INTERVAL_MS
-}
-
-fn default_max_tracked_rows() -> usize {
-    DEFAULT_MAX_TRACKED_ROWS
-}
-
-impl PollingOptions {
-    fn parse(options: &toml::Table) -> Result<(PollingOptions, String), OptionError> {
-        let parsed: PollingOptions = parse_options(options)?;
-        let cursor_column = match &parsed.cursor_column {
-            None => {
-                return Err(OptionError::new(
-                    "cursor_column",
-                    "polling needs a cursor_column that increases on insert and update",
-                ));
-            }
-            Some(column) if column.is_empty() => {
-                return Err(OptionError::new("cursor_column", "must not be empty"));
-            }
-            Some(column) => column.clone(),
-        };
-        if parsed.interval_ms == 0 {
-            return Err(OptionError::new("interval_ms", "must be at least 1"));
-        }
-        if parsed.max_tracked_rows == 0 {
-            return Err(OptionError::new("max_tracked_rows", "must be at least 1"));
-        }
-        Ok((parsed, cursor_column))
-    }
-}
 
 impl Strategy for Polling {
     fn name(&self) -> &'static str {
@@ -100,20 +50,15 @@ impl Strategy for Polling {
     }
 
     fn note(&self) -> &'static str {
-        "queries the table by a cursor column"
+        polling::NOTE
     }
 
     fn option_keys(&self) -> &'static [&'static str] {
-        &["cursor_column", "interval_ms", "max_tracked_rows"]
+        polling::OPTION_KEYS
     }
 
     fn prompts(&self) -> &'static [Prompt] {
-        &[Prompt {
-            key: "cursor_column",
-            label: "cursor",
-            default: "updated_at",
-            help: "a column that increases on every insert and update",
-        }]
+        polling::PROMPTS
     }
 
     fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
@@ -487,7 +432,8 @@ fn row_values(shape: &TableShape, row: &SimpleQueryRow) -> (RowKey, Row, Row, Op
         key_text.push_str(row.get(index).unwrap_or(""));
     }
     let key = shape.key_columns.iter().map(|&index| values[index].clone());
-    let key = Row::new(Arc::clone(&shape.key_names), key.collect()).with_raw_json(&shape.key_raw_json);
+    let key =
+        Row::new(Arc::clone(&shape.key_names), key.collect()).with_raw_json(&shape.key_raw_json);
     let cursor = row.get(shape.cursor_column).map(str::to_owned);
     let after = Row::new(Arc::clone(&shape.names), values).with_raw_json(&shape.raw_json);
     (key_text, key, after, cursor)
@@ -637,7 +583,9 @@ fn build_shape(
         .map(|&index| columns[index].name.as_str().into())
         .collect();
     let json = |indexes: &mut dyn Iterator<Item = usize>| -> RawJsonColumns {
-        let flags: Vec<bool> = indexes.map(|index| is_json(columns[index].type_oid)).collect();
+        let flags: Vec<bool> = indexes
+            .map(|index| is_json(columns[index].type_oid))
+            .collect();
         flags.contains(&true).then(|| flags.into())
     };
     let raw_json = json(&mut (0..columns.len()));

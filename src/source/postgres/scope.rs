@@ -9,29 +9,15 @@ use tokio_postgres::Client;
 
 use crate::secret::DatabaseUrl;
 use crate::source::SourceError;
-use crate::source::glob::glob_matches;
+use crate::source::name_pattern::{Part, Quoting, parse_parts, split_list};
 use crate::source::postgres::{TableName, classify};
 
-/// One part of a pattern: a name, or a glob over names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Exact(String),
-    /// Unquoted, folded to lower case, `*` matching any run of characters.
-    Glob(String),
-}
-
-impl Part {
-    fn matches(&self, name: &str) -> bool {
-        match self {
-            Part::Exact(exact) => exact == name,
-            Part::Glob(glob) => glob_matches(glob, name),
-        }
-    }
-
-    fn is_all(&self) -> bool {
-        matches!(self, Part::Glob(glob) if glob == "*")
-    }
-}
+/// SQL's quoting: double quotes, unquoted names folded to lower case.
+const QUOTING: Quoting = Quoting {
+    quote: '"',
+    fold_case: true,
+    advice: "quote a name with spaces or quotes, as in \"My Table\"",
+};
 
 /// `schema.table` with either part a glob.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,59 +28,15 @@ pub struct TablePattern {
 
 impl TablePattern {
     pub fn parse(text: &str) -> Result<TablePattern, String> {
-        let mut parts = Vec::new();
-        let mut chars = text.trim().chars().peekable();
-        loop {
-            let part = if chars.peek() == Some(&'"') {
-                chars.next();
-                let mut name = String::new();
-                loop {
-                    match chars.next() {
-                        Some('"') if chars.peek() == Some(&'"') => {
-                            chars.next();
-                            name.push('"');
-                        }
-                        Some('"') => break,
-                        Some(c) => name.push(c),
-                        None => return Err(format!("{text:?}: a quoted name is not closed")),
-                    }
-                }
-                Part::Exact(name)
-            } else {
-                let mut name = String::new();
-                while let Some(&c) = chars.peek() {
-                    if c == '.' {
-                        break;
-                    }
-                    if c == '"' || c.is_whitespace() {
-                        return Err(format!(
-                            "{text:?}: quote a name with spaces or quotes, as in \"My Table\""
-                        ));
-                    }
-                    name.push(c.to_ascii_lowercase());
-                    chars.next();
-                }
-                if name.contains('*') {
-                    Part::Glob(name)
-                } else {
-                    Part::Exact(name)
-                }
-            };
-            if matches!(&part, Part::Exact(name) | Part::Glob(name) if name.is_empty()) {
-                return Err(format!("{text:?}: an empty name"));
-            }
-            parts.push(part);
-            match chars.next() {
-                None => break,
-                Some('.') => continue,
-                Some(_) => return Err(format!("{text:?}: expected '.' after a quoted name")),
-            }
-        }
+        let parts = parse_parts(text, &QUOTING)?;
         match <[Part; 2]>::try_from(parts) {
             Ok([schema, table]) => Ok(TablePattern { schema, table }),
             Err(parts) if parts.len() == 1 => Ok(TablePattern {
                 schema: Part::Exact("public".into()),
-                table: parts.into_iter().next().unwrap_or(Part::Exact(String::new())),
+                table: parts
+                    .into_iter()
+                    .next()
+                    .unwrap_or(Part::Exact(String::new())),
             }),
             Err(_) => Err(format!(
                 "{text:?}: use table or schema.table, or a pattern such as public.*"
@@ -151,7 +93,7 @@ pub enum Shape {
 impl Scope {
     /// `table` is one pattern or several separated by commas (outside quotes).
     pub fn parse(table: &str, exclude: &[String]) -> Result<Scope, String> {
-        let include = split_list(table)
+        let include = split_list(table, QUOTING.quote)
             .iter()
             .map(|pattern| TablePattern::parse(pattern))
             .collect::<Result<Vec<_>, _>>()?;
@@ -236,32 +178,10 @@ impl fmt::Display for Scope {
     }
 }
 
-/// `a, "b,c".d` → `a`, `"b,c".d`: commas outside quotes separate.
-fn split_list(text: &str) -> Vec<String> {
-    let mut items = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    for c in text.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                current.push(c);
-            }
-            ',' if !quoted => items.push(std::mem::take(&mut current)),
-            c => current.push(c),
-        }
-    }
-    items.push(current);
-    items
-        .into_iter()
-        .map(|item| item.trim().to_string())
-        .filter(|item| !item.is_empty())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::glob::glob_matches;
 
     fn table(schema: &str, name: &str) -> TableName {
         TableName {
@@ -272,11 +192,14 @@ mod tests {
 
     #[test]
     fn patterns_follow_sql_naming_with_globs() {
-        let scope = Scope::parse("public.order_*, \"Shop\".*", &["public.order_audit".into()])
-            .unwrap();
+        let scope =
+            Scope::parse("public.order_*, \"Shop\".*", &["public.order_audit".into()]).unwrap();
         assert!(scope.matches(&table("public", "order_items")));
         assert!(scope.matches(&table("Shop", "Order Items")));
-        assert!(!scope.matches(&table("shop", "orders")), "quoted: case kept");
+        assert!(
+            !scope.matches(&table("shop", "orders")),
+            "quoted: case kept"
+        );
         assert!(!scope.matches(&table("public", "order_audit")), "excluded");
         assert!(!scope.matches(&table("public", "customers")));
         assert_eq!(scope.shape(), Shape::Listed);
@@ -290,8 +213,16 @@ mod tests {
             Scope::parse("public.*, sales.*", &[]).unwrap().shape(),
             Shape::Schemas(vec!["public".into(), "sales".into()])
         );
-        assert!(Scope::parse("*", &[]).unwrap().matches(&table("public", "x")));
-        assert!(!Scope::parse("*", &[]).unwrap().matches(&table("sales", "x")));
+        assert!(
+            Scope::parse("*", &[])
+                .unwrap()
+                .matches(&table("public", "x"))
+        );
+        assert!(
+            !Scope::parse("*", &[])
+                .unwrap()
+                .matches(&table("sales", "x"))
+        );
         for bad in ["", "a.b.c", "\"open", "Order Items", "a.", ".a"] {
             assert!(Scope::parse(bad, &[]).is_err(), "{bad:?}");
         }

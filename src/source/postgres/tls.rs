@@ -275,19 +275,6 @@ fn default_root_cert() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-/// A path as a URL query value: `%XX` for everything but unreserved characters and `/`.
-pub fn percent_encode_path(path: &Path) -> String {
-    let mut out = String::new();
-    for byte in path.as_os_str().as_encoded_bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/') {
-            out.push(*byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
 /// A failed TLS handshake, kept whole so [`describe_handshake_error`] can say what to do.
 #[derive(Debug)]
 pub struct HandshakeError(io::Error);
@@ -593,6 +580,7 @@ mod tests {
 
     #[test]
     fn paths_survive_the_round_trip_through_a_query() {
+        use crate::source::ca_file::percent_encode_path;
         let path = Path::new("/tmp/my certs/ca&1%.pem");
         let encoded = percent_encode_path(path);
         assert!(!encoded.contains(['&', ' ']), "{encoded}");
