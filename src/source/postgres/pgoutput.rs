@@ -38,13 +38,19 @@ pub enum PgOutputMessage {
     Truncate(Truncate),
     Message(LogicalMessage),
     /// The start of a block of a streamed transaction's changes ('S').
-    StreamStart { xid: u32, first_segment: bool },
+    StreamStart {
+        xid: u32,
+        first_segment: bool,
+    },
     /// The end of that block ('E').
     StreamStop,
     StreamCommit(StreamCommit),
     /// A streamed transaction rolled back ('A'): all of it when `subxid == xid`, else that
     /// subtransaction.
-    StreamAbort { xid: u32, subxid: u32 },
+    StreamAbort {
+        xid: u32,
+        subxid: u32,
+    },
 }
 
 /// A streamed transaction committed ('c').
@@ -1172,7 +1178,13 @@ mod tests {
         let (xid, message) = decode_in(&insert, true).unwrap();
         assert_eq!(xid, Some(905));
         assert!(
-            matches!(message, PgOutputMessage::Insert(Insert { relation_oid: 16_385, .. })),
+            matches!(
+                message,
+                PgOutputMessage::Insert(Insert {
+                    relation_oid: 16_385,
+                    ..
+                })
+            ),
             "{message:?}"
         );
         // Read as if outside a stream, the xid is taken for the relation and the rest does

@@ -48,7 +48,8 @@ impl RowFilter {
         if let Some(columns) = &self.columns {
             parts.push(format!("columns {}", columns.join(", ")));
         }
-        (!parts.is_empty()).then(|| format!("filtered in the server's publication: {}", parts.join("; ")))
+        (!parts.is_empty())
+            .then(|| format!("filtered in the server's publication: {}", parts.join("; ")))
     }
 
     /// Refuses a filter that would make PostgreSQL refuse the application's UPDATE or DELETE
@@ -243,8 +244,15 @@ mod tests {
             referenced_columns("STATUS = 'note' OR id IN (1, 2)", &columns),
             ["status", "id"]
         );
-        assert_eq!(referenced_columns("'it''s id' = 'x'", &columns), Vec::<String>::new());
-        assert_eq!(referenced_columns("total > 1", &columns), Vec::<String>::new(), "not \"Total\"");
+        assert_eq!(
+            referenced_columns("'it''s id' = 'x'", &columns),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            referenced_columns("total > 1", &columns),
+            Vec::<String>::new(),
+            "not \"Total\""
+        );
     }
 
     #[test]
@@ -261,6 +269,9 @@ mod tests {
             filter.table_clause(&table),
             r#""public"."orders" ("id", "Total") WHERE (id > 10)"#
         );
-        assert_eq!(RowFilter::default().table_clause(&table), r#""public"."orders""#);
+        assert_eq!(
+            RowFilter::default().table_clause(&table),
+            r#""public"."orders""#
+        );
     }
 }

@@ -95,7 +95,6 @@ use tokio_postgres::Client;
 use crate::change::{ChangeEvent, NoteKind, TxRef};
 use crate::registry::{Control, RunningTransaction};
 use crate::secret::DatabaseUrl;
-use crate::units;
 use crate::source::kind::parse_options;
 use crate::source::postgres::pgoutput::{
     self, PgOutputMessage, Relation, pg_timestamp_to_unix_micros,
@@ -106,6 +105,7 @@ use crate::source::{
     DRAIN_TIMEOUT, ErrorKind, OptionError, PendingPositions, SourceContext, SourceError, Strategy,
     Wake,
 };
+use crate::units;
 
 pub use setup::{format_lsn, parse_lsn};
 
@@ -162,10 +162,18 @@ impl LogicalOptions {
                 }
             }
         }
-        if parsed.where_clause.as_deref().is_some_and(|w| w.trim().is_empty()) {
+        if parsed
+            .where_clause
+            .as_deref()
+            .is_some_and(|w| w.trim().is_empty())
+        {
             return Err(OptionError::new("where", "must not be empty"));
         }
-        if parsed.columns.as_ref().is_some_and(|columns| columns.is_empty()) {
+        if parsed
+            .columns
+            .as_ref()
+            .is_some_and(|columns| columns.is_empty())
+        {
             return Err(OptionError::new("columns", "list at least one column"));
         }
         Ok(parsed)
@@ -189,7 +197,13 @@ impl Strategy for Logical {
     }
 
     fn option_keys(&self) -> &'static [&'static str] {
-        &["slot", "publication", "where", "columns", "message_prefixes"]
+        &[
+            "slot",
+            "publication",
+            "where",
+            "columns",
+            "message_prefixes",
+        ]
     }
 
     fn check_options(&self, options: &toml::Table) -> Result<(), OptionError> {
@@ -215,17 +229,16 @@ async fn run(ctx: &mut SourceContext) -> Result<(), SourceError> {
     let (target, created) = match scope.shape() {
         Shape::One(table) => {
             let info = setup::describe_table(&client, &table, &server, &ctx.url).await?;
-            let created =
-                setup::ensure_publication(
-                    &client,
-                    &publication,
-                    &table,
-                    &info,
-                    &filter,
-                    &server,
-                    &ctx.url,
-                )
-                .await?;
+            let created = setup::ensure_publication(
+                &client,
+                &publication,
+                &table,
+                &info,
+                &filter,
+                &server,
+                &ctx.url,
+            )
+            .await?;
             let published_generated = !info.generated.is_empty()
                 && setup::publishes_stored_generated(&client, &publication, &server, &ctx.url)
                     .await?;
@@ -419,7 +432,11 @@ async fn tables_here(client: &Client, url: &DatabaseUrl) -> Vec<String> {
         return Vec::new();
     };
     let tables = every.tables(client, url).await.unwrap_or_default();
-    let mut names: Vec<String> = tables.iter().take(10).map(TableName::display_name).collect();
+    let mut names: Vec<String> = tables
+        .iter()
+        .take(10)
+        .map(TableName::display_name)
+        .collect();
     if tables.len() > 10 {
         names.push("…".to_string());
     }
@@ -448,7 +465,6 @@ fn describe_columns_change(before: &[(String, u32)], after: &[(String, u32)]) ->
     }
     parts.join(", ")
 }
-
 
 /// Opens the replication session (creating the slot on it when needed), then streams until an
 /// error or a stop.
@@ -596,7 +612,13 @@ async fn stream_changes(ctx: &mut SourceContext, plan: Plan<'_>) -> Result<(), S
 /// Where a listener's streamed transactions wait: `streaming/<identity>` in the state dir.
 fn spool_dir(ctx: &SourceContext) -> PathBuf {
     let name: String = (ctx.identity().chars())
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     ctx.positions.dir().join("streaming").join(name)
 }
@@ -820,7 +842,10 @@ impl Session<'_> {
                 None => return Ok(()),
             },
             PgOutputMessage::Update(update) => match self.watched.get(&update.relation_oid) {
-                Some(table) => (table.label.clone(), table.rows.update(update.old, update.new)),
+                Some(table) => (
+                    table.label.clone(),
+                    table.rows.update(update.old, update.new),
+                ),
                 None => return Ok(()),
             },
             PgOutputMessage::Delete(delete) => match self.watched.get(&delete.relation_oid) {
@@ -866,7 +891,9 @@ impl Session<'_> {
             }
         };
         let change = change.map_err(|error| {
-            SourceError::permanent(format!("pgoutput: a change of {label} does not fit: {error}"))
+            SourceError::permanent(format!(
+                "pgoutput: a change of {label} does not fit: {error}"
+            ))
         })?;
         self.emit(ctx, label, change).await
     }
@@ -957,10 +984,7 @@ impl Session<'_> {
                     }
                 }
             } else {
-                format!(
-                    "captured if publication {} publishes it",
-                    self.publication
-                )
+                format!("captured if publication {} publishes it", self.publication)
             };
             notes.push((table.display_name(), "joined", detail));
         }
@@ -987,7 +1011,6 @@ impl Session<'_> {
         }
         Ok(())
     }
-
 
     /// Keeps one message of the streamed transaction `top` (from its subtransaction `xid`) on
     /// disk until the transaction ends, counting its changes for the detail.
@@ -1131,9 +1154,7 @@ impl Session<'_> {
         prefix: String,
         content: &[u8],
     ) -> Result<(), SourceError> {
-        if !self.message_prefixes.is_empty()
-            && !self.message_prefixes.contains(&prefix)
-        {
+        if !self.message_prefixes.is_empty() && !self.message_prefixes.contains(&prefix) {
             return Ok(());
         }
         let tx = match self.tx.as_mut() {
@@ -1341,7 +1362,11 @@ impl Session<'_> {
             );
         }
         self.acknowledge(ctx);
-        if let Err(why) = self.repl.close(Instant::now() + Duration::from_secs(1)).await {
+        if let Err(why) = self
+            .repl
+            .close(Instant::now() + Duration::from_secs(1))
+            .await
+        {
             tracing::warn!(
                 listener = ctx.identity(),
                 "the replication session did not end cleanly: {}",

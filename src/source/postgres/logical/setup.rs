@@ -9,8 +9,8 @@ use tokio_postgres::error::SqlState;
 
 use crate::secret::DatabaseUrl;
 use crate::source::SourceError;
-use crate::source::postgres::pgoutput::ReplicaIdentity;
 use crate::source::postgres::logical::filter::RowFilter;
+use crate::source::postgres::pgoutput::ReplicaIdentity;
 use crate::source::postgres::scope::Scope;
 use crate::source::postgres::{TableName, classify, quote_ident};
 use crate::units;
@@ -316,7 +316,10 @@ fn create_publication_for_sql(
         // Stored generated columns are sent only when asked for (virtual ones never are).
         options.push("publish_generated_columns = stored");
     }
-    let listed: Vec<String> = tables.iter().map(|table| filter.table_clause(table)).collect();
+    let listed: Vec<String> = tables
+        .iter()
+        .map(|table| filter.table_clause(table))
+        .collect();
     let mut sql = format!(
         "CREATE PUBLICATION {} FOR TABLE {}",
         quote_ident(publication),
@@ -417,7 +420,10 @@ pub async fn ensure_scope_publication(
         }
     }
     if publish.is_empty() && !skipped.is_empty() {
-        let listed: Vec<String> = tables.iter().map(|table| filter.table_clause(table)).collect();
+        let listed: Vec<String> = tables
+            .iter()
+            .map(|table| filter.table_clause(table))
+            .collect();
         return Err(SourceError::permanent(format!(
             "no table of {scope} can be published by {}: {}; as the tables' owner run \
              CREATE PUBLICATION {publication} FOR TABLE {} and set publication = \"{publication}\"",
@@ -638,7 +644,10 @@ impl SlotUsage {
         let held = self
             .retained_bytes
             // The server's LSN difference; never below 0 while the slot has a restart LSN.
-            .map_or_else(|| "no".to_string(), |bytes| units::bytes(bytes.max(0) as u64));
+            .map_or_else(
+                || "no".to_string(),
+                |bytes| units::bytes(bytes.max(0) as u64),
+            );
         let status = match self.wal_status.as_deref() {
             Some("reserved") => String::new(),
             Some(status) => format!(" (wal_status {status})"),

@@ -51,8 +51,8 @@ impl Spool {
 
     /// Keeps one message of (sub)transaction `xid`, holding `changes` changes of watched tables.
     pub fn push(&mut self, xid: u32, payload: &[u8], changes: u64) -> io::Result<()> {
-        let length = u32::try_from(payload.len())
-            .map_err(|_| io::Error::other("a message over 4 GiB"))?;
+        let length =
+            u32::try_from(payload.len()).map_err(|_| io::Error::other("a message over 4 GiB"))?;
         self.file.write_all(&length.to_be_bytes())?;
         self.file.write_all(&xid.to_be_bytes())?;
         self.file.write_all(payload)?;
@@ -157,7 +157,10 @@ mod tests {
         assert!(!path.exists(), "removed after the commit");
         let aborted = Spool::create(dir.path(), 902).unwrap();
         drop(aborted);
-        assert!(!dir.path().join("902.spool").exists(), "removed after an abort");
+        assert!(
+            !dir.path().join("902.spool").exists(),
+            "removed after an abort"
+        );
         clear(dir.path()).unwrap();
         clear(dir.path()).unwrap();
     }

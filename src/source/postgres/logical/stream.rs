@@ -76,7 +76,10 @@ pub fn replication_config(url: &DatabaseUrl, slot: &str) -> Result<wire::Config,
         application_name: format!("cdc-tui {slot}"),
         options: parsed.get_options().map(str::to_string),
         tls,
-        connect_timeout: parsed.get_connect_timeout().copied().unwrap_or(CONNECT_TIMEOUT),
+        connect_timeout: parsed
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(CONNECT_TIMEOUT),
     })
 }
 
@@ -213,7 +216,10 @@ pub fn wire_error(error: &WireError, slot: &str, user: &str, url: &DatabaseUrl) 
             }
             _ => SourceError::transient(message),
         },
-        WireError::Tls { permanent: true, .. } | WireError::Auth(_) => {
+        WireError::Tls {
+            permanent: true, ..
+        }
+        | WireError::Auth(_) => {
             SourceError::permanent(format!("replication connection: {message}"))
         }
         WireError::Tls { .. } | WireError::Io(_) | WireError::Protocol(_) => {
@@ -251,14 +257,22 @@ mod tests {
                 port: 6543
             }
         );
-        assert_eq!((config.user.as_str(), config.database.as_str()), ("app", "shop"));
+        assert_eq!(
+            (config.user.as_str(), config.database.as_str()),
+            ("app", "shop")
+        );
         assert_eq!(config.password.as_deref(), Some(&b"s3cret"[..]));
         assert_eq!(config.application_name, "cdc-tui s");
         assert!(matches!(config.tls, Tls::Disable));
-        let config =
-            replication_config(&DatabaseUrl::new("postgres://app@db/shop"), "s").unwrap();
+        let config = replication_config(&DatabaseUrl::new("postgres://app@db/shop"), "s").unwrap();
         assert!(
-            matches!(config.tls, Tls::Use { required: false, .. }),
+            matches!(
+                config.tls,
+                Tls::Use {
+                    required: false,
+                    ..
+                }
+            ),
             "prefer: TLS when the server has it"
         );
         assert_eq!(config.password, None);
@@ -268,9 +282,11 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(config.tls, Tls::Use { required: true, .. }));
-        let config =
-            replication_config(&DatabaseUrl::new("postgres://app@%2Ftmp%2Fpg:5433/shop"), "s")
-                .unwrap();
+        let config = replication_config(
+            &DatabaseUrl::new("postgres://app@%2Ftmp%2Fpg:5433/shop"),
+            "s",
+        )
+        .unwrap();
         assert_eq!(
             config.address,
             Address::Unix {
@@ -297,8 +313,7 @@ mod tests {
     #[test]
     fn server_errors_are_sorted_and_say_what_to_do() {
         let url = DatabaseUrl::new("postgres://app:s3cret@db/shop");
-        let error =
-            |text: &str| wire_error(&WireError::Server(text.into()), "slot_a", "app", &url);
+        let error = |text: &str| wire_error(&WireError::Server(text.into()), "slot_a", "app", &url);
         let busy = error("replication slot \"slot_a\" is active for PID 4242 (SQLSTATE 55006)");
         assert_eq!(busy.kind, ErrorKind::Transient);
         assert!(busy.message.contains("PID 4242"), "{}", busy.message);

@@ -55,9 +55,15 @@ type Stream = Box<dyn Io>;
 /// Where the server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Address {
-    Tcp { host: String, port: u16 },
+    Tcp {
+        host: String,
+        port: u16,
+    },
     /// A Unix socket's directory and port (the socket is `DIR/.s.PGSQL.PORT`).
-    Unix { dir: PathBuf, port: u16 },
+    Unix {
+        dir: PathBuf,
+        port: u16,
+    },
 }
 
 /// TLS for the connection, as `sslmode` asks.
@@ -493,7 +499,9 @@ fn data_row(mut body: Bytes) -> Result<Vec<Option<String>>, WireError> {
         if body.len() < length {
             return Err(short());
         }
-        row.push(Some(String::from_utf8_lossy(&body.split_to(length)).into_owned()));
+        row.push(Some(
+            String::from_utf8_lossy(&body.split_to(length)).into_owned(),
+        ));
     }
     Ok(row)
 }
@@ -707,7 +715,9 @@ async fn send_status(
 fn status_update(lsn: u64, out: &mut BytesMut) {
     let micros = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| i64::try_from(since.as_micros()).unwrap_or(i64::MAX));
+        .map_or(0, |since| {
+            i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
+        });
     out.put_u8(b'd');
     out.put_i32(4 + 34);
     out.put_u8(b'r');
@@ -748,7 +758,10 @@ mod tests {
             error.to_string(),
             "replication slot \"s\" is active (SQLSTATE 55006)"
         );
-        assert_eq!(server_error(b"C42000\0\0").to_string(), "error (SQLSTATE 42000)");
+        assert_eq!(
+            server_error(b"C42000\0\0").to_string(),
+            "error (SQLSTATE 42000)"
+        );
     }
 
     #[test]

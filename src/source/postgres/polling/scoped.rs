@@ -447,7 +447,9 @@ impl Watch {
                         }
                         None if first && resume.is_none() => None,
                         None if first
-                            && resume.as_ref().is_some_and(|saved| saved.contains_key(&table.label)) =>
+                            && resume
+                                .as_ref()
+                                .is_some_and(|saved| saved.contains_key(&table.label)) =>
                         {
                             None
                         }
@@ -579,10 +581,7 @@ fn key_names(shape: &TableShape) -> Vec<&str> {
 /// `a, b, c` and, past [`NAMED_IN_DETAIL`], `… and 7 more`.
 fn name_some<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> String {
     let total = names.len();
-    let mut text = names
-        .take(NAMED_IN_DETAIL)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut text = names.take(NAMED_IN_DETAIL).collect::<Vec<_>>().join(", ");
     if total > NAMED_IN_DETAIL {
         text.push_str(&format!(" and {} more", total - NAMED_IN_DETAIL));
     }
@@ -702,7 +701,10 @@ mod tests {
     #[test]
     fn saved_cursors_are_a_json_object_of_table_to_cursor() {
         let cursors: Cursors = [
-            ("public.a".to_string(), Some("2024-05-01 12:00:00+00".to_string())),
+            (
+                "public.a".to_string(),
+                Some("2024-05-01 12:00:00+00".to_string()),
+            ),
             ("\"Shop\".\"Order Items\"".to_string(), None),
         ]
         .into_iter()
