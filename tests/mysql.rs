@@ -564,23 +564,29 @@ impl<F: Fn(&Value) -> bool> Counter<F> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_written_before_a_later_alter_keep_their_columns() {
-    // binlog_row_metadata = FULL carries the names the rows were written with; without it,
-    // rows whose shape information_schema no longer describes get positional names.
+    // binlog_row_metadata = FULL carries the names the rows were written with, and which
+    // integers are unsigned; without it, rows whose shape information_schema no longer
+    // describes get positional names (and an unsigned value above the signed range would
+    // print as negative, so that case writes a small one).
     let cases = [
-        ("--binlog-row-metadata=FULL", ["id", "qty"]),
-        ("--binlog-row-metadata=MINIMAL", ["col_1", "col_2"]),
+        (
+            "--binlog-row-metadata=FULL",
+            ["id", "qty"],
+            u64::from(u32::MAX),
+        ),
+        ("--binlog-row-metadata=MINIMAL", ["col_1", "col_2"], 20),
     ];
-    for (option, names) in cases {
+    for (option, names, qty) in cases {
         let server = MariaDb::start(&[option]).await;
         let (db, listener, mut cdc) =
-            watch_new_table(&server, "history", "id INT PRIMARY KEY, qty INT").await;
+            watch_new_table(&server, "history", "id INT PRIMARY KEY, qty INT UNSIGNED").await;
         cdc.wait_for_state(&listener, "running").await;
         execute(&server, &db, "INSERT INTO t VALUES (1, 10)").await;
         cdc.wait_for_changes(&listener, 1).await;
         assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
         let dir = cdc.dir;
 
-        execute(&server, &db, "INSERT INTO t VALUES (2, 20)").await;
+        execute(&server, &db, &format!("INSERT INTO t VALUES (2, {qty})")).await;
         execute(&server, &db, "ALTER TABLE t ADD COLUMN note TEXT").await;
         execute(&server, &db, "INSERT INTO t VALUES (3, 30, 'x')").await;
         let mut cdc = Headless::start_in(dir).await;
@@ -588,7 +594,7 @@ async fn rows_written_before_a_later_alter_keep_their_columns() {
         let changes = changes_of(&cdc.seen, &listener);
         let mut old = serde_json::Map::new();
         old.insert(names[0].into(), json!(2));
-        old.insert(names[1].into(), json!(20));
+        old.insert(names[1].into(), json!(qty));
         assert_eq!(changes[0]["after"], Value::Object(old), "{option}");
         assert_eq!(
             changes[1]["after"],

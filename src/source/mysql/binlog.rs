@@ -1,8 +1,9 @@
 //! `strategy = "binlog"`: the server's row-based binary log, read as a replica with a
 //! `server_id` of the listener's own.
 //!
-//! `mysql_common` decodes MySQL's events and the row images; MariaDB's own events it passes
-//! on undecoded, and this module reads the one it needs: the GTID event (type 162) that opens
+//! `mysql_common` decodes MySQL's events and each value of a row image (`rows.rs` walks the
+//! images against their table map); MariaDB's own events it passes on undecoded, and this
+//! module reads the one it needs: the GTID event (type 162) that opens
 //! each MariaDB transaction (`domain-server-sequence`). Annotate-rows, binlog-checkpoint and
 //! GTID-list events carry nothing a listener prints and are passed over.
 //!
@@ -25,7 +26,6 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use mysql_async::binlog::events::{Event, EventData, OptionalMetaExtractor, RowsEventData};
-use mysql_async::binlog::row::BinlogRow;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
 use serde::Deserialize;
@@ -37,6 +37,7 @@ use crate::registry::Control;
 use crate::secret::DatabaseUrl;
 use crate::source::kind::parse_options;
 use crate::source::mysql::position::{GtidSet, GtidState, Position, uuid};
+use crate::source::mysql::rows::{self, RowLayout};
 use crate::source::mysql::scope::Scope;
 use crate::source::mysql::table::{ColumnInfo, ColumnKind, TableInfo};
 use crate::source::mysql::value::binlog_to_json;
@@ -497,7 +498,7 @@ struct Reader {
     /// An SQL connection beside the stream, for table shapes.
     sql: Conn,
     /// Table ids of the binlog's table maps: the table's shape, `None` outside the scope.
-    tables: HashMap<u64, Option<Arc<TableInfo>>>,
+    tables: HashMap<u64, Option<Arc<MappedTable>>>,
     /// Shapes by `(database, table)`, dropped on DDL of their database.
     shapes: HashMap<(String, String), Arc<TableInfo>>,
     /// The binlog file being read.
@@ -511,6 +512,12 @@ struct Reader {
     pending: PendingPositions<String>,
     /// Changes of the first transaction that this run sent before a reconnect: not again.
     skip: u32,
+}
+
+/// A table of the scope as a table map describes it.
+struct MappedTable {
+    info: Arc<TableInfo>,
+    layout: RowLayout,
 }
 
 /// Separates a position from the count of changes sent of the transaction after it, in
@@ -532,7 +539,7 @@ impl Reader {
                 None => return Err(SourceError::transient("the server ended the binlog stream")),
             };
             let event = event.map_err(|error| self.stream_error(&error))?;
-            if let Err(error) = self.event(ctx, &stream, event).await {
+            if let Err(error) = self.event(ctx, event).await {
                 return self.finish(ctx, error).await;
             }
             loop {
@@ -603,12 +610,7 @@ impl Reader {
         Err(error)
     }
 
-    async fn event(
-        &mut self,
-        ctx: &mut SourceContext,
-        stream: &BinlogStream,
-        event: Event,
-    ) -> Result<(), SourceError> {
+    async fn event(&mut self, ctx: &mut SourceContext, event: Event) -> Result<(), SourceError> {
         let header = event.header();
         let time = DateTime::from_timestamp(i64::from(header.timestamp()), 0);
         let end = u64::from(header.log_pos());
@@ -705,7 +707,14 @@ impl Reader {
                                 .collect()
                         })
                         .unwrap_or_default();
-                    Some(self.shape(ctx, &database, &table, fallback, names).await?)
+                    let info = self.shape(ctx, &database, &table, fallback, names).await?;
+                    let layout = RowLayout::of(&map).map_err(|error| {
+                        SourceError::permanent(format!(
+                            "the table map of {} does not decode: {error}",
+                            info.label
+                        ))
+                    })?;
+                    Some(Arc::new(MappedTable { info, layout }))
                 } else {
                     None
                 };
@@ -713,12 +722,10 @@ impl Reader {
             }
             Some(EventData::RowsEvent(rows)) => {
                 // Filtered by the table map: rows of other tables are never decoded.
-                let Some(Some(info)) = self.tables.get(&rows.table_id()).cloned() else {
+                let Some(Some(mapped)) = self.tables.get(&rows.table_id()).cloned() else {
                     return Ok(());
                 };
-                let Some(map) = stream.get_tme(rows.table_id()) else {
-                    return Ok(());
-                };
+                let info = &mapped.info;
                 let op = match rows {
                     RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_) => {
                         Op::Insert
@@ -730,16 +737,16 @@ impl Reader {
                         Op::Delete
                     }
                 };
-                for images in rows.rows(map) {
+                for images in rows::images(&mapped.layout, &rows) {
                     let (before, after) = images.map_err(|error| {
                         SourceError::permanent(format!(
                             "a row of {} does not decode: {error}",
                             info.label
                         ))
                     })?;
-                    let before = before.map(|row| image(row, &info)).transpose()?;
-                    let after = after.map(|row| image(row, &info)).transpose()?;
-                    self.emit(ctx, &info, op, before, after).await?;
+                    let before = before.map(|values| row(values, info)).transpose()?;
+                    let after = after.map(|values| row(values, info)).transpose()?;
+                    self.emit(ctx, info, op, before, after).await?;
                 }
             }
             _ => {}
@@ -1030,10 +1037,11 @@ impl Reader {
 }
 
 /// A row image as a row of the table's columns.
-fn image(mut row: BinlogRow, info: &TableInfo) -> Result<Row, SourceError> {
+fn row(image: rows::Image<'_>, info: &TableInfo) -> Result<Row, SourceError> {
     let mut values = Vec::with_capacity(info.columns.len());
-    for (index, column) in info.columns.iter().enumerate() {
-        let value = match row.take(index) {
+    let mut image = image.into_iter();
+    for column in &info.columns {
+        let value = match image.next().flatten() {
             Some(value) => binlog_to_json(value, &column.kind).map_err(|error| {
                 SourceError::permanent(format!("{}.{}: {error}", info.label, column.name))
             })?,

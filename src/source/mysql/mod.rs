@@ -5,6 +5,7 @@
 pub mod binlog;
 pub mod polling;
 pub mod position;
+pub mod rows;
 pub mod scope;
 pub mod table;
 pub mod value;
