@@ -969,8 +969,9 @@ async fn a_200k_row_transaction_streams_through_bounded_memory() {
         .await
         .expect("insert 200k rows");
     let inserts = Inserts::new(identity);
+    // 200,000 lines through a debug binary: about 15 s on a quiet machine, more under load.
     headless
-        .wait_for("the last row", |seen| {
+        .wait_for_within(Duration::from_secs(120), "the last row", |seen| {
             seen.last().is_some_and(|line| line["key"]["id"] == 200_000)
         })
         .await;

@@ -280,7 +280,18 @@ impl Headless {
 
     /// Reads lines until `condition` holds over everything seen, or fails at the deadline.
     pub async fn wait_for(&mut self, what: &str, condition: impl Fn(&[Value]) -> bool) {
-        let deadline = Instant::now() + DEADLINE;
+        self.wait_for_within(DEADLINE, what, condition).await
+    }
+
+    /// [`Self::wait_for`] with a deadline of its own, for workloads that take long on a
+    /// busy machine.
+    pub async fn wait_for_within(
+        &mut self,
+        within: Duration,
+        what: &str,
+        condition: impl Fn(&[Value]) -> bool,
+    ) {
+        let deadline = Instant::now() + within;
         while !condition(&self.seen) {
             match tokio::time::timeout_at(deadline, self.lines.recv()).await {
                 Ok(Some(line)) => self.seen.push(line),
