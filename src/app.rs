@@ -271,6 +271,7 @@ async fn run(
     let mut sink_watches = Vec::new();
     if let Some(nats) = &loaded.config.sinks.nats {
         let sink = NatsSink::new(nats, registry.clone()).map_err(anyhow::Error::msg)?;
+        tokio::spawn(sink.warm_up());
         give_up_on_nats = Some(sink.give_up_handle());
         sink_watches.push(tui::SinkWatch {
             name: "nats".into(),

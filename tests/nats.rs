@@ -162,6 +162,42 @@ async fn database_to_jetstream_to_a_viewer_exactly_in_order() {
     support::drop_slot(&client, &slot_name(&db)).await;
 }
 
+/// The sink connects and makes its stream at the start: its state shows before any change,
+/// and a viewer started before anything was captured runs at once and sees what comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_makes_its_stream_at_the_start_so_a_viewer_may_come_first() {
+    let nats = NatsServer::start().await;
+    let (db, client) = capture_db("nats_early").await;
+    let mut capture = Headless::start(&capture_config(&db, &nats.url(), "")).await;
+    capture.wait_for_state(CAPTURE, "running").await;
+    capture
+        .wait_for("the sink running before any change", |seen| {
+            seen.iter()
+                .any(|line| line["sink"] == "nats" && line["state"] == "running")
+        })
+        .await;
+    assert!(changes_of(&capture.seen, CAPTURE).is_empty());
+    assert_eq!(stream_messages(&nats.url()).await, 0, "the stream, empty");
+
+    let mut viewer = Headless::start(&viewer_config(&nats.url(), "")).await;
+    viewer.wait_for_state(VIEWER, "running").await;
+    let retried = viewer
+        .seen
+        .iter()
+        .any(|line| line["listener"] == VIEWER && line["state"] == "retrying");
+    assert!(
+        !retried,
+        "the viewer found the stream at once: {:#?}",
+        viewer.seen
+    );
+    insert_each(&client, 1..=3).await;
+    viewer.wait_for_changes(VIEWER, 3).await;
+    assert_exactly_once("the_sink_makes_its_stream", 3, &inserted_ids(&viewer.seen));
+    drop(viewer);
+    capture.signal_and_wait("TERM").await;
+    support::drop_slot(&client, &slot_name(&db)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_killed_and_restarted_mid_stream_loses_and_duplicates_nothing() {
     let mut nats = NatsServer::start().await;
@@ -238,15 +274,18 @@ async fn nats_down_at_start_holds_capture_and_acknowledges_nothing() {
     let start = current_lsn(&client).await;
     insert_each(&client, 1..=20).await;
     capture
-        .wait_for("the sink retrying, naming the server", |seen| {
-            seen.iter().any(|line| {
-                line["sink"] == "nats"
-                    && line["state"] == "retrying"
-                    && line["reason"]
-                        .as_str()
-                        .is_some_and(|reason| reason.contains(&nats.port.to_string()))
-            })
-        })
+        .wait_for(
+            "the sink retrying with the batch, naming the server",
+            |seen| {
+                seen.iter().any(|line| {
+                    line["sink"] == "nats"
+                        && line["state"] == "retrying"
+                        && line["reason"].as_str().is_some_and(|reason| {
+                            reason.contains(&nats.port.to_string()) && reason.contains("waiting")
+                        })
+                })
+            },
+        )
         .await;
     // Capture waits: its first batch is not flushed, so PostgreSQL is told nothing.
     let confirmed = confirmed_lsn(&client, &slot_name(&db)).await;
@@ -430,10 +469,14 @@ async fn a_stop_while_nats_is_down_exits_and_acknowledges_nothing() {
     capture.wait_for_state(CAPTURE, "running").await;
     let start = current_lsn(&client).await;
     insert_each(&client, 1..=5).await;
+    // The sink retries from the start; a batch it holds says so.
     capture
-        .wait_for("the sink retrying", |seen| {
-            seen.iter()
-                .any(|line| line["sink"] == "nats" && line["state"] == "retrying")
+        .wait_for("the sink retrying with the batch", |seen| {
+            seen.iter().any(|line| {
+                line["sink"] == "nats"
+                    && line["state"] == "retrying"
+                    && (line["reason"].as_str()).is_some_and(|reason| reason.contains("waiting"))
+            })
         })
         .await;
     assert_eq!(

@@ -11,7 +11,9 @@
 //! retry, or a capture restarted from an older position, publishes again.
 //!
 //! The sink is synchronous (as every sink is) and runs on the blocking pool: it drives the
-//! async client with the runtime's handle.
+//! async client with the runtime's handle. It connects and makes its stream at the start
+//! ([`NatsSink::warm_up`]), not at the first change, so its state shows at once and viewers
+//! find the stream before anything was captured.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,9 +47,9 @@ const STREAM_MAX_BYTES: i64 = 1 << 30;
 /// What JetStream remembers message ids for: resends within it are dropped.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
-/// The sink's state, for the headless status lines and the UI: `starting` until the first
-/// batch was published, `running` while publishing works, `retrying` with the reason while it
-/// does not.
+/// The sink's state, for the headless status lines and the UI: `starting` until it first
+/// connected and found its stream, `running` while that and publishing work, `retrying` with
+/// the reason while they do not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkStatus {
     pub state: ListenerState,
@@ -233,23 +235,27 @@ struct Outgoing {
     payload: Bytes,
 }
 
-/// A connection and the stream known to exist on it.
-struct Connection {
-    jetstream: jetstream::Context,
-    stream_ready: bool,
-}
-
-pub struct NatsSink {
-    runtime: tokio::runtime::Handle,
+/// Where the sink publishes.
+struct Target {
     url: DatabaseUrl,
     stream: String,
     replicas: usize,
+    subjects: Vec<String>,
+}
+
+/// A connection on which the stream is known to exist, once made; shared by the sink and its
+/// warm-up.
+type ConnectionSlot = Arc<tokio::sync::Mutex<Option<jetstream::Context>>>;
+
+pub struct NatsSink {
+    runtime: tokio::runtime::Handle,
+    target: Arc<Target>,
     subject: SubjectTemplate,
     registry: Arc<Registry>,
     /// Listener identity → its database's name, for `{database}`.
     databases: HashMap<Arc<str>, Arc<str>>,
-    connection: Option<Connection>,
-    status: watch::Sender<SinkStatus>,
+    connection: ConnectionSlot,
+    status: Arc<watch::Sender<SinkStatus>>,
     /// Set at shutdown: a batch that cannot be published then is given up on (unacknowledged,
     /// so the database sends it again at the next start) instead of holding the exit forever.
     give_up: Arc<watch::Sender<bool>>,
@@ -257,8 +263,8 @@ pub struct NatsSink {
 }
 
 impl NatsSink {
-    /// A sink publishing with `config`; it connects at its first batch. Must be made on the
-    /// runtime it publishes with.
+    /// A sink publishing with `config`; it connects in [`Self::warm_up`], else at its first
+    /// batch. Must be made on the runtime it publishes with.
     pub fn new(config: &NatsSinkConfig, registry: Arc<Registry>) -> Result<NatsSink, String> {
         let subject = SubjectTemplate::parse(&config.subject)?;
         let (status, _) = watch::channel(SinkStatus {
@@ -267,14 +273,17 @@ impl NatsSink {
         });
         Ok(NatsSink {
             runtime: tokio::runtime::Handle::current(),
-            url: config.url.clone(),
-            stream: config.stream.clone(),
-            replicas: config.replicas,
+            target: Arc::new(Target {
+                url: config.url.clone(),
+                stream: config.stream.clone(),
+                replicas: config.replicas,
+                subjects: subject.stream_subjects(),
+            }),
             subject,
             registry,
             databases: HashMap::new(),
-            connection: None,
-            status,
+            connection: ConnectionSlot::default(),
+            status: Arc::new(status),
             give_up: Arc::new(watch::channel(false).0),
             line: Vec::with_capacity(1024),
         })
@@ -290,13 +299,22 @@ impl NatsSink {
         self.status.subscribe()
     }
 
-    fn set_status(&self, state: ListenerState, reason: Option<String>) {
-        let status = SinkStatus { state, reason };
-        self.status.send_if_modified(|current| {
-            let changed = *current != status;
-            *current = status;
-            changed
-        });
+    /// Connects and finds or makes the stream, trying again with backoff until that worked
+    /// (or a batch connected first, or shutdown came): spawn it at the start.
+    pub fn warm_up(&self) -> impl Future<Output = ()> + Send + 'static {
+        let (target, slot) = (self.target.clone(), self.connection.clone());
+        let (status, give_up) = (self.status.clone(), self.give_up.clone());
+        async move {
+            let attempt = || async {
+                let mut connection = slot.lock().await;
+                if connection.is_none() {
+                    *connection = Some(connect(&target).await?);
+                }
+                Ok(())
+            };
+            // At shutdown the sink gives up; so does this, quietly.
+            let _ = until_it_works(&status, &give_up, attempt).await;
+        }
     }
 
     fn database_of(&mut self, listener: &Arc<str>) -> Arc<str> {
@@ -384,98 +402,126 @@ impl NatsSink {
     /// Publishes every message and waits for JetStream's acknowledgement of each, trying
     /// again (the whole batch: resends are dropped by their ids) until it worked.
     /// At shutdown, the last failure is returned instead.
-    async fn publish_until_acknowledged(&mut self, messages: &[Outgoing]) -> Result<(), String> {
-        let mut backoff = FIRST_BACKOFF;
-        let mut give_up = self.give_up.subscribe();
-        loop {
-            match self.publish(messages).await {
-                Ok(()) => {
-                    self.set_status(ListenerState::Running, None);
-                    return Ok(());
-                }
-                Err(reason) if *give_up.borrow() => return Err(reason),
-                Err(reason) => {
-                    tracing::warn!("nats sink: {reason}; trying again in {backoff:?}");
-                    self.set_status(ListenerState::Retrying, Some(reason));
-                    // Shutdown cuts the wait short for one last try.
-                    let _ = tokio::time::timeout(backoff, give_up.wait_for(|given| *given)).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
-    }
-
-    async fn publish(&mut self, messages: &[Outgoing]) -> Result<(), String> {
-        let url = self.url.masked();
-        if self.connection.is_none() {
-            let client = async_nats::ConnectOptions::new()
-                .connection_timeout(CONNECT_TIMEOUT)
-                .name("cdc-tui")
-                .connect(crate::source::nats::server_list(&self.url))
-                .await
-                .map_err(|error| format!("cannot connect to {url}: {error}"))?;
-            let jetstream = jetstream::ContextBuilder::new()
-                .timeout(ACK_TIMEOUT)
-                .build(client);
-            self.connection = Some(Connection {
-                jetstream,
-                stream_ready: false,
-            });
-        }
-        let Some(connection) = self.connection.as_mut() else {
-            unreachable!("connected above");
+    async fn publish_until_acknowledged(&self, messages: &[Outgoing]) -> Result<(), String> {
+        let (target, slot) = (&*self.target, &self.connection);
+        let attempt = move || async move {
+            (publish(target, slot, messages).await)
+                .map_err(|reason| format!("{reason} ({} messages waiting)", messages.len()))
         };
-        if !connection.stream_ready {
-            let config = stream::Config {
-                name: self.stream.clone(),
-                subjects: self.subject.stream_subjects(),
-                storage: stream::StorageType::File,
-                max_age: STREAM_MAX_AGE,
-                max_bytes: STREAM_MAX_BYTES,
-                discard: stream::DiscardPolicy::Old,
-                duplicate_window: DUPLICATE_WINDOW,
-                num_replicas: self.replicas,
-                ..Default::default()
-            };
-            connection
-                .jetstream
-                .get_or_create_stream(config)
-                .await
-                .map_err(|error| {
-                    format!(
-                        "{url}: cannot find or create the stream {}: {error}",
-                        self.stream
-                    )
-                })?;
-            connection.stream_ready = true;
-        }
-        // In windows: the client holds at most so many acks pending (a publish past them
-        // would wait for an ack this loop has not awaited yet).
-        for window in messages.chunks(ACK_WINDOW) {
-            let mut acks = Vec::with_capacity(window.len());
-            for message in window {
-                let mut publish =
-                    jetstream::message::PublishMessage::build().payload(message.payload.clone());
-                if let Some(id) = &message.id {
-                    publish = publish.message_id(id);
-                }
-                let ack = connection
-                    .jetstream
-                    .send_publish(message.subject.clone(), publish)
-                    .await
-                    .map_err(|error| {
-                        format!("{url}: publishing to {}: {error}", message.subject)
-                    })?;
-                acks.push((ack, &message.subject));
-            }
-            for (ack, subject) in acks {
-                ack.await.map_err(|error| {
-                    format!("{url}: JetStream did not acknowledge a publish to {subject}: {error}")
-                })?;
-            }
-        }
-        Ok(())
+        until_it_works(&self.status, &self.give_up, attempt).await
     }
+}
+
+/// Runs `attempt` until it works, with backoff, the sink's state saying `retrying` and why
+/// meanwhile and `running` after. Once `give_up` is set, the last failure is returned instead.
+async fn until_it_works<Attempt, Done>(
+    status: &watch::Sender<SinkStatus>,
+    give_up: &watch::Sender<bool>,
+    mut attempt: Attempt,
+) -> Result<(), String>
+where
+    Attempt: FnMut() -> Done,
+    Done: Future<Output = Result<(), String>>,
+{
+    let set_status = |state, reason| {
+        let status_now = SinkStatus { state, reason };
+        status.send_if_modified(|current| {
+            let changed = *current != status_now;
+            *current = status_now;
+            changed
+        });
+    };
+    let mut backoff = FIRST_BACKOFF;
+    let mut give_up = give_up.subscribe();
+    loop {
+        match attempt().await {
+            Ok(()) => {
+                set_status(ListenerState::Running, None);
+                return Ok(());
+            }
+            Err(reason) if *give_up.borrow() => return Err(reason),
+            Err(reason) => {
+                tracing::warn!("nats sink: {reason}; trying again in {backoff:?}");
+                set_status(ListenerState::Retrying, Some(reason));
+                // Shutdown cuts the wait short for one last try.
+                let _ = tokio::time::timeout(backoff, give_up.wait_for(|given| *given)).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// A connection to `target` on which its stream exists (made when absent).
+async fn connect(target: &Target) -> Result<jetstream::Context, String> {
+    let url = target.url.masked();
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(CONNECT_TIMEOUT)
+        .name("cdc-tui")
+        .connect(crate::source::nats::server_list(&target.url))
+        .await
+        .map_err(|error| format!("cannot connect to {url}: {error}"))?;
+    let jetstream = jetstream::ContextBuilder::new()
+        .timeout(ACK_TIMEOUT)
+        .build(client);
+    let config = stream::Config {
+        name: target.stream.clone(),
+        subjects: target.subjects.clone(),
+        storage: stream::StorageType::File,
+        max_age: STREAM_MAX_AGE,
+        max_bytes: STREAM_MAX_BYTES,
+        discard: stream::DiscardPolicy::Old,
+        duplicate_window: DUPLICATE_WINDOW,
+        num_replicas: target.replicas,
+        ..Default::default()
+    };
+    jetstream
+        .get_or_create_stream(config)
+        .await
+        .map_err(|error| {
+            format!(
+                "{url}: cannot find or create the stream {}: {error}",
+                target.stream
+            )
+        })?;
+    Ok(jetstream)
+}
+
+async fn publish(
+    target: &Target,
+    slot: &ConnectionSlot,
+    messages: &[Outgoing],
+) -> Result<(), String> {
+    let url = target.url.masked();
+    let mut connection = slot.lock().await;
+    if connection.is_none() {
+        *connection = Some(connect(target).await?);
+    }
+    let Some(jetstream) = connection.as_ref() else {
+        unreachable!("connected above");
+    };
+    // In windows: the client holds at most so many acks pending (a publish past them
+    // would wait for an ack this loop has not awaited yet).
+    for window in messages.chunks(ACK_WINDOW) {
+        let mut acks = Vec::with_capacity(window.len());
+        for message in window {
+            let mut publish =
+                jetstream::message::PublishMessage::build().payload(message.payload.clone());
+            if let Some(id) = &message.id {
+                publish = publish.message_id(id);
+            }
+            let ack = jetstream
+                .send_publish(message.subject.clone(), publish)
+                .await
+                .map_err(|error| format!("{url}: publishing to {}: {error}", message.subject))?;
+            acks.push((ack, &message.subject));
+        }
+        for (ack, subject) in acks {
+            ack.await.map_err(|error| {
+                format!("{url}: JetStream did not acknowledge a publish to {subject}: {error}")
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// The message id of a change: its listener and position, and (as one position may be shared
@@ -506,9 +552,8 @@ impl Sink for NatsSink {
             .map_err(|reason| SinkError {
                 sink: "nats",
                 source: std::io::Error::other(format!(
-                    "{reason}; {} messages not published at shutdown (their positions were not \
-                     acknowledged: the next start sends them again)",
-                    messages.len()
+                    "{reason}; not published at shutdown (their positions were not \
+                     acknowledged: the next start sends them again)"
                 )),
             })
     }
