@@ -74,14 +74,18 @@ pub fn main(cli: Cli) -> ExitCode {
     let demo = if loaded.config.demo.enabled {
         if !cli.headless {
             // Its cluster takes a few seconds to start; say so rather than show nothing.
-            eprintln!("cdc-tui: starting the demo database…");
+            eprintln!(
+                "cdc-tui: starting the demo database{}…",
+                if loaded.config.demo.mysql { "s" } else { "" }
+            );
         }
-        match runtime.block_on(Demo::start(loaded.config.demo.rate)) {
+        let demo = &loaded.config.demo;
+        match runtime.block_on(Demo::start(demo.rate, demo.mysql)) {
             Ok(demo) => Some(demo),
             Err(error) => {
                 eprintln!("cdc-tui: {error}");
                 let code = match error {
-                    DemoError::NoServer(_) => EXIT_CONFIG,
+                    DemoError::NoServer(_) | DemoError::NoMariaDb(_) => EXIT_CONFIG,
                     _ => EXIT_FATAL,
                 };
                 return ExitCode::from(code);
@@ -90,7 +94,7 @@ pub fn main(cli: Cli) -> ExitCode {
     } else {
         None
     };
-    let extra_databases: Vec<Database> = demo.iter().map(Demo::database).collect();
+    let extra_databases: Vec<Database> = demo.iter().flat_map(Demo::databases).collect();
     let outcome = runtime.block_on(run(loaded, cli.headless, log_file, extra_databases));
     if cli.url.is_some() {
         // Nothing left behind: a URL run's state dir is its own.
@@ -220,8 +224,9 @@ pub fn url_state_dir() -> PathBuf {
 /// Logs go to stderr in headless mode and to a file in TUI mode; never to stdout.
 fn init_logging(cli: &Cli, loaded: &LoadedConfig) -> anyhow::Result<Option<PathBuf>> {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("CDC_TUI_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("cdc_tui=info,pgcluster=info,warn"));
+    let filter = EnvFilter::try_from_env("CDC_TUI_LOG").unwrap_or_else(|_| {
+        EnvFilter::new("cdc_tui=info,pgcluster=info,mariadb_cluster=info,warn")
+    });
     if cli.headless {
         tracing_subscriber::fmt()
             .with_env_filter(filter)

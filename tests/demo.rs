@@ -1,5 +1,6 @@
 //! The embedded demo: `cdc-tui --demo --headless` with no config file starts a throwaway
-//! cluster, shows every op, and leaves nothing behind on SIGTERM.
+//! cluster, shows every op, and leaves nothing behind on SIGTERM; with `[demo] mysql = true`
+//! a throwaway MariaDB beside it does the same.
 
 mod support;
 
@@ -43,14 +44,14 @@ async fn the_demo_shows_every_op_and_cleans_up_on_sigterm() {
         "the demo's cluster directory is removed"
     );
     assert!(
-        !postgres_running_in(&data_dir),
+        !a_process_names(&data_dir),
         "no server of the demo is left running"
     );
 }
 
-/// Whether any process's command line names this data dir.
-fn postgres_running_in(data_dir: &std::path::Path) -> bool {
-    let needle = data_dir.to_string_lossy().into_owned();
+/// Whether any process's command line names this directory.
+fn a_process_names(dir: &std::path::Path) -> bool {
+    let needle = dir.to_string_lossy().into_owned();
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(Result::ok)
@@ -138,4 +139,50 @@ async fn the_demos_batch_job_shows_running_then_arrives_as_one_transaction() {
         serde_json::json!(["public.orders", "public.order_items"])
     );
     assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+}
+
+/// `[demo] mysql = true`: a throwaway MariaDB beside the cluster holds the same shop, watched by
+/// the listener the demo adds: every op arrives, a checkout as one transaction of three
+/// tables; on SIGTERM the server is gone with its directory.
+#[tokio::test]
+async fn the_demos_mariadb_shows_the_same_shop_and_cleans_up_on_sigterm() {
+    const LISTENER: &str = "shop_mysql/demo_mysql.*";
+    let mut cdc = Headless::start("[demo]\nenabled = true\nmysql = true\n").await;
+    cdc.wait_for("inserts, updates and deletes of the MariaDB shop", |seen| {
+        ["insert", "update", "delete"].iter().all(|op| {
+            seen.iter().any(|line| {
+                line["type"] == "change" && line["listener"] == LISTENER && line["op"] == *op
+            })
+        })
+    })
+    .await;
+    let checkout = serde_json::json!([
+        "demo_mysql.orders",
+        "demo_mysql.order_items",
+        "demo_mysql.customers"
+    ]);
+    cdc.wait_for("a checkout as one transaction", |seen| {
+        seen.iter().any(|line| {
+            line["type"] == "transaction"
+                && line["listener"] == LISTENER
+                && line["tables"] == checkout
+        })
+    })
+    .await;
+    let stderr = cdc.stderr();
+    let dir: PathBuf = stderr
+        .lines()
+        .filter(|line| line.contains("MariaDB server started"))
+        .find_map(|line| line.split(" dir=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(PathBuf::from)
+        .expect("the demo logs its MariaDB's directory");
+    assert!(dir.exists());
+
+    assert_eq!(cdc.signal_and_wait("TERM").await, Some(0));
+    assert!(!dir.exists(), "the MariaDB's directory is removed");
+    assert!(
+        !a_process_names(&dir),
+        "no MariaDB of the demo is left running"
+    );
 }

@@ -210,6 +210,42 @@ jsonl = "events.jsonl"
     }
 
     #[test]
+    fn the_demos_mariadb_brings_its_database_and_a_listener_unless_one_is_there() {
+        let on = "[demo]\nenabled = true\nmysql = true\n";
+        let config = check(on).unwrap();
+        let identities: Vec<String> = config.listeners.iter().map(|l| l.identity()).collect();
+        assert_eq!(identities, ["shop_mysql/demo_mysql.*"]);
+        assert_eq!(config.listeners[0].strategy, "binlog");
+
+        let own = format!(
+            "{on}[[listener]]\nidentifier = \"o\"\ndatabase = \"demo_mysql\"\n\
+             table = \"demo_mysql.orders\"\nstrategy = \"polling\"\ncursor_column = \"id\"\n"
+        );
+        let config = check(&own).unwrap();
+        let identities: Vec<String> = config.listeners.iter().map(|l| l.identity()).collect();
+        assert_eq!(
+            identities,
+            ["o/demo_mysql.orders"],
+            "the config's own, alone"
+        );
+
+        let off = own.replace("mysql = true", "mysql = false");
+        let error = check(&off).unwrap_err();
+        assert_eq!(error.key, "listener[0].database");
+        assert!(error.message.contains("(defined: demo)"), "{error}");
+
+        let taken = format!(
+            "{on}[[database]]\nname = \"demo_mysql\"\nkind = \"mysql\"\nurl = \"mysql://u@h/d\"\n"
+        );
+        let error = check(&taken).unwrap_err();
+        assert_eq!(error.key, "database[0].name");
+        assert!(
+            error.message.contains("the embedded demo's database"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn ca_file_becomes_sslrootcert_relative_to_the_config() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("my certs")).unwrap();

@@ -17,6 +17,12 @@ pub const DEFAULT_DEMO_RATE: u32 = 50;
 pub const DEMO_DATABASE: &str = "demo";
 /// The kind of the demo's database.
 pub const DEMO_DATABASE_KIND: &str = "postgres";
+/// The database of the demo's MariaDB (`[demo] mysql = true`), and its kind.
+pub const DEMO_MYSQL_DATABASE: &str = "demo_mysql";
+pub const DEMO_MYSQL_DATABASE_KIND: &str = "mysql";
+pub const DEMO_MYSQL_STRATEGY: &str = "binlog";
+/// The listener the demo adds on its MariaDB when the config has none there.
+pub const DEMO_MYSQL_LISTENER: &str = "shop_mysql";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -89,6 +95,9 @@ pub struct DemoConfig {
     pub enabled: bool,
     #[serde(default = "default_demo_rate")]
     pub rate: u32,
+    /// A throwaway MariaDB beside the PostgreSQL cluster, with the same shop and workload.
+    #[serde(default)]
+    pub mysql: bool,
 }
 
 impl Default for DemoConfig {
@@ -96,7 +105,22 @@ impl Default for DemoConfig {
         DemoConfig {
             enabled: false,
             rate: DEFAULT_DEMO_RATE,
+            mysql: false,
         }
+    }
+}
+
+impl DemoConfig {
+    /// The databases the demo provides, with their kinds: none while it is off.
+    pub fn databases(&self) -> Vec<(&'static str, &'static str)> {
+        let mut databases = Vec::new();
+        if self.enabled {
+            databases.push((DEMO_DATABASE, DEMO_DATABASE_KIND));
+            if self.mysql {
+                databases.push((DEMO_MYSQL_DATABASE, DEMO_MYSQL_DATABASE_KIND));
+            }
+        }
+        databases
     }
 }
 

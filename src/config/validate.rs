@@ -7,8 +7,8 @@ use std::path::Path;
 
 use super::locate::{PathStep, Rejected};
 use super::schema::{
-    Config, ConfigFile, DEMO_DATABASE, DEMO_DATABASE_KIND, LISTENER_KEYS, ListenerCommon,
-    ListenerConfig,
+    Config, ConfigFile, DEMO_MYSQL_DATABASE, DEMO_MYSQL_LISTENER, DEMO_MYSQL_STRATEGY, DemoConfig,
+    LISTENER_KEYS, ListenerCommon, ListenerConfig,
 };
 use crate::source::{self, SourceKind};
 
@@ -54,10 +54,14 @@ pub(super) fn validate(file: ConfigFile, config_dir: &Path) -> Result<Config, Re
                 format!("a database named {:?} is already defined", database.name),
             ));
         }
-        if file.demo.enabled && database.name == DEMO_DATABASE {
+        if (file.demo.databases().iter()).any(|(name, _)| *name == database.name) {
             return Err(Rejected::new(
                 at("name"),
-                "\"demo\" is the embedded demo's database while [demo] is enabled; pick another name",
+                format!(
+                    "{:?} is the embedded demo's database while [demo] is enabled; pick another \
+                     name",
+                    database.name
+                ),
             ));
         }
         let kind = source::kind(&database.kind).ok_or_else(|| {
@@ -91,13 +95,13 @@ pub(super) fn validate(file: ConfigFile, config_dir: &Path) -> Result<Config, Re
     for (index, table) in file.listeners.into_iter().enumerate() {
         let listener = listener(index, table)?;
         let at = |name| vec![key("listener"), PathStep::Index(index), key(name)];
-        let kind = database_kind(&file.databases, file.demo.enabled, &listener.database)
-            .ok_or_else(|| {
+        let kind =
+            database_kind(&file.databases, &file.demo, &listener.database).ok_or_else(|| {
                 let known: Vec<&str> = file
                     .databases
                     .iter()
                     .map(|database| database.name.as_str())
-                    .chain(file.demo.enabled.then_some(DEMO_DATABASE))
+                    .chain(file.demo.databases().into_iter().map(|(name, _)| name))
                     .collect();
                 Rejected::new(
                     at("database"),
@@ -129,6 +133,9 @@ pub(super) fn validate(file: ConfigFile, config_dir: &Path) -> Result<Config, Re
             ));
         }
         listeners.push(listener);
+    }
+    if file.demo.databases().len() > 1 {
+        add_demo_mysql_listener(&mut listeners);
     }
     Ok(Config {
         pipeline: file.pipeline,
@@ -204,14 +211,31 @@ fn listener(index: usize, mut table: toml::Table) -> Result<ListenerConfig, Reje
 /// The kind of the named database, counting the demo's when it is enabled.
 fn database_kind(
     databases: &[super::DatabaseConfig],
-    demo: bool,
+    demo: &DemoConfig,
     name: &str,
 ) -> Option<&'static dyn SourceKind> {
-    if demo && name == DEMO_DATABASE {
-        return source::kind(DEMO_DATABASE_KIND);
+    if let Some((_, kind)) = demo.databases().into_iter().find(|(demo, _)| *demo == name) {
+        return source::kind(kind);
     }
     let database = databases.iter().find(|database| database.name == name)?;
     source::kind(&database.kind)
+}
+
+/// With `[demo] mysql = true` and no listener on its MariaDB, one on the whole shop there, so
+/// the one key is all it takes to see it.
+fn add_demo_mysql_listener(listeners: &mut Vec<ListenerConfig>) {
+    if (listeners.iter()).any(|listener| listener.database == DEMO_MYSQL_DATABASE) {
+        return;
+    }
+    listeners.push(ListenerConfig {
+        identifier: DEMO_MYSQL_LISTENER.into(),
+        database: DEMO_MYSQL_DATABASE.into(),
+        table: format!("{DEMO_MYSQL_DATABASE}.*"),
+        exclude: Vec::new(),
+        strategy: DEMO_MYSQL_STRATEGY.into(),
+        paused: false,
+        options: toml::Table::new(),
+    });
 }
 
 /// Checks one listener against its database's kind; on error, the key at fault and why.

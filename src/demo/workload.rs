@@ -4,7 +4,8 @@
 //! own, a batch job every 45 s (the first 3 s after the start): one transaction that writes
 //! 3,000 order items in chunks over about 4 s, tagged `batch job N`, which the server streams
 //! while it runs (the demo cluster's `logical_decoding_work_mem` is 64kB), so the grouped view
-//! shows it in progress; every panel of the UI has something to show.
+//! shows it in progress; every panel of the UI has something to show. The pace and the
+//! truncates are [`at_rate`]'s, shared with the MariaDB shop (`mysql.rs`).
 
 use std::time::Duration;
 
@@ -21,9 +22,19 @@ const BATCH_EVERY: Duration = Duration::from_secs(45);
 const BATCH_CHUNKS: u32 = 6;
 const BATCH_CHUNK_ROWS: u32 = 500;
 const BATCH_PAUSE: Duration = Duration::from_millis(700);
-const STATUSES: [&str; 4] = ["paid", "packed", "shipped", "delivered"];
+pub const STATUSES: [&str; 4] = ["paid", "packed", "shipped", "delivered"];
 
-pub async fn run(client: Client, rate: u32) {
+/// A shop the workload writes to.
+pub trait Shop: Send {
+    /// One random operation; returns the rows it changed.
+    fn step(&mut self, rng: &mut SmallRng) -> impl Future<Output = Result<u64, String>> + Send;
+    /// A few rows into `scratch`, then a truncate of it.
+    fn truncate_scratch(&mut self) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// Runs `shop`'s operations at about `rate` row changes a second, and a truncate every
+/// [`TRUNCATE_EVERY`] (nothing at rate 0, which keeps the demo database still).
+pub async fn at_rate(mut shop: impl Shop, rate: u32) {
     if rate == 0 {
         return;
     }
@@ -37,7 +48,7 @@ pub async fn run(client: Client, rate: u32) {
         ticks.tick().await;
         budget += f64::from(rate) * TICK.as_secs_f64();
         while budget >= 1.0 {
-            match step(&client, &mut rng).await {
+            match shop.step(&mut rng).await {
                 Ok(rows) => budget -= rows.max(1) as f64,
                 Err(error) => {
                     tracing::warn!("demo workload: {error}");
@@ -48,12 +59,25 @@ pub async fn run(client: Client, rate: u32) {
         let now = tokio::time::Instant::now();
         if now.duration_since(last_truncate) >= TRUNCATE_EVERY {
             last_truncate = now;
-            let truncate = "INSERT INTO scratch (payload) SELECT 'row ' || n FROM generate_series(1, 5) n; \
-                            TRUNCATE scratch";
-            if let Err(error) = client.batch_execute(truncate).await {
+            if let Err(error) = shop.truncate_scratch().await {
                 tracing::warn!("demo truncate: {error}");
             }
         }
+    }
+}
+
+/// The PostgreSQL shop.
+pub struct PostgresShop(pub Client);
+
+impl Shop for PostgresShop {
+    async fn step(&mut self, rng: &mut SmallRng) -> Result<u64, String> {
+        step(&self.0, rng).await.map_err(|error| error.to_string())
+    }
+
+    async fn truncate_scratch(&mut self) -> Result<(), String> {
+        let truncate = "INSERT INTO scratch (payload) SELECT 'row ' || n FROM generate_series(1, 5) n; \
+                        TRUNCATE scratch";
+        (self.0.batch_execute(truncate).await).map_err(|error| error.to_string())
     }
 }
 

@@ -144,6 +144,7 @@ impl MariaDb {
         .await
         .map_err(sql("create the user"))?;
         conn.disconnect().await.map_err(sql("disconnect"))?;
+        tracing::info!(port = server.port, dir = %server.dir().display(), "throwaway MariaDB server started");
         Ok(server)
     }
 
@@ -226,7 +227,10 @@ impl MariaDb {
             .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(Stdio::null())
+            // A group of its own: a Ctrl-C (or `timeout`) meant for the process that started it
+            // must not stop the server before that process is done with it.
+            .process_group(0);
         if is_root() {
             command.arg("--user=mysql");
         }
@@ -276,6 +280,7 @@ impl MariaDb {
     /// Ends the server and removes its directory.
     pub async fn stop(mut self) {
         self.stop_server().await;
+        tracing::info!(port = self.port, "throwaway MariaDB server stopped");
     }
 
     /// A shell that kills the server (by its pid file) and removes the directory when this
