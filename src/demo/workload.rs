@@ -221,3 +221,53 @@ async fn batch_job(client: &Client, number: u64) -> Result<(), tokio_postgres::E
     }
     client.batch_execute("COMMIT").await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Rows written and truncates made, by a shop that writes nothing.
+    #[derive(Clone, Default)]
+    struct Counting(Arc<Mutex<(u64, u32)>>);
+
+    impl Shop for Counting {
+        async fn step(&mut self, rng: &mut SmallRng) -> Result<u64, String> {
+            // As the real shops: some operations change several rows.
+            let rows = rng.random_range(1..=4);
+            self.0.lock().unwrap().0 += rows;
+            Ok(rows)
+        }
+
+        async fn truncate_scratch(&mut self) -> Result<(), String> {
+            self.0.lock().unwrap().1 += 1;
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_workload_keeps_its_rate_and_truncates_every_20_s() {
+        let shop = Counting::default();
+        let seen = shop.0.clone();
+        let workload = tokio::spawn(at_rate(shop, 50));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let (rows, truncates) = *seen.lock().unwrap();
+        // 50 a second for 10 s, give or take a tick's worth and one operation's rows.
+        assert!((490..=510).contains(&rows), "{rows} rows in 10 s");
+        assert_eq!(truncates, 0);
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert_eq!(seen.lock().unwrap().1, 1, "one truncate after 20 s");
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert_eq!(seen.lock().unwrap().1, 2, "and another 20 s later");
+        workload.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_zero_writes_nothing() {
+        let shop = Counting::default();
+        let seen = shop.0.clone();
+        at_rate(shop, 0).await;
+        assert_eq!(*seen.lock().unwrap(), (0, 0));
+    }
+}
